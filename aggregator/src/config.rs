@@ -1,0 +1,296 @@
+//! The aggregator's configuration file (TOML), validated as a whole: every
+//! problem is reported at once, and nothing is started on a bad config.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use vigil_common::config::{ConfigErrors, read_toml, resolve};
+use vigil_common::frame::MAX_FRAME_BYTES;
+use vigil_common::tls::TlsMaterial;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    /// The HTTP API and web UI.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// The QUIC listener agents push to.
+    pub quic: QuicConfig,
+    /// Where samples are stored.
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    /// Limits on what agents may send.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpConfig {
+    /// Address to listen on for HTTP.
+    #[serde(default = "default_http_listen")]
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_http_listen(),
+        }
+    }
+}
+
+fn default_http_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+/// `[quic]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct QuicConfig {
+    /// UDP address to listen on for agents.
+    #[serde(default = "default_quic_listen")]
+    pub listen: String,
+    /// The Vigil CA certificate; agents' client certificates must chain to it.
+    pub ca: PathBuf,
+    /// The aggregator's certificate (issued by the CA).
+    pub cert: PathBuf,
+    /// The aggregator's private key.
+    pub key: PathBuf,
+}
+
+fn default_quic_listen() -> String {
+    "0.0.0.0:4433".into()
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseConfig {
+    /// `sqlite:PATH` (relative to this file) or `postgres://user@host/db`.
+    #[serde(default = "default_database_url")]
+    pub url: String,
+    /// Connections in the pool.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: default_database_url(),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+fn default_database_url() -> String {
+    "sqlite:vigil.db".into()
+}
+
+fn default_max_connections() -> u32 {
+    8
+}
+
+/// `[ingest]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct IngestConfig {
+    /// Largest frame (encoded, signed batch) accepted, in bytes; at most 16 MiB.
+    #[serde(default = "default_max_frame_bytes")]
+    pub max_frame_bytes: usize,
+    /// Batches one agent may have in flight at once (QUIC streams).
+    #[serde(default = "default_max_streams_per_agent")]
+    pub max_streams_per_agent: u32,
+    /// Batches committed concurrently across all agents; more wait (backpressure).
+    #[serde(default = "default_max_concurrent_commits")]
+    pub max_concurrent_commits: usize,
+    /// Time allowed to receive one batch on a stream.
+    #[serde(default = "default_stream_timeout", with = "humantime_serde")]
+    pub stream_timeout: Duration,
+    /// Samples stamped further than this in the future are refused and counted.
+    #[serde(default = "default_max_future_skew", with = "humantime_serde")]
+    pub max_future_skew: Duration,
+    /// Samples older than this are refused and counted.
+    #[serde(default = "default_max_sample_age", with = "humantime_serde")]
+    pub max_sample_age: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_frame_bytes: default_max_frame_bytes(),
+            max_streams_per_agent: default_max_streams_per_agent(),
+            max_concurrent_commits: default_max_concurrent_commits(),
+            stream_timeout: default_stream_timeout(),
+            max_future_skew: default_max_future_skew(),
+            max_sample_age: default_max_sample_age(),
+        }
+    }
+}
+
+fn default_max_frame_bytes() -> usize {
+    8 * 1024 * 1024
+}
+fn default_max_streams_per_agent() -> u32 {
+    8
+}
+fn default_max_concurrent_commits() -> usize {
+    4
+}
+fn default_stream_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_future_skew() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_max_sample_age() -> Duration {
+    Duration::from_secs(30 * 86_400)
+}
+
+/// A validated configuration: addresses parsed, paths resolved, TLS loaded.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    /// Folder of the config file; relative paths (e.g. a SQLite file) start here.
+    pub base_dir: PathBuf,
+    pub http_listen: SocketAddr,
+    pub quic_listen: SocketAddr,
+    pub tls: TlsMaterial,
+}
+
+impl Config {
+    /// Reads and validates `path`, reporting every problem at once.
+    pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
+        let mut problems = Vec::new();
+        let Some(mut config) = read_toml::<Config>(path, &mut problems) else {
+            return Err(ConfigErrors(problems));
+        };
+        for p in [
+            &mut config.quic.ca,
+            &mut config.quic.cert,
+            &mut config.quic.key,
+        ] {
+            *p = resolve(path, p);
+        }
+        let base_dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        match config.validate(&mut problems) {
+            Some((http_listen, quic_listen, tls)) if problems.is_empty() => Ok(Loaded {
+                config,
+                base_dir,
+                http_listen,
+                quic_listen,
+                tls,
+            }),
+            _ => Err(ConfigErrors(problems)),
+        }
+    }
+
+    fn validate(
+        &self,
+        problems: &mut Vec<String>,
+    ) -> Option<(SocketAddr, SocketAddr, TlsMaterial)> {
+        let addr = |field: &str, value: &str, problems: &mut Vec<String>| {
+            value
+                .parse::<SocketAddr>()
+                .map_err(|_| problems.push(format!("{field}: {value:?} is not an IP:port address")))
+                .ok()
+        };
+        let http = addr("http.listen", &self.http.listen, problems);
+        let quic = addr("quic.listen", &self.quic.listen, problems);
+        let tls = TlsMaterial::load(&self.quic.ca, &self.quic.cert, &self.quic.key)
+            .map_err(|e| problems.push(format!("quic: {e}")))
+            .ok();
+        let url = &self.database.url;
+        let is_pg = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        if !is_pg && crate::store::sqlite_path(url).is_none() {
+            problems.push(format!(
+                "database.url: {url:?} is neither postgres://... nor sqlite:PATH"
+            ));
+        }
+        if self.database.max_connections == 0 || self.database.max_connections > 1000 {
+            problems.push("database.max_connections must be between 1 and 1000".into());
+        }
+        let i = &self.ingest;
+        if i.max_frame_bytes < 1024 || i.max_frame_bytes > MAX_FRAME_BYTES {
+            problems.push(format!(
+                "ingest.max_frame_bytes must be between 1024 and {MAX_FRAME_BYTES}"
+            ));
+        }
+        if i.max_streams_per_agent == 0 || i.max_streams_per_agent > 1024 {
+            problems.push("ingest.max_streams_per_agent must be between 1 and 1024".into());
+        }
+        if i.max_concurrent_commits == 0 || i.max_concurrent_commits > 1024 {
+            problems.push("ingest.max_concurrent_commits must be between 1 and 1024".into());
+        }
+        if i.stream_timeout < Duration::from_millis(100) {
+            problems.push("ingest.stream_timeout must be at least 100ms".into());
+        }
+        if i.max_sample_age < Duration::from_secs(60) {
+            problems.push("ingest.max_sample_age must be at least 1m".into());
+        }
+        Some((http?, quic?, tls?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn certs(dir: &Path) {
+        vigil_certs::create_ca(dir, "CA", 30, false).expect("ca");
+        vigil_certs::issue_server(dir, dir, &["localhost".into()], 30, false).expect("server");
+    }
+
+    #[test]
+    fn good_config_loads_with_relative_paths() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        certs(dir.path());
+        let path = dir.path().join("aggregator.toml");
+        std::fs::write(
+            &path,
+            "[http]\nlisten = \"127.0.0.1:0\"\n[quic]\nlisten = \"127.0.0.1:0\"\nca = \"ca.crt\"\ncert = \"server.crt\"\nkey = \"server.key\"\n[ingest]\nstream_timeout = \"5s\"\n",
+        )
+        .expect("write");
+        let loaded = Config::load(&path).expect("valid");
+        assert_eq!(loaded.config.quic.ca, dir.path().join("ca.crt"));
+        assert_eq!(loaded.config.database.url, "sqlite:vigil.db");
+        assert_eq!(loaded.config.ingest.stream_timeout, Duration::from_secs(5));
+        assert_eq!(loaded.base_dir, dir.path());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bad.toml");
+        std::fs::write(
+            &path,
+            "colour = 1\n[http]\nlisten = \"nowhere\"\n[quic]\nca = \"missing.crt\"\ncert = \"server.crt\"\nkey = \"server.key\"\nport = 1\n[database]\nurl = \"mysql://x\"\n[ingest]\nmax_frame_bytes = 99999999999\n",
+        )
+        .expect("write");
+        let errors = Config::load(&path).expect_err("invalid").0;
+        let text = errors.join("\n");
+        for needle in [
+            "unknown key `colour`",
+            "unknown key `quic.port`",
+            "http.listen",
+            "missing.crt",
+            "database.url",
+            "ingest.max_frame_bytes",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_missing_required_section_is_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("empty.toml");
+        std::fs::write(&path, "").expect("write");
+        let errors = Config::load(&path).expect_err("invalid").0;
+        assert!(errors[0].contains("quic"), "{errors:?}");
+    }
+}

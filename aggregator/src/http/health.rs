@@ -1,0 +1,46 @@
+//! `/healthz` (the process is up) and `/readyz` (it can store data).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::AppState;
+
+/// How long `/readyz` waits for the database.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+}
+
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let backend = state.store.backend();
+    let not_ready = |reason: String| {
+        state.metrics.database_up.set(0);
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "database": backend, "reason": reason})),
+        )
+    };
+    if !state.store_ready.load(Ordering::Acquire) {
+        return not_ready("database not reachable or not migrated yet".into());
+    }
+    match tokio::time::timeout(PING_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => {
+            state.metrics.database_up.set(1);
+            (
+                StatusCode::OK,
+                Json(json!({"status": "ready", "database": backend})),
+            )
+        }
+        Ok(Err(e)) => not_ready(format!("database error: {e}")),
+        Err(_) => not_ready("database did not answer in time".into()),
+    }
+}

@@ -1,0 +1,270 @@
+//! `vigil-aggregator`: validate the config before binding anything, start,
+//! wait for SIGINT/SIGTERM, drain.
+#![forbid(unsafe_code)]
+
+mod supervise;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use vigil_aggregator::config::{Config, Loaded};
+use vigil_aggregator::{auth, quickstart, store};
+use vigil_common::config::EXIT_CONFIG;
+
+#[derive(Parser)]
+#[command(
+    name = "vigil-aggregator",
+    version,
+    about = "Vigil's aggregator: ingest, storage, API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the aggregator.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Validate a config file and report every problem.
+    CheckConfig {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// First run on a fresh machine: certificates, keys, admin token, then the
+    /// aggregator and a local agent.
+    Quickstart {
+        #[arg(long, default_value = "vigil-data")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen_http: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:4433")]
+        listen_quic: SocketAddr,
+        /// PostgreSQL URL (default: SQLite in the data folder).
+        #[arg(long, env = "DATABASE_URL")]
+        database: Option<String>,
+        /// Do not start a local agent.
+        #[arg(long)]
+        no_agent: bool,
+    },
+    /// Register (or re-key) an agent's Ed25519 public key.
+    RegisterAgent {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        agent_id: String,
+        /// 64 hex characters, as `vigil-certs agent` prints.
+        #[arg(long)]
+        public_key: String,
+    },
+    /// Revoke an agent: its batches are rejected from then on.
+    RevokeAgent {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        agent_id: String,
+    },
+    /// Create (or replace) a named API token and print it.
+    CreateToken {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "admin")]
+        role: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    vigil_common::tls::install_default_provider();
+
+    // Config first: a bad file must exit 64 before any runtime or port exists.
+    let loaded = match &cli.command {
+        Command::Run { config }
+        | Command::CheckConfig { config }
+        | Command::RegisterAgent { config, .. }
+        | Command::RevokeAgent { config, .. }
+        | Command::CreateToken { config, .. } => match load(config) {
+            Ok(l) => Some(l),
+            Err(code) => return code,
+        },
+        Command::Quickstart { .. } => None,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vigil-aggregator: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match (cli.command, loaded) {
+            (Command::CheckConfig { config }, _) => {
+                println!("{}: config OK", config.display());
+                Ok(())
+            }
+            (Command::Run { .. }, Some(loaded)) => run(loaded).await,
+            (
+                Command::RegisterAgent {
+                    agent_id,
+                    public_key,
+                    ..
+                },
+                Some(loaded),
+            ) => register_agent(loaded, &agent_id, &public_key).await,
+            (Command::RevokeAgent { agent_id, .. }, Some(loaded)) => {
+                let store = open_store(&loaded).await?;
+                if !store.revoke_agent(&agent_id).await? {
+                    bail!("agent {agent_id:?} is not registered");
+                }
+                println!("revoked agent {agent_id}");
+                Ok(())
+            }
+            (Command::CreateToken { name, role, .. }, Some(loaded)) => {
+                let store = open_store(&loaded).await?;
+                let token = auth::new_token().map_err(|_| anyhow::anyhow!("random failed"))?;
+                store
+                    .put_token(&name, &auth::token_hash(&token), &role)
+                    .await?;
+                println!("{token}");
+                Ok(())
+            }
+            (
+                Command::Quickstart {
+                    data_dir,
+                    listen_http,
+                    listen_quic,
+                    database,
+                    no_agent,
+                },
+                _,
+            ) => {
+                let opts = quickstart::Options {
+                    data_dir,
+                    listen_http,
+                    listen_quic,
+                    database,
+                };
+                run_quickstart(opts, no_agent).await
+            }
+            _ => bail!("internal: command without its config"),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vigil-aggregator: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<Loaded, ExitCode> {
+    Config::load(path).map_err(|errors| {
+        eprintln!("{}: invalid configuration:\n{errors}", path.display());
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+async fn open_store(loaded: &Loaded) -> Result<std::sync::Arc<dyn store::Store>> {
+    let db = &loaded.config.database;
+    let store = store::open(&db.url, &loaded.base_dir, db.max_connections)?;
+    store.migrate().await.context("cannot open the database")?;
+    Ok(store)
+}
+
+async fn register_agent(loaded: Loaded, agent_id: &str, public_key: &str) -> Result<()> {
+    if !vigil_certs::is_valid_agent_id(agent_id) {
+        bail!("invalid agent id {agent_id:?}");
+    }
+    let key = vigil_common::sign::public_key_from_hex(public_key)?;
+    let store = open_store(&loaded).await?;
+    store.register_agent(agent_id, key.as_bytes()).await?;
+    println!("registered agent {agent_id}");
+    Ok(())
+}
+
+async fn run(loaded: Loaded) -> Result<()> {
+    let running = vigil_aggregator::start(loaded).await?;
+    shutdown_signal().await;
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn run_quickstart(opts: quickstart::Options, no_agent: bool) -> Result<()> {
+    let setup = quickstart::prepare(&opts)?;
+    let loaded = Config::load(&setup.aggregator_config)
+        .map_err(|e| anyhow::anyhow!("generated config is invalid:\n{e}"))?;
+    let backend = if opts.database.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    let running = vigil_aggregator::start(loaded).await?;
+    if !running.wait_store_ready(Duration::from_secs(30)).await {
+        running.shutdown().await;
+        bail!("the database did not become reachable within 30 s");
+    }
+    let token = quickstart::register(&setup, &opts.data_dir, running.state.store.as_ref()).await?;
+    quickstart::write_agent_config(&setup, running.quic_addr)?;
+
+    let http = quickstart::connectable(running.http_addr);
+    println!("Vigil is running ({backend}).");
+    println!("  Dashboard / API : http://{http}/");
+    println!(
+        "  Agent ingest    : {} (QUIC, mutual TLS)",
+        running.quic_addr
+    );
+    println!("  Data folder     : {}", opts.data_dir.display());
+    println!("  Admin token     : {token}");
+    println!(
+        "                    (also in {})",
+        setup.token_path.display()
+    );
+    println!(
+        "  Try             : curl -H \"Authorization: Bearer $(cat {})\" http://{http}/api/v1/hosts",
+        setup.token_path.display()
+    );
+
+    let agent = if no_agent {
+        None
+    } else {
+        Some(supervise::spawn_agent(setup.agent_config.clone()))
+    };
+    shutdown_signal().await;
+    if let Some(agent) = agent {
+        agent.stop().await;
+    }
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

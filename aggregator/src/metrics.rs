@@ -1,0 +1,204 @@
+//! The aggregator's own metrics, served at `/metrics` in the OpenMetrics text
+//! format. Names are documented in docs/metrics.md.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use vigil_common::RejectCode;
+
+/// A `reason` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Reason {
+    pub reason: String,
+}
+
+impl Reason {
+    pub fn new(reason: &str) -> Self {
+        Reason {
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Why samples inside an accepted batch were not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleDrop {
+    /// Timestamp older than `ingest.max_sample_age`.
+    TooOld,
+    /// Timestamp further ahead than `ingest.max_future_skew`.
+    TooNew,
+    /// A value for that series and timestamp was already stored.
+    Duplicate,
+}
+
+impl SampleDrop {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SampleDrop::TooOld => "too_old",
+            SampleDrop::TooNew => "too_new",
+            SampleDrop::Duplicate => "duplicate_timestamp",
+        }
+    }
+}
+
+/// Every counter and gauge the aggregator exports about itself.
+pub struct Metrics {
+    registry: Registry,
+    pub batches_received: Counter,
+    pub batches_committed: Counter,
+    pub batches_duplicate: Counter,
+    pub batches_rejected: Family<Reason, Counter>,
+    pub samples_stored: Counter,
+    pub samples_rejected: Family<Reason, Counter>,
+    pub connections_accepted: Counter,
+    pub connections_active: Gauge,
+    pub handshake_failures: Counter,
+    pub commit_duration: Histogram,
+    pub database_up: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("vigil_aggregator");
+        let m = Metrics {
+            registry: Registry::default(),
+            batches_received: Counter::default(),
+            batches_committed: Counter::default(),
+            batches_duplicate: Counter::default(),
+            batches_rejected: Family::default(),
+            samples_stored: Counter::default(),
+            samples_rejected: Family::default(),
+            connections_accepted: Counter::default(),
+            connections_active: Gauge::default(),
+            handshake_failures: Counter::default(),
+            commit_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            database_up: Gauge::default(),
+        };
+        // Every reason exists from the start, so dashboards see zeros, not gaps.
+        for code in RejectCode::ALL {
+            let _ = m
+                .batches_rejected
+                .get_or_create(&Reason::new(code.as_str()));
+        }
+        for drop in [
+            SampleDrop::TooOld,
+            SampleDrop::TooNew,
+            SampleDrop::Duplicate,
+        ] {
+            let _ = m
+                .samples_rejected
+                .get_or_create(&Reason::new(drop.as_str()));
+        }
+        registry.register(
+            "batches_received",
+            "Batches read from agents, before verification",
+            m.batches_received.clone(),
+        );
+        registry.register(
+            "batches_committed",
+            "Batches durably committed and acked",
+            m.batches_committed.clone(),
+        );
+        registry.register(
+            "batches_duplicate",
+            "Batches acked as already committed (retries, replays)",
+            m.batches_duplicate.clone(),
+        );
+        registry.register(
+            "batches_rejected",
+            "Batches rejected, by reason",
+            m.batches_rejected.clone(),
+        );
+        registry.register(
+            "samples_stored",
+            "Samples written to the store",
+            m.samples_stored.clone(),
+        );
+        registry.register(
+            "samples_rejected",
+            "Samples inside accepted batches that were not stored, by reason",
+            m.samples_rejected.clone(),
+        );
+        registry.register(
+            "connections_accepted",
+            "Agent connections that completed the TLS handshake",
+            m.connections_accepted.clone(),
+        );
+        registry.register(
+            "connections_active",
+            "Agent connections open now",
+            m.connections_active.clone(),
+        );
+        registry.register(
+            "handshake_failures",
+            "Connection attempts that failed the QUIC/TLS handshake",
+            m.handshake_failures.clone(),
+        );
+        registry.register(
+            "commit_duration_seconds",
+            "Time to commit one batch to the store",
+            m.commit_duration.clone(),
+        );
+        registry.register(
+            "database_up",
+            "1 when the store is reachable and migrated",
+            m.database_up.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// Batches rejected with `code` so far.
+    pub fn rejected(&self, code: RejectCode) -> u64 {
+        self.batches_rejected
+            .get_or_create(&Reason::new(code.as_str()))
+            .get()
+    }
+
+    /// Samples dropped for `reason` so far.
+    pub fn samples_dropped(&self, reason: SampleDrop) -> u64 {
+        self.samples_rejected
+            .get_or_create(&Reason::new(reason.as_str()))
+            .get()
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_reason_and_counts() {
+        let m = Metrics::new();
+        m.batches_rejected
+            .get_or_create(&Reason::new(RejectCode::BadSignature.as_str()))
+            .inc();
+        assert_eq!(m.rejected(RejectCode::BadSignature), 1);
+        assert_eq!(m.rejected(RejectCode::Malformed), 0);
+        let text = m.render();
+        assert!(
+            text.contains("vigil_aggregator_batches_rejected_total{reason=\"bad_signature\"} 1")
+        );
+        assert!(
+            text.contains("vigil_aggregator_batches_rejected_total{reason=\"frame_too_large\"} 0")
+        );
+        assert!(text.contains("vigil_aggregator_samples_rejected_total{reason=\"too_old\"} 0"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,205 @@
+//! Wiring: open the store, bind QUIC and HTTP, run until told to stop, then
+//! drain in order (stop accepting, finish commits, close connections).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+use vigil_common::tls;
+
+use crate::config::Loaded;
+use crate::http::{self, AppState};
+use crate::ingest::{self, Ingest};
+use crate::metrics::Metrics;
+use crate::store::{self, Store, StoreError};
+
+/// How long shutdown waits for agents to see the connection close.
+const CLOSE_WAIT: Duration = Duration::from_secs(3);
+
+/// Why the aggregator could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running aggregator.
+pub struct Running {
+    pub http_addr: SocketAddr,
+    pub quic_addr: SocketAddr,
+    pub state: AppState,
+    ingest: Arc<Ingest>,
+    endpoint: quinn::Endpoint,
+    stop: watch::Sender<bool>,
+    /// Servers that finish on their own once `stop` is sent.
+    servers: Vec<JoinHandle<()>>,
+    /// Helpers that are simply cancelled at shutdown.
+    background: Vec<JoinHandle<()>>,
+}
+
+/// Opens the store and migrates it. A database that is merely unreachable
+/// does not stop the start: migration is retried in the background while
+/// `/readyz` says not ready and agents are told to retry. Any other storage
+/// error (a bad SQLite path, a failed migration) is fatal.
+pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
+    let config = &loaded.config;
+    let store = store::open(
+        &config.database.url,
+        &loaded.base_dir,
+        config.database.max_connections,
+    )?;
+    let metrics = Arc::new(Metrics::new());
+    let store_ready = Arc::new(AtomicBool::new(false));
+    let mut background = Vec::new();
+    match store.migrate().await {
+        Ok(()) => {
+            store_ready.store(true, Ordering::Release);
+            metrics.database_up.set(1);
+        }
+        Err(e) if e.is_connection() => {
+            warn!(error = %e, "database unreachable; will keep retrying, ingest waits");
+            background.push(tokio::spawn(migrate_until_ready(
+                store.clone(),
+                store_ready.clone(),
+                metrics.clone(),
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+
+    let quic_config = tls::quic_server_config(&loaded.tls, config.ingest.max_streams_per_agent)?;
+    let endpoint = quinn::Endpoint::server(quic_config, loaded.quic_listen).map_err(|source| {
+        StartError::Bind {
+            what: "QUIC",
+            addr: loaded.quic_listen,
+            source,
+        }
+    })?;
+    let quic_addr = endpoint.local_addr().map_err(|source| StartError::Bind {
+        what: "QUIC",
+        addr: loaded.quic_listen,
+        source,
+    })?;
+    let listener = tokio::net::TcpListener::bind(loaded.http_listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            what: "HTTP",
+            addr: loaded.http_listen,
+            source,
+        })?;
+    let http_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        what: "HTTP",
+        addr: loaded.http_listen,
+        source,
+    })?;
+
+    let (stop, stopped) = watch::channel(false);
+    let ingest = Arc::new(Ingest::new(
+        store.clone(),
+        metrics.clone(),
+        config.ingest.clone(),
+        store_ready.clone(),
+    ));
+    let mut servers = Vec::new();
+    servers.push(tokio::spawn(ingest::serve(
+        endpoint.clone(),
+        ingest.clone(),
+        stopped.clone(),
+    )));
+
+    let state = AppState {
+        store,
+        metrics,
+        store_ready,
+    };
+    let app = http::app(state.clone());
+    let mut http_stop = stopped;
+    servers.push(tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            error!(error = %e, "HTTP server failed");
+        }
+    }));
+    info!(%http_addr, %quic_addr, backend = state.store.backend(), "aggregator started");
+    Ok(Running {
+        http_addr,
+        quic_addr,
+        state,
+        ingest,
+        endpoint,
+        stop,
+        servers,
+        background,
+    })
+}
+
+async fn migrate_until_ready(store: Arc<dyn Store>, ready: Arc<AtomicBool>, metrics: Arc<Metrics>) {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        tokio::time::sleep(delay).await;
+        match store.migrate().await {
+            Ok(()) => {
+                ready.store(true, Ordering::Release);
+                metrics.database_up.set(1);
+                info!("database reachable and migrated; ingest resumes");
+                return;
+            }
+            Err(e) => {
+                warn!(error = %e, "database still unavailable");
+                delay = (delay * 2).min(Duration::from_secs(15));
+            }
+        }
+    }
+}
+
+impl Running {
+    /// Waits (up to `timeout`) until the store is migrated and reachable.
+    pub async fn wait_store_ready(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.state.store_ready.load(Ordering::Acquire) {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        true
+    }
+
+    /// Stops accepting, lets in-flight commits finish (their acks go out),
+    /// closes agent connections and the HTTP server.
+    pub async fn shutdown(self) {
+        info!("aggregator shutting down");
+        let _ = self.stop.send(true);
+        self.ingest.drain_commits().await;
+        ingest::close(&self.endpoint, CLOSE_WAIT).await;
+        for task in self.background {
+            task.abort();
+        }
+        for task in self.servers {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(CLOSE_WAIT, task).await.is_err() {
+                warn!("a server did not stop in time; cancelling it");
+                abort.abort();
+            }
+        }
+        info!("aggregator stopped");
+    }
+}

@@ -1,0 +1,284 @@
+//! One suite, run against both real databases.
+
+use std::sync::Arc;
+
+use vigil_common::wire::PROTOCOL_VERSION;
+use vigil_common::{BatchHeader, Label, Point, Series};
+
+use super::*;
+use crate::testing::PgTestDb;
+
+fn header(agent: &str, seq: u64) -> BatchHeader {
+    BatchHeader {
+        protocol_version: PROTOCOL_VERSION,
+        agent_id: agent.into(),
+        boot_id: [9; 16],
+        sequence: seq,
+        created_at_ms: 0,
+        host: format!("{agent}-host"),
+        roles: vec!["db".into(), "cache".into()],
+    }
+}
+
+fn series(agent: &str, name: &str, extra: &str, ts: &[i64], value: f64) -> Series {
+    Series::new(
+        name,
+        vec![
+            Label::new("host", format!("{agent}-host")),
+            Label::new("x", extra),
+        ],
+        ts.iter()
+            .map(|&t| Point {
+                timestamp_ms: t,
+                value,
+            })
+            .collect(),
+    )
+}
+
+const T0: i64 = 1_764_115_200_000; // 2025-11-26T00:00:00Z
+
+async fn suite(store: Arc<dyn Store>) {
+    store.migrate().await.expect("migrate");
+    store.migrate().await.expect("migrating twice is a no-op");
+    store.ping().await.expect("ping");
+
+    // Agents.
+    assert_eq!(store.agent("a1").await.expect("agent"), None);
+    store
+        .register_agent("a1", &[1; 32])
+        .await
+        .expect("register");
+    let rec = store.agent("a1").await.expect("agent").expect("present");
+    assert_eq!((rec.public_key, rec.revoked), ([1; 32], false));
+    assert!(store.revoke_agent("a1").await.expect("revoke"));
+    assert!(
+        store
+            .agent("a1")
+            .await
+            .expect("agent")
+            .expect("present")
+            .revoked
+    );
+    assert!(!store.revoke_agent("nobody").await.expect("revoke unknown"));
+    store
+        .register_agent("a1", &[2; 32])
+        .await
+        .expect("re-register");
+    let rec = store.agent("a1").await.expect("agent").expect("present");
+    assert_eq!(
+        (rec.public_key, rec.revoked),
+        ([2; 32], false),
+        "re-keying un-revokes"
+    );
+
+    // A batch, then its retry.
+    let b1 = vec![
+        series("a1", "m_one", "a", &[T0, T0 + 1000], 1.0),
+        series("a1", "m_two", "b", &[T0], f64::NAN),
+        series("a1", "m_two", "c", &[T0], f64::INFINITY),
+    ];
+    let out = store
+        .commit_batch(&header("a1", 1), &b1)
+        .await
+        .expect("commit");
+    assert_eq!(
+        out,
+        CommitOutcome {
+            duplicate: false,
+            samples_stored: 4
+        }
+    );
+    let retry = store
+        .commit_batch(&header("a1", 1), &b1)
+        .await
+        .expect("retry");
+    assert_eq!(
+        retry,
+        CommitOutcome {
+            duplicate: true,
+            samples_stored: 0
+        }
+    );
+    assert_eq!(store.count_samples(None).await.expect("count"), 4);
+
+    // Same series again (cached ids), one new series, one already-stored point,
+    // and a point on the next day (another partition in PostgreSQL).
+    let b2 = vec![
+        series(
+            "a1",
+            "m_one",
+            "a",
+            &[T0 + 1000, T0 + 2000, T0 + 86_400_000],
+            2.0,
+        ),
+        series("a1", "m_three", "z", &[T0], 3.0),
+    ];
+    let out = store
+        .commit_batch(&header("a1", 2), &b2)
+        .await
+        .expect("commit 2");
+    assert_eq!(
+        out,
+        CommitOutcome {
+            duplicate: false,
+            samples_stored: 3
+        },
+        "the repeated point is not stored twice"
+    );
+    // Another boot of the same agent with the same sequence is a different batch.
+    let mut other_boot = header("a1", 1);
+    other_boot.boot_id = [8; 16];
+    let out = store
+        .commit_batch(
+            &other_boot,
+            &[series("a1", "m_one", "a", &[T0 + 3000], 1.0)],
+        )
+        .await
+        .expect("commit other boot");
+    assert_eq!(out.samples_stored, 1);
+
+    let hosts = store.hosts().await.expect("hosts");
+    assert_eq!(hosts.len(), 1);
+    let h = &hosts[0];
+    assert_eq!(
+        (h.agent_id.as_str(), h.hostname.as_str()),
+        ("a1", "a1-host")
+    );
+    assert_eq!(h.roles, vec!["db", "cache"]);
+    assert_eq!(h.samples_stored, 8);
+    assert!(h.first_seen_ms <= h.last_seen_ms && h.first_seen_ms > 0);
+    assert_eq!(
+        store.count_samples(Some("a1-host")).await.expect("count"),
+        8
+    );
+    assert_eq!(store.count_samples(Some("other")).await.expect("count"), 0);
+
+    // Concurrent commits from several agents over overlapping series: no
+    // deadlock, nothing lost, nothing doubled.
+    let mut tasks = Vec::new();
+    for agent in 0..4 {
+        for seq in 1..=5u64 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let name = format!("c{agent}");
+                let batch: Vec<Series> = (0..20)
+                    .map(|i| {
+                        let mut s = series(
+                            &name,
+                            "shared_metric",
+                            &format!("{i}"),
+                            &[T0 + seq as i64],
+                            1.0,
+                        );
+                        // Overlapping label sets across agents.
+                        s.labels.retain(|l| l.name != "host");
+                        s.labels
+                            .push(Label::new("host", format!("shared-{}", i % 3)));
+                        s.labels.push(Label::new("y", format!("{agent}")));
+                        s.labels.sort();
+                        s
+                    })
+                    .collect();
+                store.commit_batch(&header(&name, seq), &batch).await
+            }));
+        }
+    }
+    let mut stored = 0;
+    for t in tasks {
+        stored += t
+            .await
+            .expect("join")
+            .expect("concurrent commit")
+            .samples_stored;
+    }
+    assert_eq!(stored, 4 * 5 * 20);
+    assert_eq!(store.count_samples(None).await.expect("count"), 8 + 400);
+    assert_eq!(store.hosts().await.expect("hosts").len(), 5);
+
+    // Tokens.
+    assert_eq!(store.token(&[5; 32]).await.expect("token"), None);
+    store
+        .put_token("admin", &[5; 32], "admin")
+        .await
+        .expect("put");
+    assert_eq!(
+        store.token(&[5; 32]).await.expect("token"),
+        Some(TokenInfo {
+            name: "admin".into(),
+            role: "admin".into()
+        })
+    );
+    store
+        .put_token("admin", &[6; 32], "admin")
+        .await
+        .expect("replace");
+    assert_eq!(
+        store.token(&[5; 32]).await.expect("token"),
+        None,
+        "replaced token no longer works"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open("sqlite:vigil.db", dir.path(), 4).expect("open");
+    assert_eq!(store.backend(), "sqlite");
+    suite(store).await;
+    assert!(dir.path().join("vigil.db").exists());
+}
+
+#[tokio::test]
+async fn postgres_store() {
+    let db = PgTestDb::create().await.expect("PostgreSQL for tests");
+    let store = open(&db.url, Path::new("."), 8).expect("open");
+    assert_eq!(store.backend(), "postgres");
+    suite(store.clone()).await;
+    // Day partitions were created for both days written.
+    let pg = postgres::PgStore::connect_lazy(&db.url, 1).expect("pool");
+    let parts: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_inherits WHERE inhparent = 'samples'::regclass",
+    )
+    .fetch_one(pg.pool())
+    .await
+    .expect("partitions");
+    assert_eq!(parts, 2);
+    pg.pool().close().await;
+    drop(store);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_dead_database_is_an_error_not_a_panic() {
+    // Nothing listens on port 1.
+    let store = open("postgres://postgres@127.0.0.1:1/none", Path::new("."), 1).expect("lazy open");
+    let err = store.ping().await.expect_err("unreachable");
+    assert!(err.is_connection(), "{err}");
+    let err = store.migrate().await.expect_err("unreachable");
+    assert!(err.is_connection(), "{err}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = open("sqlite:no/such/dir/v.db", dir.path(), 1).expect("lazy open");
+    assert!(bad.migrate().await.is_err());
+    assert!(matches!(
+        open("mysql://x", dir.path(), 1),
+        Err(StoreError::BadUrl(_))
+    ));
+}
+
+#[test]
+fn labels_json_is_canonical() {
+    let a = Series::new(
+        "m",
+        vec![Label::new("b", "2"), Label::new("a", "1\"")],
+        vec![],
+    );
+    assert_eq!(labels_json(&a), r#"{"a":"1\"","b":"2"}"#);
+    assert_eq!(
+        sqlite_path("sqlite://x/y.db?mode=rwc"),
+        Some("x/y.db".into())
+    );
+    assert_eq!(sqlite_path("sqlite:/abs.db"), Some("/abs.db".into()));
+    assert_eq!(sqlite_path("sqlite:"), None);
+}

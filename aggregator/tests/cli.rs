@@ -1,0 +1,121 @@
+//! The real binary: bad configuration exits 64 with every problem listed.
+
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vigil-aggregator"))
+}
+
+#[test]
+fn bad_config_lists_every_problem_and_exits_64() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "colour = \"blue\"\n[http]\nlisten = \"nowhere\"\n[quic]\nca = \"no.crt\"\ncert = \"no.crt\"\nkey = \"no.key\"\n[database]\nurl = \"oracle://x\"\n",
+    )
+    .expect("write");
+    for cmd in ["check-config", "run"] {
+        let out = bin()
+            .args([cmd, "--config"])
+            .arg(&path)
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(64), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for needle in [
+            "unknown key `colour`",
+            "http.listen",
+            "no.crt",
+            "database.url",
+        ] {
+            assert!(err.contains(needle), "{cmd}: {needle} missing from:\n{err}");
+        }
+    }
+    let out = bin()
+        .args(["check-config", "--config", "/nonexistent.toml"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
+
+#[test]
+fn good_config_checks_ok_and_agents_can_be_registered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    vigil_certs::create_ca(d, "CA", 30, false).expect("ca");
+    vigil_certs::issue_server(d, d, &["localhost".into()], 30, false).expect("server");
+    let public = vigil_certs::issue_agent(d, d, "web-1", 30, false).expect("agent");
+    let path = d.join("aggregator.toml");
+    std::fs::write(
+        &path,
+        "[quic]\nca = \"ca.crt\"\ncert = \"server.crt\"\nkey = \"server.key\"\n",
+    )
+    .expect("write");
+
+    let out = bin()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("config OK"));
+
+    let out = bin()
+        .args([
+            "register-agent",
+            "--agent-id",
+            "web-1",
+            "--public-key",
+            &public,
+            "--config",
+        ])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        d.join("vigil.db").exists(),
+        "SQLite file next to the config"
+    );
+
+    let out = bin()
+        .args([
+            "register-agent",
+            "--agent-id",
+            "web-1",
+            "--public-key",
+            "nothex",
+            "--config",
+        ])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("64 hex"));
+
+    let out = bin()
+        .args(["revoke-agent", "--agent-id", "nobody", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not registered"));
+
+    let out = bin()
+        .args(["create-token", "--name", "grafana", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("vgl_"));
+}

@@ -1,0 +1,367 @@
+//! vigil-certs: the Vigil certificate authority, server and agent certificates,
+//! and agents' Ed25519 signing keys.
+//!
+//! Files a directory holds (names are fixed so tools can find them):
+//!
+//! | file                  | what                                        | mode |
+//! |-----------------------|---------------------------------------------|------|
+//! | `ca.crt`, `ca.key`    | the CA certificate and key                  | key 0600 |
+//! | `server.crt/.key`     | the aggregator's certificate and key        | key 0600 |
+//! | `<id>.crt`, `<id>.key`| agent `<id>`'s client certificate and key   | key 0600 |
+//! | `<id>.sign.key`       | agent `<id>`'s Ed25519 signing key (PKCS#8) | 0600 |
+//! | `<id>.pub`            | its public key, 64 hex characters           | 0644 |
+//!
+//! Nothing is overwritten unless `force` is set, and every target is checked
+//! before the first file is written, so a refusal leaves the directory untouched.
+#![forbid(unsafe_code)]
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use thiserror::Error;
+use time::{Duration, OffsetDateTime};
+use vigil_common::{sign, tls};
+
+/// Certificate and key generation failures.
+#[derive(Debug, Error)]
+pub enum CertError {
+    #[error("{0} already exists (pass --force to overwrite)")]
+    Exists(PathBuf),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("certificate generation failed: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("signing key: {0}")]
+    Key(#[from] sign::KeyError),
+    #[error(
+        "invalid agent id {0:?}: use 1-128 characters from A-Z a-z 0-9 . _ -, not starting with '.' or '-'"
+    )]
+    BadAgentId(String),
+    #[error("invalid server name {0:?}: {1}")]
+    BadName(String, String),
+    #[error("a server certificate needs at least one DNS name or IP address")]
+    NoNames,
+    #[error("validity must be between 1 and 36500 days, got {0}")]
+    BadDays(u32),
+}
+
+/// Whether an agent id is usable as a certificate CN and a file name.
+pub fn is_valid_agent_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with(['.', '-'])
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// Paths of a CA in `dir`.
+pub fn ca_paths(dir: &Path) -> (PathBuf, PathBuf) {
+    (dir.join("ca.crt"), dir.join("ca.key"))
+}
+
+/// Paths of the aggregator's certificate and key in `dir`.
+pub fn server_paths(dir: &Path) -> (PathBuf, PathBuf) {
+    (dir.join("server.crt"), dir.join("server.key"))
+}
+
+/// Paths of agent `id`'s files in `dir`.
+#[derive(Debug, Clone)]
+pub struct AgentPaths {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub signing_key: PathBuf,
+    pub public_key: PathBuf,
+}
+
+impl AgentPaths {
+    pub fn new(dir: &Path, id: &str) -> Self {
+        AgentPaths {
+            cert: dir.join(format!("{id}.crt")),
+            key: dir.join(format!("{id}.key")),
+            signing_key: dir.join(format!("{id}.sign.key")),
+            public_key: dir.join(format!("{id}.pub")),
+        }
+    }
+}
+
+fn validity(params: &mut CertificateParams, days: u32) -> Result<(), CertError> {
+    if days == 0 || days > 36_500 {
+        return Err(CertError::BadDays(days));
+    }
+    let now = OffsetDateTime::now_utc();
+    // An hour of slack for hosts whose clocks run behind.
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(i64::from(days));
+    Ok(())
+}
+
+fn refuse_existing(paths: &[&Path], force: bool) -> Result<(), CertError> {
+    if force {
+        return Ok(());
+    }
+    match paths.iter().find(|p| p.exists()) {
+        Some(p) => Err(CertError::Exists(p.to_path_buf())),
+        None => Ok(()),
+    }
+}
+
+/// Writes `contents` to `path`, creating parent folders; `private` files get mode 0600.
+pub fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), CertError> {
+    let io = |source| CertError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(if private { 0o600 } else { 0o644 })
+        .open(path)
+        .map_err(io)?;
+    // `mode` applies only on creation; tighten an existing file too.
+    if private {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io)?;
+    }
+    file.write_all(contents).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
+fn read(path: &Path) -> Result<String, CertError> {
+    std::fs::read_to_string(path).map_err(|source| CertError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn load_issuer(ca_dir: &Path) -> Result<Issuer<'static, KeyPair>, CertError> {
+    let (cert, key) = ca_paths(ca_dir);
+    let key = KeyPair::from_pem(&read(&key)?)?;
+    Ok(Issuer::from_ca_cert_pem(&read(&cert)?, key)?)
+}
+
+/// Creates a CA (`ca.crt`, `ca.key`) in `dir`.
+pub fn create_ca(dir: &Path, name: &str, days: u32, force: bool) -> Result<(), CertError> {
+    let (cert_path, key_path) = ca_paths(dir);
+    refuse_existing(&[&cert_path, &key_path], force)?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.distinguished_name.push(DnType::CommonName, name);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Vigil");
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    validity(&mut params, days)?;
+    let key = KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    write_file(&key_path, key.serialize_pem().as_bytes(), true)?;
+    write_file(&cert_path, cert.pem().as_bytes(), false)
+}
+
+/// Issues the aggregator's certificate (`server.crt`, `server.key`) in `dir`,
+/// signed by the CA in `ca_dir`. `names` are DNS names or IP addresses.
+pub fn issue_server(
+    ca_dir: &Path,
+    dir: &Path,
+    names: &[String],
+    days: u32,
+    force: bool,
+) -> Result<(), CertError> {
+    let (cert_path, key_path) = server_paths(dir);
+    refuse_existing(&[&cert_path, &key_path], force)?;
+    let first = names.first().ok_or(CertError::NoNames)?;
+    if let Some(bad) = names.iter().find(|n| !tls::is_valid_server_name(n)) {
+        return Err(CertError::BadName(
+            bad.clone(),
+            "not a DNS name or IP address".into(),
+        ));
+    }
+    let mut params = CertificateParams::new(names.to_vec())
+        .map_err(|e| CertError::BadName(names.join(","), e.to_string()))?;
+    params.distinguished_name.push(DnType::CommonName, first);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.use_authority_key_identifier_extension = true;
+    validity(&mut params, days)?;
+    let issuer = load_issuer(ca_dir)?;
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    write_file(&key_path, key.serialize_pem().as_bytes(), true)?;
+    write_file(&cert_path, cert.pem().as_bytes(), false)
+}
+
+/// Issues agent `id`'s client certificate and a new Ed25519 signing key in `dir`.
+/// Returns the public key as hex, for `vigil-aggregator register-agent`.
+pub fn issue_agent(
+    ca_dir: &Path,
+    dir: &Path,
+    id: &str,
+    days: u32,
+    force: bool,
+) -> Result<String, CertError> {
+    if !is_valid_agent_id(id) {
+        return Err(CertError::BadAgentId(id.to_string()));
+    }
+    let paths = AgentPaths::new(dir, id);
+    refuse_existing(
+        &[
+            &paths.cert,
+            &paths.key,
+            &paths.signing_key,
+            &paths.public_key,
+        ],
+        force,
+    )?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, id);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationalUnitName, "vigil-agent");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.use_authority_key_identifier_extension = true;
+    validity(&mut params, days)?;
+    let issuer = load_issuer(ca_dir)?;
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    let signing = sign::generate_signing_key()?;
+    let public = sign::public_key_to_hex(&signing.verifying_key());
+
+    write_file(&paths.key, key.serialize_pem().as_bytes(), true)?;
+    write_file(&paths.cert, cert.pem().as_bytes(), false)?;
+    write_file(
+        &paths.signing_key,
+        sign::signing_key_to_pem(&signing)?.as_bytes(),
+        true,
+    )?;
+    write_file(&paths.public_key, format!("{public}\n").as_bytes(), false)?;
+    Ok(public)
+}
+
+/// Reads agent `id`'s public key file back (64 hex characters).
+pub fn read_public_key(dir: &Path, id: &str) -> Result<String, CertError> {
+    let text = read(&AgentPaths::new(dir, id).public_key)?;
+    let key = sign::public_key_from_hex(&text)?;
+    Ok(sign::public_key_to_hex(&key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[test]
+    fn full_set_is_consistent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        create_ca(d, "Test CA", 30, false).expect("ca");
+        issue_server(d, d, &["localhost".into(), "127.0.0.1".into()], 30, false).expect("server");
+        let public = issue_agent(d, d, "web-1", 30, false).expect("agent");
+
+        let paths = AgentPaths::new(d, "web-1");
+        for private in [
+            &d.join("ca.key"),
+            &d.join("server.key"),
+            &paths.key,
+            &paths.signing_key,
+        ] {
+            assert_eq!(mode(private), 0o600, "{}", private.display());
+        }
+        let cert = tls::load_certs(&paths.cert).expect("agent cert");
+        assert_eq!(tls::common_name(&cert[0]).as_deref(), Some("web-1"));
+        let signing = sign::load_signing_key(&paths.signing_key).expect("signing key");
+        assert_eq!(sign::public_key_to_hex(&signing.verifying_key()), public);
+        assert_eq!(read_public_key(d, "web-1").expect("pub"), public);
+
+        // Both ends' TLS configs accept what we issued.
+        let server = tls::TlsMaterial::load(
+            &d.join("ca.crt"),
+            &d.join("server.crt"),
+            &d.join("server.key"),
+        )
+        .expect("server material");
+        tls::quic_server_config(&server, 8).expect("server config");
+        let client = tls::TlsMaterial::load(&d.join("ca.crt"), &paths.cert, &paths.key)
+            .expect("client material");
+        tls::quic_client_config(&client).expect("client config");
+    }
+
+    #[test]
+    fn refuses_to_overwrite_unless_forced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        create_ca(d, "Test CA", 30, false).expect("ca");
+        let before = std::fs::read(d.join("ca.crt")).expect("read");
+        assert!(matches!(
+            create_ca(d, "Test CA", 30, false),
+            Err(CertError::Exists(_))
+        ));
+        assert_eq!(std::fs::read(d.join("ca.crt")).expect("read"), before);
+        create_ca(d, "Test CA", 30, true).expect("forced");
+        assert_ne!(std::fs::read(d.join("ca.crt")).expect("read"), before);
+
+        issue_agent(d, d, "a1", 30, false).expect("agent");
+        assert!(matches!(
+            issue_agent(d, d, "a1", 30, false),
+            Err(CertError::Exists(_))
+        ));
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        assert!(matches!(
+            issue_agent(d, d, "../evil", 30, false),
+            Err(CertError::BadAgentId(_))
+        ));
+        assert!(matches!(
+            issue_agent(d, d, "", 30, false),
+            Err(CertError::BadAgentId(_))
+        ));
+        // No CA yet.
+        assert!(matches!(
+            issue_agent(d, d, "ok", 30, false),
+            Err(CertError::Io { .. })
+        ));
+        create_ca(d, "CA", 30, false).expect("ca");
+        assert!(matches!(
+            issue_server(d, d, &[], 30, false),
+            Err(CertError::NoNames)
+        ));
+        assert!(matches!(
+            issue_server(d, d, &["bad name!".into()], 30, false),
+            Err(CertError::BadName(..))
+        ));
+        assert!(matches!(
+            create_ca(d, "CA", 0, true),
+            Err(CertError::BadDays(0))
+        ));
+    }
+}

@@ -1,0 +1,169 @@
+//! The end-to-end test harness: real certificates, a real aggregator on
+//! loopback ports chosen by the OS, a raw QUIC client that can send anything,
+//! and a TCP proxy that can cut the database off and bring it back.
+#![forbid(unsafe_code)]
+
+pub mod proxy;
+pub mod raw;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use vigil_aggregator::testing::PgTestDb;
+use vigil_aggregator::{Config, Running};
+
+/// A CA and a server certificate in a temporary folder, plus agents on demand.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let dir = tempfile::tempdir().expect("tempdir");
+        vigil_certs::create_ca(dir.path(), "Test CA", 30, false).expect("ca");
+        vigil_certs::issue_server(
+            dir.path(),
+            dir.path(),
+            &["localhost".into(), "127.0.0.1".into()],
+            30,
+            false,
+        )
+        .expect("server cert");
+        Pki { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Issues agent `id`; returns its public key (hex).
+    pub fn agent(&self, id: &str) -> String {
+        vigil_certs::issue_agent(self.path(), self.path(), id, 30, false).expect("agent cert")
+    }
+
+    pub fn agent_paths(&self, id: &str) -> vigil_certs::AgentPaths {
+        vigil_certs::AgentPaths::new(self.path(), id)
+    }
+}
+
+impl Default for Pki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Which database a test aggregator uses.
+pub enum Db {
+    /// A fresh SQLite file in the test's folder.
+    Sqlite,
+    /// A fresh PostgreSQL database (see `vigil_aggregator::testing`).
+    Postgres,
+    /// A URL given by the test (e.g. through [`proxy::TcpProxy`]).
+    Url(String),
+}
+
+/// A running aggregator with its certificates and database.
+pub struct TestAggregator {
+    pub running: Option<Running>,
+    pub pki: Pki,
+    pub http: SocketAddr,
+    pub quic: SocketAddr,
+    pub config_path: PathBuf,
+    pg: Option<PgTestDb>,
+}
+
+impl TestAggregator {
+    /// Starts an aggregator on 127.0.0.1 ports picked by the OS.
+    pub async fn start(db: Db) -> TestAggregator {
+        Self::start_with(db, "").await
+    }
+
+    /// Like [`start`](Self::start), with extra TOML appended to `[ingest]`.
+    pub async fn start_with(db: Db, ingest_toml: &str) -> TestAggregator {
+        vigil_common::tls::install_default_provider();
+        let pki = Pki::new();
+        let (url, pg) = match db {
+            Db::Sqlite => ("sqlite:vigil.db".to_string(), None),
+            Db::Postgres => {
+                let pg = PgTestDb::create().await.expect("PostgreSQL for tests");
+                (pg.url.clone(), Some(pg))
+            }
+            Db::Url(url) => (url, None),
+        };
+        let config_path = pki.path().join("aggregator.toml");
+        let text = format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n[quic]\nlisten = \"127.0.0.1:0\"\nca = \"ca.crt\"\ncert = \"server.crt\"\nkey = \"server.key\"\n[database]\nurl = {url:?}\nmax_connections = 4\n[ingest]\n{ingest_toml}\n"
+        );
+        std::fs::write(&config_path, text).expect("write config");
+        let loaded = Config::load(&config_path).expect("valid test config");
+        let running = vigil_aggregator::start(loaded)
+            .await
+            .expect("aggregator starts");
+        TestAggregator {
+            http: running.http_addr,
+            quic: running.quic_addr,
+            running: Some(running),
+            pki,
+            config_path,
+            pg,
+        }
+    }
+
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().expect("running")
+    }
+
+    /// Issues agent `id` and registers its key.
+    pub async fn add_agent(&self, id: &str) {
+        let public = self.pki.agent(id);
+        let key = vigil_common::sign::public_key_from_hex(&public).expect("hex");
+        self.running()
+            .state
+            .store
+            .register_agent(id, key.as_bytes())
+            .await
+            .expect("register agent");
+    }
+
+    /// A raw protocol client for agent `id` (issued by this aggregator's CA).
+    pub async fn raw(&self, id: &str) -> raw::RawAgent {
+        raw::RawAgent::connect(self.pki.path(), id, self.quic)
+            .await
+            .expect("agent connects")
+    }
+
+    pub async fn samples(&self) -> u64 {
+        self.running()
+            .state
+            .store
+            .count_samples(None)
+            .await
+            .expect("count samples")
+    }
+
+    /// Creates an API token and returns it.
+    pub async fn token(&self) -> String {
+        let token = vigil_aggregator::auth::new_token().expect("token");
+        self.running()
+            .state
+            .store
+            .put_token("test", &vigil_aggregator::auth::token_hash(&token), "admin")
+            .await
+            .expect("put token");
+        token
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    /// Stops the aggregator and drops its PostgreSQL database.
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+        if let Some(pg) = self.pg.take() {
+            pg.drop_db().await;
+        }
+    }
+}
