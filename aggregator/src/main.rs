@@ -4,6 +4,7 @@
 
 mod supervise;
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -90,6 +91,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     vigil_common::tls::install_default_provider();
 
@@ -200,13 +202,15 @@ async fn register_agent(loaded: Loaded, agent_id: &str, public_key: &str) -> Res
 }
 
 async fn run(loaded: Loaded) -> Result<()> {
+    let signals = Signals::install()?;
     let running = vigil_aggregator::start(loaded).await?;
-    shutdown_signal().await;
+    signals.wait().await;
     running.shutdown().await;
     Ok(())
 }
 
 async fn run_quickstart(opts: quickstart::Options, no_agent: bool) -> Result<()> {
+    let signals = Signals::install()?;
     let setup = quickstart::prepare(&opts)?;
     let loaded = Config::load(&setup.aggregator_config)
         .map_err(|e| anyhow::anyhow!("generated config is invalid:\n{e}"))?;
@@ -224,21 +228,19 @@ async fn run_quickstart(opts: quickstart::Options, no_agent: bool) -> Result<()>
     quickstart::write_agent_config(&setup, running.quic_addr)?;
 
     let http = quickstart::connectable(running.http_addr);
-    println!("Vigil is running ({backend}).");
-    println!("  Dashboard / API : http://{http}/");
-    println!(
-        "  Agent ingest    : {} (QUIC, mutual TLS)",
-        running.quic_addr
-    );
-    println!("  Data folder     : {}", opts.data_dir.display());
-    println!("  Admin token     : {token}");
-    println!(
-        "                    (also in {})",
-        setup.token_path.display()
-    );
-    println!(
-        "  Try             : curl -H \"Authorization: Bearer $(cat {})\" http://{http}/api/v1/hosts",
-        setup.token_path.display()
+    let token_path = setup.token_path.display();
+    // Errors ignored: a closed stdout (`| head`) must not take Vigil down.
+    let _ = writeln!(
+        std::io::stdout().lock(),
+        "Vigil is running ({backend}).\n  \
+         Dashboard / API : http://{http}/\n  \
+         Agent ingest    : {quic} (QUIC, mutual TLS)\n  \
+         Data folder     : {data}\n  \
+         Admin token     : {token}\n                    \
+         (also in {token_path})\n  \
+         Try             : curl -H \"Authorization: Bearer $(cat {token_path})\" http://{http}/api/v1/hosts",
+        quic = running.quic_addr,
+        data = opts.data_dir.display(),
     );
 
     let agent = if no_agent {
@@ -246,7 +248,7 @@ async fn run_quickstart(opts: quickstart::Options, no_agent: bool) -> Result<()>
     } else {
         Some(supervise::spawn_agent(setup.agent_config.clone()))
     };
-    shutdown_signal().await;
+    signals.wait().await;
     if let Some(agent) = agent {
         agent.stop().await;
     }
@@ -254,17 +256,26 @@ async fn run_quickstart(opts: quickstart::Options, no_agent: bool) -> Result<()>
     Ok(())
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+/// SIGINT and SIGTERM handlers, installed before anything starts so a signal
+/// during start-up still leads to a clean shutdown.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
     }
 }

@@ -119,3 +119,27 @@ fn good_config_checks_ok_and_agents_can_be_registered() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("vgl_"));
 }
+
+#[test]
+fn the_example_config_in_deploy_is_valid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    vigil_certs::create_ca(&certs, "CA", 30, false).expect("ca");
+    vigil_certs::issue_server(&certs, &certs, &["localhost".into()], 30, false).expect("server");
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/aggregator.example.toml"
+    );
+    let path = dir.path().join("aggregator.toml");
+    std::fs::copy(example, &path).expect("copy example");
+    let out = bin()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -157,6 +157,58 @@ impl TestAggregator {
         format!("http://{}{path}", self.http)
     }
 
+    /// A config for the real agent library as agent `id` (issued and
+    /// registered first with [`add_agent`](Self::add_agent)), with a fast
+    /// interval and short timeouts.
+    pub fn agent_config(&self, id: &str) -> vigil_agent::AgentConfig {
+        let p = self.pki.agent_paths(id);
+        let mut agg = vigil_agent::AggregatorConfig::new(
+            vec![self.quic.to_string()],
+            "localhost",
+            self.pki.path().join("ca.crt"),
+            p.cert,
+            p.key,
+            p.signing_key,
+        );
+        agg.connect_timeout = std::time::Duration::from_millis(500);
+        agg.ack_timeout = std::time::Duration::from_secs(5);
+        agg.backoff_base = std::time::Duration::from_millis(50);
+        agg.backoff_max = std::time::Duration::from_millis(500);
+        let mut config = vigil_agent::AgentConfig::new(id, agg);
+        config.host = format!("{id}.test");
+        config.roles = vec!["db".into()];
+        config.interval = std::time::Duration::from_millis(200);
+        config
+    }
+
+    /// Stops the aggregator and starts it again with the same database and
+    /// the same ports (an aggregator outage as agents see it).
+    pub async fn restart_after(&mut self, outage: std::time::Duration) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+        tokio::time::sleep(outage).await;
+        let text = std::fs::read_to_string(&self.config_path).expect("config");
+        let text = text
+            .replacen(
+                "listen = \"127.0.0.1:0\"",
+                &format!("listen = \"{}\"", self.http),
+                1,
+            )
+            .replacen(
+                "listen = \"127.0.0.1:0\"",
+                &format!("listen = \"{}\"", self.quic),
+                1,
+            );
+        std::fs::write(&self.config_path, text).expect("write config");
+        let loaded = Config::load(&self.config_path).expect("valid test config");
+        self.running = Some(
+            vigil_aggregator::start(loaded)
+                .await
+                .expect("aggregator restarts"),
+        );
+    }
+
     /// Stops the aggregator and drops its PostgreSQL database.
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
@@ -166,4 +218,22 @@ impl TestAggregator {
             pg.drop_db().await;
         }
     }
+}
+
+/// A binary of the workspace, built next to the test executable
+/// (`cargo test --workspace` builds them: their packages have integration tests).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join(name))
+        .expect("target folder");
+    assert!(
+        path.exists(),
+        "{} is not built; run `cargo build --workspace` (or the README's test command) first",
+        path.display()
+    );
+    path
 }

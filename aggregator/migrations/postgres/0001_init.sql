@@ -22,7 +22,7 @@ CREATE TABLE ingested_batches (
     boot_id        bytea NOT NULL,
     sequence       bigint NOT NULL,
     received_at_ms bigint NOT NULL,
-    samples        integer NOT NULL,
+    samples        bigint NOT NULL,
     PRIMARY KEY (agent_id, boot_id, sequence)
 );
 

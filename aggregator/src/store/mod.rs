@@ -14,6 +14,7 @@
 //! row. Only after that transaction commits does the aggregator ack.
 
 pub mod postgres;
+mod shared;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -257,11 +258,6 @@ where
         last_seen_ms: r.try_get("last_seen_ms")?,
         samples_stored: r.try_get("samples_stored")?,
     })
-}
-
-/// JSON text of a host's roles for the `hosts.roles` column.
-pub(crate) fn roles_json(header: &BatchHeader) -> String {
-    serde_json::to_string(&header.roles).unwrap_or_else(|_| "[]".to_string())
 }
 
 #[cfg(test)]

@@ -8,11 +8,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
-use vigil_common::{BatchHeader, Series, now_ms};
+use vigil_common::{BatchHeader, Series};
 
 use super::{
     AgentRecord, CommitOutcome, HostInfo, SeriesCache, SeriesKey, Store, StoreError, TokenInfo,
-    batch_series_keys, columns, host_from_row, roles_json,
+    batch_series_keys, columns, shared,
 };
 
 const DAY_MS: i64 = 86_400_000;
@@ -120,52 +120,16 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn register_agent(
-        &self,
-        agent_id: &str,
-        public_key: &[u8; 32],
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO agents (agent_id, public_key, registered_at_ms) VALUES ($1, $2, $3)
-             ON CONFLICT (agent_id) DO UPDATE
-             SET public_key = EXCLUDED.public_key, registered_at_ms = EXCLUDED.registered_at_ms,
-                 revoked_at_ms = NULL",
-        )
-        .bind(agent_id)
-        .bind(&public_key[..])
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+    async fn register_agent(&self, agent_id: &str, key: &[u8; 32]) -> Result<(), StoreError> {
+        shared::pg::register_agent(&self.pool, agent_id, key).await
     }
 
     async fn revoke_agent(&self, agent_id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE agents SET revoked_at_ms = $2 WHERE agent_id = $1")
-            .bind(agent_id)
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        shared::pg::revoke_agent(&self.pool, agent_id).await
     }
 
     async fn agent(&self, agent_id: &str) -> Result<Option<AgentRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT public_key, revoked_at_ms IS NOT NULL AS revoked FROM agents WHERE agent_id = $1",
-        )
-        .bind(agent_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            let key: Vec<u8> = r.try_get("public_key")?;
-            Ok(AgentRecord {
-                agent_id: agent_id.to_string(),
-                public_key: key
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt(format!("public key of {agent_id}")))?,
-                revoked: r.try_get("revoked")?,
-            })
-        })
-        .transpose()
+        shared::pg::agent(&self.pool, agent_id).await
     }
 
     async fn commit_batch(
@@ -174,22 +138,11 @@ impl Store for PgStore {
         series: &[Series],
     ) -> Result<CommitOutcome, StoreError> {
         self.ensure_partitions(series).await?;
-        let now = now_ms();
         let samples: usize = series.iter().map(|s| s.points.len()).sum();
         let mut tx = self.pool.begin().await?;
 
-        let fresh = sqlx::query(
-            "INSERT INTO ingested_batches (agent_id, boot_id, sequence, received_at_ms, samples)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        )
-        .bind(&header.agent_id)
-        .bind(&header.boot_id[..])
-        .bind(header.sequence as i64)
-        .bind(now)
-        .bind(i32::try_from(samples).unwrap_or(i32::MAX))
-        .execute(&mut *tx)
-        .await?;
-        if fresh.rows_affected() == 0 {
+        let fresh = shared::pg::insert_batch(&mut tx, header, samples).await?;
+        if !fresh {
             tx.rollback().await?;
             return Ok(CommitOutcome {
                 duplicate: true,
@@ -226,21 +179,7 @@ impl Store for PgStore {
         .await?
         .rows_affected();
 
-        sqlx::query(
-            "INSERT INTO hosts (agent_id, hostname, roles, first_seen_ms, last_seen_ms, samples_stored)
-             VALUES ($1, $2, $3, $4, $4, $5)
-             ON CONFLICT (agent_id) DO UPDATE
-             SET hostname = EXCLUDED.hostname, roles = EXCLUDED.roles,
-                 last_seen_ms = GREATEST(hosts.last_seen_ms, EXCLUDED.last_seen_ms),
-                 samples_stored = hosts.samples_stored + EXCLUDED.samples_stored",
-        )
-        .bind(&header.agent_id)
-        .bind(&header.host)
-        .bind(roles_json(header))
-        .bind(now)
-        .bind(stored as i64)
-        .execute(&mut *tx)
-        .await?;
+        shared::pg::upsert_host(&mut tx, header, stored).await?;
 
         tx.commit().await?;
         self.series.extend(new_ids);
@@ -251,13 +190,7 @@ impl Store for PgStore {
     }
 
     async fn hosts(&self) -> Result<Vec<HostInfo>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT agent_id, hostname, roles, first_seen_ms, last_seen_ms, samples_stored
-             FROM hosts ORDER BY hostname, agent_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(host_from_row).collect()
+        shared::pg::hosts(&self.pool).await
     }
 
     async fn count_samples(&self, host: Option<&str>) -> Result<u64, StoreError> {
@@ -281,32 +214,10 @@ impl Store for PgStore {
     }
 
     async fn put_token(&self, name: &str, sha256: &[u8; 32], role: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO api_tokens (name, token_sha256, role, created_at_ms) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (name) DO UPDATE
-             SET token_sha256 = EXCLUDED.token_sha256, role = EXCLUDED.role,
-                 created_at_ms = EXCLUDED.created_at_ms",
-        )
-        .bind(name)
-        .bind(&sha256[..])
-        .bind(role)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        shared::pg::put_token(&self.pool, name, sha256, role).await
     }
 
     async fn token(&self, sha256: &[u8; 32]) -> Result<Option<TokenInfo>, StoreError> {
-        let row = sqlx::query("SELECT name, role FROM api_tokens WHERE token_sha256 = $1")
-            .bind(&sha256[..])
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            Ok(TokenInfo {
-                name: r.try_get("name")?,
-                role: r.try_get("role")?,
-            })
-        })
-        .transpose()
+        shared::pg::token(&self.pool, sha256).await
     }
 }

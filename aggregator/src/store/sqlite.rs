@@ -10,12 +10,12 @@ use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
-use vigil_common::{BatchHeader, Series, now_ms};
+use sqlx::{QueryBuilder, Sqlite, Transaction};
+use vigil_common::{BatchHeader, Series};
 
 use super::{
     AgentRecord, CommitOutcome, HostInfo, SeriesCache, SeriesKey, Store, StoreError, TokenInfo,
-    batch_series_keys, columns, host_from_row, roles_json,
+    batch_series_keys, columns, shared,
 };
 
 /// Rows per INSERT statement: 3 parameters each, under SQLite's 32766 limit.
@@ -93,52 +93,16 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn register_agent(
-        &self,
-        agent_id: &str,
-        public_key: &[u8; 32],
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO agents (agent_id, public_key, registered_at_ms) VALUES (?1, ?2, ?3)
-             ON CONFLICT (agent_id) DO UPDATE
-             SET public_key = excluded.public_key, registered_at_ms = excluded.registered_at_ms,
-                 revoked_at_ms = NULL",
-        )
-        .bind(agent_id)
-        .bind(&public_key[..])
-        .bind(now_ms())
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+    async fn register_agent(&self, agent_id: &str, key: &[u8; 32]) -> Result<(), StoreError> {
+        shared::lite::register_agent(&self.writer, agent_id, key).await
     }
 
     async fn revoke_agent(&self, agent_id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE agents SET revoked_at_ms = ?2 WHERE agent_id = ?1")
-            .bind(agent_id)
-            .bind(now_ms())
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        shared::lite::revoke_agent(&self.writer, agent_id).await
     }
 
     async fn agent(&self, agent_id: &str) -> Result<Option<AgentRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT public_key, revoked_at_ms IS NOT NULL AS revoked FROM agents WHERE agent_id = ?1",
-        )
-        .bind(agent_id)
-        .fetch_optional(&self.reader)
-        .await?;
-        row.map(|r| {
-            let key: Vec<u8> = r.try_get("public_key")?;
-            Ok(AgentRecord {
-                agent_id: agent_id.to_string(),
-                public_key: key
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt(format!("public key of {agent_id}")))?,
-                revoked: r.try_get("revoked")?,
-            })
-        })
-        .transpose()
+        shared::lite::agent(&self.reader, agent_id).await
     }
 
     async fn commit_batch(
@@ -146,22 +110,11 @@ impl Store for SqliteStore {
         header: &BatchHeader,
         series: &[Series],
     ) -> Result<CommitOutcome, StoreError> {
-        let now = now_ms();
         let samples: usize = series.iter().map(|s| s.points.len()).sum();
         let mut tx = self.writer.begin().await?;
 
-        let fresh = sqlx::query(
-            "INSERT INTO ingested_batches (agent_id, boot_id, sequence, received_at_ms, samples)
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-        )
-        .bind(&header.agent_id)
-        .bind(&header.boot_id[..])
-        .bind(header.sequence as i64)
-        .bind(now)
-        .bind(i64::try_from(samples).unwrap_or(i64::MAX))
-        .execute(&mut *tx)
-        .await?;
-        if fresh.rows_affected() == 0 {
+        let fresh = shared::lite::insert_batch(&mut tx, header, samples).await?;
+        if !fresh {
             tx.rollback().await?;
             return Ok(CommitOutcome {
                 duplicate: true,
@@ -195,21 +148,7 @@ impl Store for SqliteStore {
             stored += insert.build().execute(&mut *tx).await?.rows_affected();
         }
 
-        sqlx::query(
-            "INSERT INTO hosts (agent_id, hostname, roles, first_seen_ms, last_seen_ms, samples_stored)
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5)
-             ON CONFLICT (agent_id) DO UPDATE
-             SET hostname = excluded.hostname, roles = excluded.roles,
-                 last_seen_ms = max(hosts.last_seen_ms, excluded.last_seen_ms),
-                 samples_stored = hosts.samples_stored + excluded.samples_stored",
-        )
-        .bind(&header.agent_id)
-        .bind(&header.host)
-        .bind(roles_json(header))
-        .bind(now)
-        .bind(stored as i64)
-        .execute(&mut *tx)
-        .await?;
+        shared::lite::upsert_host(&mut tx, header, stored).await?;
 
         tx.commit().await?;
         self.series.extend(new_ids);
@@ -220,13 +159,7 @@ impl Store for SqliteStore {
     }
 
     async fn hosts(&self) -> Result<Vec<HostInfo>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT agent_id, hostname, roles, first_seen_ms, last_seen_ms, samples_stored
-             FROM hosts ORDER BY hostname, agent_id",
-        )
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(host_from_row).collect()
+        shared::lite::hosts(&self.reader).await
     }
 
     async fn count_samples(&self, host: Option<&str>) -> Result<u64, StoreError> {
@@ -250,32 +183,10 @@ impl Store for SqliteStore {
     }
 
     async fn put_token(&self, name: &str, sha256: &[u8; 32], role: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO api_tokens (name, token_sha256, role, created_at_ms) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (name) DO UPDATE
-             SET token_sha256 = excluded.token_sha256, role = excluded.role,
-                 created_at_ms = excluded.created_at_ms",
-        )
-        .bind(name)
-        .bind(&sha256[..])
-        .bind(role)
-        .bind(now_ms())
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        shared::lite::put_token(&self.writer, name, sha256, role).await
     }
 
     async fn token(&self, sha256: &[u8; 32]) -> Result<Option<TokenInfo>, StoreError> {
-        let row = sqlx::query("SELECT name, role FROM api_tokens WHERE token_sha256 = ?1")
-            .bind(&sha256[..])
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| {
-            Ok(TokenInfo {
-                name: r.try_get("name")?,
-                role: r.try_get("role")?,
-            })
-        })
-        .transpose()
+        shared::lite::token(&self.reader, sha256).await
     }
 }

@@ -1,0 +1,186 @@
+//! The agent's own metrics (`vigil_agent_*`), from [`Stats`] and from sysinfo's
+//! view of this process.
+//!
+//! Refreshing one process reads two small files under /proc/self; that takes
+//! microseconds, so unlike the system collector it runs inline on the runtime.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+use vigil_common::{MetricKind, MetricMetadata, Series};
+
+use super::{CollectError, Collector, Context};
+use crate::stats::{DropReason, Stats};
+
+use MetricKind::{Counter, Gauge};
+
+#[rustfmt::skip]
+const FAMILIES: &[(&str, MetricKind, &str, &str)] = &[
+    ("vigil_agent_batches_sent_total", Counter, "Batches acked by the aggregator (duplicate acks included)", ""),
+    ("vigil_agent_samples_sent_total", Counter, "Samples in acked batches, duplicate acks excluded", ""),
+    ("vigil_agent_batches_duplicate_total", Counter, "Acks reporting the batch was already stored by an earlier attempt", ""),
+    ("vigil_agent_batches_dropped_total", Counter, "Batches given up on, by reason", ""),
+    ("vigil_agent_samples_dropped_total", Counter, "Samples given up on, by reason", ""),
+    ("vigil_agent_batch_retries_total", Counter, "Batches sent again after a retryable rejection", ""),
+    ("vigil_agent_send_errors_total", Counter, "Failed batch exchanges (stream errors, ack timeouts, protocol errors)", ""),
+    ("vigil_agent_connect_errors_total", Counter, "Connection attempts that reached no endpoint", ""),
+    ("vigil_agent_reconnects_total", Counter, "Connection attempts after the first", ""),
+    ("vigil_agent_connected", Gauge, "1 while connected to an aggregator", ""),
+    ("vigil_agent_queue_batches", Gauge, "Batches waiting for an ack", ""),
+    ("vigil_agent_resident_memory_bytes", Gauge, "Resident memory of the agent process", "bytes"),
+    ("vigil_agent_cpu_seconds_total", Counter, "CPU time used by the agent process", "seconds"),
+    ("vigil_agent_build_info", Gauge, "Always 1; the version label names the agent build", ""),
+];
+
+/// Self-metrics: delivery counters, queue depth, own memory and CPU, build info.
+pub struct AgentCollector {
+    stats: Arc<Stats>,
+    process: Option<(System, Pid)>,
+}
+
+impl AgentCollector {
+    /// Reads `stats` each cycle. Process metrics are left out if sysinfo cannot
+    /// see this process.
+    pub fn new(stats: Arc<Stats>) -> Self {
+        let process = match (System::new(), sysinfo::get_current_pid()) {
+            (Ok(system), Ok(pid)) => Some((system, pid)),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "agent process metrics unavailable");
+                None
+            }
+        };
+        AgentCollector { stats, process }
+    }
+}
+
+#[async_trait]
+impl Collector for AgentCollector {
+    fn name(&self) -> &'static str {
+        "agent"
+    }
+
+    fn metadata(&self) -> Vec<MetricMetadata> {
+        super::metadata(FAMILIES)
+    }
+
+    async fn collect(&mut self, ctx: &Context) -> Result<Vec<Series>, CollectError> {
+        let s = &self.stats;
+        let get = Stats::get;
+        let mut out = vec![
+            ctx.series(
+                "vigil_agent_batches_sent_total",
+                &[],
+                get(&s.batches_acked) as f64,
+            ),
+            ctx.series(
+                "vigil_agent_samples_sent_total",
+                &[],
+                get(&s.samples_acked) as f64,
+            ),
+            ctx.series(
+                "vigil_agent_batches_duplicate_total",
+                &[],
+                get(&s.batches_duplicate) as f64,
+            ),
+            ctx.series(
+                "vigil_agent_batch_retries_total",
+                &[],
+                get(&s.retries) as f64,
+            ),
+            ctx.series(
+                "vigil_agent_send_errors_total",
+                &[],
+                get(&s.send_errors) as f64,
+            ),
+            ctx.series(
+                "vigil_agent_connect_errors_total",
+                &[],
+                get(&s.connect_errors) as f64,
+            ),
+            ctx.series(
+                "vigil_agent_reconnects_total",
+                &[],
+                get(&s.reconnects) as f64,
+            ),
+            ctx.series("vigil_agent_connected", &[], get(&s.connected) as f64),
+            ctx.series("vigil_agent_queue_batches", &[], get(&s.queue_len) as f64),
+            ctx.series(
+                "vigil_agent_build_info",
+                &[("version", env!("CARGO_PKG_VERSION"))],
+                1.0,
+            ),
+        ];
+        for reason in DropReason::ALL {
+            let (batches, samples) = s.dropped(reason);
+            let labels = [("reason", reason.as_str())];
+            out.push(ctx.series("vigil_agent_batches_dropped_total", &labels, batches as f64));
+            out.push(ctx.series("vigil_agent_samples_dropped_total", &labels, samples as f64));
+        }
+        if let Some((system, pid)) = &mut self.process {
+            system.refresh_processes_specifics(
+                ProcessesToUpdate::Some(&[*pid]),
+                true,
+                ProcessRefreshKind::nothing().with_memory().with_cpu(),
+            );
+            if let Some(p) = system.process(*pid) {
+                out.push(ctx.series("vigil_agent_resident_memory_bytes", &[], p.memory() as f64));
+                out.push(ctx.series(
+                    "vigil_agent_cpu_seconds_total",
+                    &[],
+                    p.accumulated_cpu_time() as f64 / 1000.0,
+                ));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reports_stats_and_own_process() {
+        let stats = Arc::new(Stats::default());
+        Stats::add(&stats.batches_acked, 3);
+        Stats::add(&stats.samples_acked, 30);
+        stats.record_drop(DropReason::Rejected, 1, 7);
+        let mut c = AgentCollector::new(stats);
+        let series = c
+            .collect(&Context::new(5, "h", "r"))
+            .await
+            .expect("collect");
+        let get = |name: &str, reason: Option<&str>| {
+            series
+                .iter()
+                .find(|s| s.name == name && s.label("reason") == reason)
+                .map(|s| s.points[0].value)
+        };
+        assert_eq!(get("vigil_agent_batches_sent_total", None), Some(3.0));
+        assert_eq!(get("vigil_agent_samples_sent_total", None), Some(30.0));
+        assert_eq!(
+            get("vigil_agent_batches_dropped_total", Some("rejected")),
+            Some(1.0)
+        );
+        assert_eq!(
+            get("vigil_agent_samples_dropped_total", Some("rejected")),
+            Some(7.0)
+        );
+        assert_eq!(
+            get("vigil_agent_batches_dropped_total", Some("queue_full")),
+            Some(0.0)
+        );
+        assert!(get("vigil_agent_resident_memory_bytes", None).expect("rss") > 0.0);
+        assert!(get("vigil_agent_cpu_seconds_total", None).is_some());
+        let families: Vec<&str> = FAMILIES.iter().map(|f| f.0).collect();
+        for s in &series {
+            s.validate().expect("valid");
+            assert!(
+                families.contains(&s.name.as_str()),
+                "undocumented {}",
+                s.name
+            );
+        }
+    }
+}

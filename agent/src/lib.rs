@@ -1,0 +1,278 @@
+//! vigil-agent: collects host and service metrics and pushes signed batches to
+//! the aggregator over QUIC.
+//!
+//! Two tasks do the work, joined by a bounded queue:
+//!
+//! ```text
+//!  collect loop (every interval)                      sender (send.rs)
+//!  Runner::collect ─▶ Batcher::build ─▶ Queue ─▶ front ─▶ QUIC stream ─▶ ack ─▶ Queue::ack
+//!  collect/*.rs        batch.rs          queue.rs                          (or retry / drop)
+//! ```
+//!
+//! [`Agent::start`] validates the config, loads the TLS identity and signing
+//! key, and spawns both tasks. [`AgentHandle::shutdown`] stops the collect loop
+//! first, then lets the sender deliver what is queued for at most the drain
+//! timeout, then closes the QUIC connection cleanly.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::{OsRng, StdRng};
+use rand::{SeedableRng, TryRngCore};
+use thiserror::Error;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+use vigil_common::sign::{self, KeyError};
+use vigil_common::tls::{self, TlsError};
+
+pub mod backoff;
+pub mod batch;
+pub mod collect;
+pub mod config;
+pub mod queue;
+pub mod send;
+pub mod stats;
+
+pub use config::{AgentConfig, AggregatorConfig, ConfigError};
+pub use stats::{DropReason, Stats};
+
+use batch::Batcher;
+use collect::{CollectError, Runner};
+use queue::Queue;
+use send::{Phase, Sender};
+
+/// Why the agent could not start, or did not shut down cleanly.
+#[derive(Debug, Error)]
+pub enum AgentError {
+    #[error("invalid configuration:\n{0}")]
+    Config(#[from] ConfigError),
+    #[error("TLS setup: {0}")]
+    Tls(#[from] TlsError),
+    #[error("signing key: {0}")]
+    Key(#[from] KeyError),
+    #[error("cannot open a UDP socket: {0}")]
+    Socket(std::io::Error),
+    #[error("the system random number generator failed: {0}")]
+    Random(String),
+    #[error("starting collectors: {0}")]
+    Collect(#[from] CollectError),
+    #[error("the {task} task failed: {detail}")]
+    Task { task: &'static str, detail: String },
+    /// The drain timeout passed with batches still queued; they are lost.
+    #[error("{pending} batches still undelivered after the {timeout:?} drain timeout")]
+    DrainTimeout { pending: usize, timeout: Duration },
+}
+
+/// Entry point of the library.
+pub struct Agent;
+
+/// Aborts the task if the handle is dropped without a shutdown.
+struct Task(JoinHandle<()>);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A running agent. Dropping it aborts the agent without draining.
+pub struct AgentHandle {
+    stats: Arc<Stats>,
+    queue: Arc<Queue>,
+    boot_id: [u8; 16],
+    stop: watch::Sender<bool>,
+    phase: watch::Sender<Phase>,
+    collect_task: Task,
+    send_task: Task,
+    endpoint: quinn::Endpoint,
+}
+
+impl Agent {
+    /// Validates `config` (values and files), then starts collecting and sending
+    /// in the background. Connecting happens in the background too: an
+    /// unreachable aggregator is retried, not an error.
+    pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
+        config.validate()?;
+        let a = &config.aggregator;
+        let material = tls::TlsMaterial::load(&a.ca, &a.cert, &a.key)?;
+        let client_config = tls::quic_client_config(&material)?;
+        let key = sign::load_signing_key(&a.signing_key)?;
+        let endpoint = client_endpoint()?;
+
+        let mut seed = [0u8; 48];
+        OsRng
+            .try_fill_bytes(&mut seed)
+            .map_err(|e| AgentError::Random(e.to_string()))?;
+        let mut boot_id = [0u8; 16];
+        boot_id.copy_from_slice(&seed[..16]);
+        let mut rng_seed = [0u8; 32];
+        rng_seed.copy_from_slice(&seed[16..]);
+
+        let stats = Arc::new(Stats::default());
+        let queue = Arc::new(Queue::new(config.queue.max_batches, stats.clone()));
+        let runner = {
+            let (config, stats) = (config.clone(), stats.clone());
+            tokio::task::spawn_blocking(move || Runner::from_config(&config, stats))
+                .await
+                .map_err(|e| AgentError::Task {
+                    task: "collector setup",
+                    detail: e.to_string(),
+                })??
+        };
+        let batcher = Batcher::new(
+            config.agent_id.clone(),
+            config.host.clone(),
+            config.roles.clone(),
+            boot_id,
+            key,
+            config.max_batch_samples,
+        );
+        let (stop, stop_rx) = watch::channel(false);
+        let (phase, phase_rx) = watch::channel(Phase::Running);
+        let collect_task = tokio::spawn(collect_loop(
+            runner,
+            batcher,
+            queue.clone(),
+            stats.clone(),
+            config.interval,
+            stop_rx,
+        ));
+        let sender = Sender {
+            endpoint: endpoint.clone(),
+            client_config,
+            config: config.aggregator.clone(),
+            queue: queue.clone(),
+            stats: stats.clone(),
+            phase: phase_rx,
+            rng: StdRng::from_seed(rng_seed),
+            connected_before: false,
+            reject_attempt: 0,
+        };
+        let send_task = tokio::spawn(sender.run());
+        tracing::info!(
+            agent_id = %config.agent_id,
+            host = %config.host,
+            interval = ?config.interval,
+            "agent started"
+        );
+        Ok(AgentHandle {
+            stats,
+            queue,
+            boot_id,
+            stop,
+            phase,
+            collect_task: Task(collect_task),
+            send_task: Task(send_task),
+            endpoint,
+        })
+    }
+}
+
+/// A client endpoint on a dual-stack socket, or IPv4 only where IPv6 is off.
+fn client_endpoint() -> Result<quinn::Endpoint, AgentError> {
+    let any6 = std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
+    let any4 = std::net::SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0));
+    quinn::Endpoint::client(any6)
+        .or_else(|_| quinn::Endpoint::client(any4))
+        .map_err(AgentError::Socket)
+}
+
+async fn collect_loop(
+    mut runner: Runner,
+    mut batcher: Batcher,
+    queue: Arc<Queue>,
+    stats: Arc<Stats>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            _ = ticker.tick() => {}
+        }
+        let collection = tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            c = runner.collect() => c,
+        };
+        let (batches, failed) = batcher.build(collection);
+        for (e, samples) in failed {
+            tracing::error!(error = %e, samples, "batch dropped");
+            stats.record_drop(DropReason::Invalid, 1, samples);
+        }
+        for b in batches {
+            Stats::add(&stats.batches_queued, 1);
+            Stats::add(&stats.samples_queued, b.samples);
+            if let Some(evicted) = queue.push(b) {
+                tracing::warn!(
+                    sequence = evicted.sequence,
+                    samples = evicted.samples,
+                    "queue full: dropped a pending batch"
+                );
+            }
+        }
+    }
+}
+
+impl AgentHandle {
+    /// The agent's counters (live: they keep changing while it runs).
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// Batches waiting for an ack right now.
+    pub fn queue_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// This run's boot id (with the sequence, it identifies a batch).
+    pub fn boot_id(&self) -> [u8; 16] {
+        self.boot_id
+    }
+
+    /// Stops the collectors, then delivers queued batches until the queue is
+    /// empty or `drain_timeout` passes, then closes the QUIC connection.
+    /// Returns [`AgentError::DrainTimeout`] if batches were left undelivered.
+    pub async fn shutdown(mut self, drain_timeout: Duration) -> Result<(), AgentError> {
+        let _ = self.stop.send(true);
+        let collected = (&mut self.collect_task.0).await;
+        let _ = self.phase.send(Phase::Draining);
+        let drained = tokio::time::timeout(drain_timeout, &mut self.send_task.0).await;
+        let result = match drained {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(AgentError::Task {
+                task: "sender",
+                detail: e.to_string(),
+            }),
+            Err(_) => {
+                self.send_task.0.abort();
+                let _ = (&mut self.send_task.0).await;
+                Err(AgentError::DrainTimeout {
+                    pending: self.queue.len(),
+                    timeout: drain_timeout,
+                })
+            }
+        };
+        self.endpoint.close(0u32.into(), b"agent shutting down");
+        // Lets the close reach the peer; bounded because the peer may be gone.
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        self.stats
+            .connected
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(
+            batches_acked = Stats::get(&self.stats.batches_acked),
+            pending = self.queue.len(),
+            "agent stopped"
+        );
+        collected.map_err(|e| AgentError::Task {
+            task: "collect",
+            detail: e.to_string(),
+        })?;
+        result
+    }
+}

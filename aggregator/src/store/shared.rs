@@ -1,0 +1,157 @@
+//! Queries whose SQL and row mapping are the same on both databases (`$N`
+//! placeholders work in SQLite too), written once and instantiated for each
+//! driver by a macro, so both copies are type-checked against their driver.
+
+use vigil_common::{BatchHeader, now_ms};
+
+use super::{AgentRecord, HostInfo, StoreError, TokenInfo, host_from_row};
+
+/// Inserted once per committed batch; a conflict means a retry or replay.
+const INSERT_BATCH: &str =
+    "INSERT INTO ingested_batches (agent_id, boot_id, sequence, received_at_ms, samples)
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+
+const UPSERT_HOST: &str =
+    "INSERT INTO hosts (agent_id, hostname, roles, first_seen_ms, last_seen_ms, samples_stored)
+     VALUES ($1, $2, $3, $4, $4, $5)
+     ON CONFLICT (agent_id) DO UPDATE
+     SET hostname = excluded.hostname, roles = excluded.roles,
+         last_seen_ms = CASE WHEN excluded.last_seen_ms > hosts.last_seen_ms
+                             THEN excluded.last_seen_ms ELSE hosts.last_seen_ms END,
+         samples_stored = hosts.samples_stored + excluded.samples_stored";
+
+fn roles_json(header: &BatchHeader) -> String {
+    serde_json::to_string(&header.roles).unwrap_or_else(|_| "[]".to_string())
+}
+
+fn agent_record(agent_id: &str, key: Vec<u8>, revoked: bool) -> Result<AgentRecord, StoreError> {
+    Ok(AgentRecord {
+        agent_id: agent_id.to_string(),
+        public_key: key
+            .try_into()
+            .map_err(|_| StoreError::Corrupt(format!("public key of {agent_id}")))?,
+        revoked,
+    })
+}
+
+macro_rules! shared_queries {
+    ($db:ty) => {
+        use sqlx::Row as _;
+
+        use super::*;
+
+        type Pool = sqlx::Pool<$db>;
+        type Conn = <$db as sqlx::Database>::Connection;
+
+        pub async fn register_agent(pool: &Pool, agent_id: &str, key: &[u8; 32]) -> Result<(), StoreError> {
+            sqlx::query(
+                "INSERT INTO agents (agent_id, public_key, registered_at_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (agent_id) DO UPDATE
+                 SET public_key = excluded.public_key, registered_at_ms = excluded.registered_at_ms,
+                     revoked_at_ms = NULL",
+            )
+            .bind(agent_id)
+            .bind(&key[..])
+            .bind(now_ms())
+            .execute(pool)
+            .await?;
+            Ok(())
+        }
+
+        pub async fn revoke_agent(pool: &Pool, agent_id: &str) -> Result<bool, StoreError> {
+            let done = sqlx::query("UPDATE agents SET revoked_at_ms = $2 WHERE agent_id = $1")
+                .bind(agent_id)
+                .bind(now_ms())
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        }
+
+        pub async fn agent(pool: &Pool, agent_id: &str) -> Result<Option<AgentRecord>, StoreError> {
+            let row = sqlx::query(
+                "SELECT public_key, revoked_at_ms IS NOT NULL AS revoked FROM agents WHERE agent_id = $1",
+            )
+            .bind(agent_id)
+            .fetch_optional(pool)
+            .await?;
+            row.map(|r| agent_record(agent_id, r.try_get("public_key")?, r.try_get("revoked")?))
+                .transpose()
+        }
+
+        /// Records the batch; false if it was committed before.
+        pub async fn insert_batch(conn: &mut Conn, header: &BatchHeader, samples: usize) -> Result<bool, StoreError> {
+            let done = sqlx::query(INSERT_BATCH)
+                .bind(&header.agent_id)
+                .bind(&header.boot_id[..])
+                // A bijection u64 -> i64: the dedup key only needs to be distinct.
+                .bind(header.sequence as i64)
+                .bind(now_ms())
+                .bind(i64::try_from(samples).unwrap_or(i64::MAX))
+                .execute(conn)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        }
+
+        pub async fn upsert_host(conn: &mut Conn, header: &BatchHeader, stored: u64) -> Result<(), StoreError> {
+            sqlx::query(UPSERT_HOST)
+                .bind(&header.agent_id)
+                .bind(&header.host)
+                .bind(roles_json(header))
+                .bind(now_ms())
+                .bind(i64::try_from(stored).unwrap_or(i64::MAX))
+                .execute(conn)
+                .await?;
+            Ok(())
+        }
+
+        pub async fn hosts(pool: &Pool) -> Result<Vec<HostInfo>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT agent_id, hostname, roles, first_seen_ms, last_seen_ms, samples_stored
+                 FROM hosts ORDER BY hostname, agent_id",
+            )
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(host_from_row).collect()
+        }
+
+        pub async fn put_token(pool: &Pool, name: &str, sha256: &[u8; 32], role: &str) -> Result<(), StoreError> {
+            sqlx::query(
+                "INSERT INTO api_tokens (name, token_sha256, role, created_at_ms) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (name) DO UPDATE
+                 SET token_sha256 = excluded.token_sha256, role = excluded.role,
+                     created_at_ms = excluded.created_at_ms",
+            )
+            .bind(name)
+            .bind(&sha256[..])
+            .bind(role)
+            .bind(now_ms())
+            .execute(pool)
+            .await?;
+            Ok(())
+        }
+
+        pub async fn token(pool: &Pool, sha256: &[u8; 32]) -> Result<Option<TokenInfo>, StoreError> {
+            let row = sqlx::query("SELECT name, role FROM api_tokens WHERE token_sha256 = $1")
+                .bind(&sha256[..])
+                .fetch_optional(pool)
+                .await?;
+            row.map(|r| {
+                Ok(TokenInfo {
+                    name: r.try_get("name")?,
+                    role: r.try_get("role")?,
+                })
+            })
+            .transpose()
+        }
+    };
+}
+
+/// The shared queries for PostgreSQL.
+pub mod pg {
+    shared_queries!(sqlx::Postgres);
+}
+
+/// The shared queries for SQLite.
+pub mod lite {
+    shared_queries!(sqlx::Sqlite);
+}
