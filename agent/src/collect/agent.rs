@@ -56,7 +56,7 @@ impl AgentCollector {
 
 #[async_trait]
 impl Collector for AgentCollector {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "agent"
     }
 

@@ -56,6 +56,25 @@ impl Context {
         }
     }
 
+    /// The same cycle with another `role` label.
+    pub fn with_role(&self, role: &str) -> Context {
+        let mut base = self.base.to_vec();
+        for label in &mut base {
+            if label.name == "role" {
+                label.value = role.to_string();
+            }
+        }
+        Context {
+            timestamp_ms: self.timestamp_ms,
+            base: Arc::from(base),
+        }
+    }
+
+    /// The `host` and `role` labels every series of this context carries.
+    pub fn base_labels(&self) -> &[Label] {
+        &self.base
+    }
+
     /// One series with a single point at this cycle's timestamp, carrying the
     /// `host`/`role` labels plus `labels`.
     pub fn series(&self, name: &str, labels: &[(&str, &str)], value: f64) -> Series {
@@ -88,8 +107,14 @@ pub fn metadata(families: &[(&str, MetricKind, &str, &str)]) -> Vec<MetricMetada
 /// A source of series.
 #[async_trait]
 pub trait Collector: Send {
-    /// Stable name, used as the `collector` label.
-    fn name(&self) -> &'static str;
+    /// Stable name, used as the `collector` label. Collectors that can run
+    /// several times (scrapes, probes) use the configured instance name.
+    fn name(&self) -> &str;
+    /// The `role` label of this collector's series (`db` for PostgreSQL,
+    /// `cache` for Redis, ...); `None` means the host's first role.
+    fn role(&self) -> Option<&str> {
+        None
+    }
     /// Type, help and unit of each metric family this collector emits.
     fn metadata(&self) -> Vec<MetricMetadata>;
     /// Collects one cycle. Every series must use `ctx.timestamp_ms` and appear
@@ -186,9 +211,13 @@ impl Runner {
         let ctx = Context::new(vigil_common::now_ms(), &self.host, &self.role);
         let mut out = Collection::default();
         for entry in &mut self.entries {
-            let name = entry.collector.name();
+            let name = entry.collector.name().to_string();
+            let cctx = match entry.collector.role() {
+                Some(role) => ctx.with_role(role),
+                None => ctx.clone(),
+            };
             let started = Instant::now();
-            let result = tokio::time::timeout(self.budget, entry.collector.collect(&ctx))
+            let result = tokio::time::timeout(self.budget, entry.collector.collect(&cctx))
                 .await
                 .unwrap_or(Err(CollectError::Timeout(self.budget)));
             entry.duration = started.elapsed();
@@ -201,7 +230,7 @@ impl Runner {
                     entry.up = false;
                     entry.errors_total += 1;
                     Stats::add(&self.stats.collector_errors, 1);
-                    tracing::warn!(collector = name, error = %e, "collector failed");
+                    tracing::warn!(collector = %name, error = %e, "collector failed");
                 }
             }
             out.metadata.extend(entry.collector.metadata());
@@ -267,7 +296,7 @@ mod tests {
 
     #[async_trait]
     impl Collector for Fixed {
-        fn name(&self) -> &'static str {
+        fn name(&self) -> &str {
             self.0
         }
         fn metadata(&self) -> Vec<MetricMetadata> {
@@ -280,8 +309,11 @@ mod tests {
 
     #[async_trait]
     impl Collector for Failing {
-        fn name(&self) -> &'static str {
+        fn name(&self) -> &str {
             "failing"
+        }
+        fn role(&self) -> Option<&str> {
+            Some("cache")
         }
         fn metadata(&self) -> Vec<MetricMetadata> {
             Vec::new()
@@ -293,7 +325,7 @@ mod tests {
 
     #[async_trait]
     impl Collector for Slow {
-        fn name(&self) -> &'static str {
+        fn name(&self) -> &str {
             "slow"
         }
         fn metadata(&self) -> Vec<MetricMetadata> {
@@ -310,6 +342,15 @@ mod tests {
             .iter()
             .find(|s| s.name == name && s.label("collector") == Some(collector))
             .map(|s| s.points[0].value)
+    }
+
+    #[test]
+    fn a_collector_can_carry_its_own_role() {
+        let ctx = Context::new(5, "h", "api");
+        let db = ctx.with_role("db");
+        let s = db.series("pg_up", &[], 1.0);
+        assert_eq!((s.label("host"), s.label("role")), (Some("h"), Some("db")));
+        assert_eq!(ctx.series("x", &[], 1.0).label("role"), Some("api"));
     }
 
     #[tokio::test]

@@ -125,7 +125,7 @@ fn disk_refresh() -> DiskRefreshKind {
 
 #[async_trait]
 impl Collector for SystemCollector {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "system"
     }
 
