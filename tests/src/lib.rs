@@ -3,6 +3,7 @@
 //! and a TCP proxy that can cut the database off and bring it back.
 #![forbid(unsafe_code)]
 
+pub mod demo;
 pub mod proxy;
 pub mod raw;
 
