@@ -145,17 +145,22 @@ async fn knobs_break_it_and_bad_knobs_are_refused() {
 
 #[tokio::test]
 async fn synthetic_series_pad_the_exposition() {
-    let base = serve(quiet(), 400).await;
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("body");
-    let samples = text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .count();
-    assert!(samples >= 500, "only {samples} samples");
+    async fn samples(padding: usize) -> (usize, String) {
+        let base = serve(quiet(), padding).await;
+        let text = reqwest::get(format!("{base}/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("body");
+        let n = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .count();
+        (n, text)
+    }
+    let (plain, _) = samples(0).await;
+    let (padded, text) = samples(400).await;
+    assert_eq!(padded, plain + 400);
     assert!(text.contains("demo_synthetic_value{series=\"399\"} 399"));
 }
