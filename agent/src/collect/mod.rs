@@ -23,6 +23,7 @@ use crate::config::AgentConfig;
 use crate::stats::{DropReason, Stats};
 
 pub mod agent;
+pub mod procfs;
 pub mod system;
 
 /// A collector failure. The runner logs it and marks the collector down.

@@ -12,8 +12,11 @@
 //! mounted at `/`, the root of a container), mounts under container-runtime
 //! directories ([`SKIPPED_MOUNT_PREFIXES`]) and filesystems reporting size 0.
 //! A mount point listed twice (mounted over) is reported once, from its last
-//! (visible) entry. Disk I/O counters come from the block devices behind the
-//! kept mounts (`/dev/...` only), one series per device however often it is mounted.
+//! (visible) entry.
+//!
+//! Kernel counters sysinfo does not expose (CPU time by mode, context switches,
+//! pressure, TCP, disk operations and bytes per whole disk, ...) come from
+//! [`procfs`], in the same collection.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -26,7 +29,7 @@ use sysinfo::{
 };
 use vigil_common::{MetricKind, MetricMetadata, Series};
 
-use super::{CollectError, Collector, Context};
+use super::{CollectError, Collector, Context, procfs};
 
 /// Filesystem types never reported, beyond those sysinfo already skips.
 pub const SKIPPED_FSTYPES: &[&str] = &[
@@ -73,8 +76,6 @@ const FAMILIES: &[(&str, MetricKind, &str, &str)] = &[
     ("system_filesystem_size_bytes", Gauge, "Size of the filesystem", "bytes"),
     ("system_filesystem_used_bytes", Gauge, "Size minus the space available to unprivileged users (root-reserved blocks count as used)", "bytes"),
     ("system_filesystem_available_bytes", Gauge, "Space available to unprivileged users", "bytes"),
-    ("system_disk_read_bytes_total", Counter, "Bytes read from the block device", "bytes"),
-    ("system_disk_written_bytes_total", Counter, "Bytes written to the block device", "bytes"),
     ("system_network_receive_bytes_total", Counter, "Bytes received on the interface", "bytes"),
     ("system_network_transmit_bytes_total", Counter, "Bytes sent on the interface", "bytes"),
     ("system_network_receive_packets_total", Counter, "Packets received on the interface", ""),
@@ -120,7 +121,7 @@ impl SystemCollector {
 }
 
 fn disk_refresh() -> DiskRefreshKind {
-    DiskRefreshKind::nothing().with_storage().with_io_usage()
+    DiskRefreshKind::nothing().with_storage()
 }
 
 #[async_trait]
@@ -130,7 +131,9 @@ impl Collector for SystemCollector {
     }
 
     fn metadata(&self) -> Vec<MetricMetadata> {
-        super::metadata(FAMILIES)
+        let mut all = super::metadata(FAMILIES);
+        all.extend(super::metadata(procfs::FAMILIES));
+        all
     }
 
     async fn collect(&mut self, ctx: &Context) -> Result<Vec<Series>, CollectError> {
@@ -205,19 +208,12 @@ fn collect_blocking(st: &mut State, ctx: &Context) -> Vec<Series> {
 
     // Filesystems, one per mount point, last entry wins (see the module docs).
     let mut mounts = BTreeMap::new();
-    let mut devices = BTreeMap::new();
     for disk in st.disks.iter() {
         let mount = disk.mount_point().to_string_lossy().into_owned();
         let fstype = disk.file_system().to_string_lossy().into_owned();
         let device = disk.name().to_string_lossy().into_owned();
         if !keep_filesystem(&mount, &fstype, disk.total_space()) {
             continue;
-        }
-        if let Some(dev) = device.strip_prefix("/dev/") {
-            let usage = disk.usage();
-            devices
-                .entry(dev.to_string())
-                .or_insert((usage.total_read_bytes, usage.total_written_bytes));
         }
         mounts.insert(
             mount,
@@ -243,11 +239,6 @@ fn collect_blocking(st: &mut State, ctx: &Context) -> Vec<Series> {
             &labels,
             *available as f64,
         );
-    }
-    for (device, (read, written)) in &devices {
-        let labels = [("device", device.as_str())];
-        emit("system_disk_read_bytes_total", &labels, *read as f64);
-        emit("system_disk_written_bytes_total", &labels, *written as f64);
     }
 
     for (name, data) in st.networks.iter() {
@@ -294,6 +285,10 @@ fn collect_blocking(st: &mut State, ctx: &Context) -> Vec<Series> {
         .filter(|p| p.thread_kind().is_none())
         .count();
     emit("system_processes", &[], processes as f64);
+    for (name, labels, value) in procfs::read_all(std::path::Path::new("/proc")) {
+        let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        out.push(ctx.series(name, &labels, value));
+    }
     out
 }
 
@@ -354,7 +349,11 @@ mod tests {
         assert!(!again.is_empty());
 
         let names: HashSet<&str> = series.iter().map(|s| s.name.as_str()).collect();
-        let families: HashSet<&str> = FAMILIES.iter().map(|f| f.0).collect();
+        let families: HashSet<&str> = FAMILIES
+            .iter()
+            .chain(procfs::FAMILIES)
+            .map(|f| f.0)
+            .collect();
         // Every family that does not depend on which disks are mounted.
         for expected in ALWAYS_PRESENT {
             assert!(names.contains(expected), "missing {expected}");
@@ -409,6 +408,17 @@ mod tests {
                 assert!(s.label(label).is_some(), "{} lacks {label}", s.name);
             }
         }
-        assert_eq!(collector.metadata().len(), FAMILIES.len());
+        assert_eq!(
+            collector.metadata().len(),
+            FAMILIES.len() + procfs::FAMILIES.len()
+        );
+        // The kernel counters this machine certainly has.
+        for expected in [
+            "system_cpu_seconds_total",
+            "system_context_switches_total",
+            "system_filefd_allocated",
+        ] {
+            assert!(names.contains(expected), "missing {expected}");
+        }
     }
 }
