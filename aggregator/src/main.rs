@@ -54,6 +54,13 @@ enum Command {
         /// Do not start a local agent.
         #[arg(long)]
         no_agent: bool,
+        /// Also start the demo ML prediction API (vigil-demo-api) and have the
+        /// local agent scrape and probe it.
+        #[arg(long)]
+        demo: bool,
+        /// Where the demo API listens (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        demo_listen: SocketAddr,
     },
     /// Register (or re-key) an agent's Ed25519 public key.
     RegisterAgent {
@@ -153,6 +160,8 @@ fn main() -> ExitCode {
                     listen_quic,
                     database,
                     no_agent,
+                    demo,
+                    demo_listen,
                 },
                 _,
             ) => {
@@ -162,7 +171,7 @@ fn main() -> ExitCode {
                     listen_quic,
                     database,
                 };
-                run_quickstart(opts, no_agent).await
+                run_quickstart(opts, no_agent, demo.then_some(demo_listen)).await
             }
             _ => bail!("internal: command without its config"),
         }
@@ -209,7 +218,11 @@ async fn run(loaded: Loaded) -> Result<()> {
     Ok(())
 }
 
-async fn run_quickstart(opts: quickstart::Options, no_agent: bool) -> Result<()> {
+async fn run_quickstart(
+    opts: quickstart::Options,
+    no_agent: bool,
+    demo: Option<SocketAddr>,
+) -> Result<()> {
     let signals = Signals::install()?;
     let setup = quickstart::prepare(&opts)?;
     let loaded = Config::load(&setup.aggregator_config)
@@ -225,7 +238,11 @@ async fn run_quickstart(opts: quickstart::Options, no_agent: bool) -> Result<()>
         bail!("the database did not become reachable within 30 s");
     }
     let token = quickstart::register(&setup, &opts.data_dir, running.state.store.as_ref()).await?;
-    quickstart::write_agent_config(&setup, running.quic_addr)?;
+    let demo = match demo {
+        Some(addr) if addr.port() == 0 => Some(free_port(addr)?),
+        other => other,
+    };
+    quickstart::write_agent_config(&setup, running.quic_addr, demo)?;
 
     let http = quickstart::connectable(running.http_addr);
     let token_path = setup.token_path.display();
@@ -243,17 +260,44 @@ async fn run_quickstart(opts: quickstart::Options, no_agent: bool) -> Result<()>
         data = opts.data_dir.display(),
     );
 
-    let agent = if no_agent {
-        None
-    } else {
-        Some(supervise::spawn_agent(setup.agent_config.clone()))
-    };
+    let mut children = Vec::new();
+    if let Some(addr) = demo {
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "  Demo API        : http://{}/predict (knobs: POST /admin/knobs)",
+            quickstart::connectable(addr)
+        );
+        children.push(supervise::spawn(
+            "demo API",
+            supervise::sibling_binary("vigil-demo-api"),
+            vec!["--listen".into(), addr.to_string().into()],
+        ));
+    }
+    if !no_agent {
+        children.push(supervise::spawn(
+            "local agent",
+            supervise::sibling_binary("vigil-agent"),
+            vec![
+                "run".into(),
+                "--config".into(),
+                setup.agent_config.clone().into_os_string(),
+            ],
+        ));
+    }
     signals.wait().await;
-    if let Some(agent) = agent {
-        agent.stop().await;
+    // The agent first (it drains into the still-running aggregator).
+    for child in children.into_iter().rev() {
+        child.stop().await;
     }
     running.shutdown().await;
     Ok(())
+}
+
+/// `addr` with a port the OS reports free right now.
+fn free_port(addr: SocketAddr) -> Result<SocketAddr> {
+    let probe = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("no free port for the demo API on {addr}"))?;
+    Ok(probe.local_addr()?)
 }
 
 /// SIGINT and SIGTERM handlers, installed before anything starts so a signal

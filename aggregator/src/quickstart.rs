@@ -172,19 +172,40 @@ pub async fn register(
     Ok(token)
 }
 
-/// Writes `agent.toml` for the local agent, pointing at `quic_addr`.
-pub fn write_agent_config(setup: &Setup, quic_addr: SocketAddr) -> Result<(), QuickstartError> {
+/// Writes `agent.toml` for the local agent, pointing at `quic_addr`; with a
+/// demo API at `demo`, the host also takes the `api` role and the agent
+/// scrapes the API's metrics and probes its health.
+pub fn write_agent_config(
+    setup: &Setup,
+    quic_addr: SocketAddr,
+    demo: Option<SocketAddr>,
+) -> Result<(), QuickstartError> {
     let target = connectable(quic_addr);
     let id = &setup.agent_id;
-    let text = format!(
+    let roles = if demo.is_some() {
+        "[\"host\", \"api\"]"
+    } else {
+        "[\"host\"]"
+    };
+    let mut text = format!(
         "# Written by `vigil-aggregator quickstart`; rewritten on every quickstart run.\n\
-         agent_id = {id_s}\nhost = {host}\nroles = [\"host\"]\ninterval = \"10s\"\n\n\
+         agent_id = {id_s}\nhost = {host}\nroles = {roles}\ninterval = \"10s\"\n\n\
          [aggregator]\nendpoints = [{target}]\nserver_name = \"localhost\"\n\
          ca = \"certs/ca.crt\"\ncert = \"certs/{id}.crt\"\nkey = \"certs/{id}.key\"\nsigning_key = \"certs/{id}.sign.key\"\n",
         id_s = toml_str(id),
         host = toml_str(&setup.host),
         target = toml_str(&target.to_string()),
     );
+    if let Some(api) = demo {
+        let api = connectable(api);
+        text.push_str(&format!(
+            "\n# The demo prediction API (vigil-demo-api).\n\
+             [[collect.scrape]]\nname = \"api\"\nurl = {metrics}\nrole = \"api\"\n\n\
+             [[collect.probe]]\nname = \"api-health\"\nurl = {health}\n",
+            metrics = toml_str(&format!("http://{api}/metrics")),
+            health = toml_str(&format!("http://{api}/health")),
+        ));
+    }
     vigil_certs::write_file(&setup.agent_config, text.as_bytes(), false)?;
     Ok(())
 }

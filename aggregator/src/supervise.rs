@@ -1,6 +1,8 @@
-//! Quick start's local agent: a child process, restarted if it dies, stopped
-//! with SIGTERM (so it drains) when the aggregator stops.
+//! Quick start's children (the local agent, the demo API): processes restarted
+//! if they die, stopped with SIGTERM (so the agent drains) when the aggregator
+//! stops. A child that exits 64 (bad configuration) is not restarted.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -11,7 +13,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 use vigil_common::config::EXIT_CONFIG;
 
-/// Time the agent gets to drain after SIGTERM before it is killed.
+/// Time a child gets to stop after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
 pub struct Supervised {
@@ -26,49 +28,48 @@ impl Supervised {
     }
 }
 
-/// The `vigil-agent` binary: next to this one, else on PATH.
-fn agent_binary() -> PathBuf {
+/// A Vigil binary: next to this one (as `cargo build` lays them out), else on PATH.
+pub fn sibling_binary(name: &str) -> PathBuf {
     std::env::current_exe()
         .ok()
-        .map(|exe| exe.with_file_name("vigil-agent"))
+        .map(|exe| exe.with_file_name(name))
         .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("vigil-agent"))
+        .unwrap_or_else(|| PathBuf::from(name))
 }
 
-pub fn spawn_agent(config: PathBuf) -> Supervised {
+/// Runs `program args...` as `name` until [`Supervised::stop`].
+pub fn spawn(name: &'static str, program: PathBuf, args: Vec<OsString>) -> Supervised {
     let (stop, mut stopped) = oneshot::channel();
     let task = tokio::spawn(async move {
-        let bin = agent_binary();
+        let bin = program;
         let mut delay = Duration::from_secs(1);
         loop {
             let mut child = match Command::new(&bin)
-                .arg("run")
-                .arg("--config")
-                .arg(&config)
+                .args(&args)
                 .stdin(Stdio::null())
                 .kill_on_drop(true)
                 .spawn()
             {
                 Ok(child) => child,
                 Err(e) => {
-                    error!(binary = %bin.display(), error = %e, "cannot start the local agent (build it with `cargo build --release`)");
+                    error!(binary = %bin.display(), error = %e, "cannot start the {name} (build it with `cargo build --release`)");
                     return;
                 }
             };
-            info!(pid = child.id(), "local agent started");
+            info!(pid = child.id(), "{name} started");
             tokio::select! {
                 status = child.wait() => {
                     match status {
                         Ok(s) if s.code() == Some(i32::from(EXIT_CONFIG)) => {
-                            error!("local agent rejected its config ({}); not restarting", config.display());
+                            error!("{name} rejected its configuration; not restarting");
                             return;
                         }
-                        Ok(s) => warn!(status = %s, "local agent exited; restarting in {delay:?}"),
-                        Err(e) => warn!(error = %e, "local agent lost; restarting in {delay:?}"),
+                        Ok(s) => warn!(status = %s, "{name} exited; restarting in {delay:?}"),
+                        Err(e) => warn!(error = %e, "{name} lost; restarting in {delay:?}"),
                     }
                 }
                 _ = &mut stopped => {
-                    terminate(&mut child).await;
+                    terminate(name, &mut child).await;
                     return;
                 }
             }
@@ -82,7 +83,7 @@ pub fn spawn_agent(config: PathBuf) -> Supervised {
     Supervised { stop, task }
 }
 
-async fn terminate(child: &mut Child) {
+async fn terminate(name: &str, child: &mut Child) {
     if let Some(pid) = child
         .id()
         .and_then(|p| rustix::process::Pid::from_raw(p as i32))
@@ -90,9 +91,9 @@ async fn terminate(child: &mut Child) {
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     }
     match tokio::time::timeout(STOP_GRACE, child.wait()).await {
-        Ok(_) => info!("local agent stopped"),
+        Ok(_) => info!("{name} stopped"),
         Err(_) => {
-            warn!("local agent did not stop in time; killing it");
+            warn!("{name} did not stop in time; killing it");
             let _ = child.kill().await;
         }
     }
