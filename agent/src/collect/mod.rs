@@ -23,6 +23,8 @@ use crate::config::AgentConfig;
 use crate::stats::{DropReason, Stats};
 
 pub mod agent;
+pub mod outage;
+pub mod postgres;
 pub mod system;
 
 /// A collector failure. The runner logs it and marks the collector down.
@@ -199,6 +201,11 @@ impl Runner {
         let mut collectors: Vec<Box<dyn Collector>> = Vec::new();
         if config.collect.system.enabled {
             collectors.push(Box::new(system::SystemCollector::new()?));
+        }
+        // Both connect lazily, in collect(): a service down at start-up does not stop the agent.
+        if config.collect.postgres.is_enabled(&config.roles) {
+            let pg = config.collect.postgres.clone();
+            collectors.push(Box::new(postgres::PostgresCollector::new(pg)?));
         }
         collectors.push(Box::new(agent::AgentCollector::new(stats.clone())));
         // A run may use most of the interval, never less than a second.
