@@ -25,6 +25,7 @@ use crate::stats::{DropReason, Stats};
 pub mod agent;
 pub mod outage;
 pub mod postgres;
+pub mod redis;
 pub mod system;
 
 /// A collector failure. The runner logs it and marks the collector down.
@@ -206,6 +207,10 @@ impl Runner {
         if config.collect.postgres.is_enabled(&config.roles) {
             let pg = config.collect.postgres.clone();
             collectors.push(Box::new(postgres::PostgresCollector::new(pg)?));
+        }
+        if config.collect.redis.is_enabled(&config.roles) {
+            let redis = config.collect.redis.clone();
+            collectors.push(Box::new(redis::RedisCollector::new(redis)?));
         }
         collectors.push(Box::new(agent::AgentCollector::new(stats.clone())));
         // A run may use most of the interval, never less than a second.

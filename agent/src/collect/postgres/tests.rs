@@ -4,12 +4,16 @@
 //! naming, so their stale-database sweep also removes ours after a crash).
 //! An unreachable server fails the tests with a message; nothing is skipped.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use sqlx::{AssertSqlSafe, Connection, Executor};
 
 use super::*;
+use crate::collect::Runner;
+use crate::config::{AgentConfig, AggregatorConfig};
+use crate::stats::Stats;
 
 fn admin_url() -> String {
     std::env::var("DATABASE_URL")
@@ -360,7 +364,7 @@ async fn top_statements_are_summed_ranked_and_labelled() {
         .await
         .expect("fake view");
     }
-    let mut c = PostgresCollector::new(db.config()).expect("collector");
+    let c = PostgresCollector::new(db.config()).expect("collector");
     let mut conn = c.connect().await.expect("connect");
     let limit = Duration::from_secs(5);
     for (schema, version) in [("s_new", "1.10"), ("s_old", "1.7")] {
@@ -503,4 +507,44 @@ async fn a_query_failing_on_a_live_server_is_a_collector_error() {
         .expect_err("permission denied is an error");
     assert!(err.to_string().contains("permission denied"), "{err}");
     assert!(c.conn.is_some(), "the connection itself is still good");
+}
+
+/// Services down at start-up neither stop the runner nor fail their collectors.
+#[tokio::test]
+async fn the_runner_starts_db_and_cache_collectors_by_role() {
+    let agg = AggregatorConfig::new(vec!["127.0.0.1:1".into()], "localhost", "", "", "", "");
+    let mut config = AgentConfig::new("a1", agg);
+    config.roles = vec!["api".into(), "db".into(), "cache".into()];
+    config.collect.system.enabled = false;
+    config.collect.postgres.url = "postgres://postgres@127.0.0.1:1/postgres".into();
+    config.collect.redis.url = "redis://127.0.0.1:1".into();
+    let mut runner = Runner::from_config(&config, Arc::new(Stats::default())).expect("runner");
+    let c = runner.collect().await;
+    let find = |name: &str| c.series.iter().find(|s| s.name == name).expect(name);
+    assert_eq!(find("pg_up").points[0].value, 0.0);
+    assert_eq!(find("pg_up").label("role"), Some("db"));
+    assert_eq!(find("redis_up").points[0].value, 0.0);
+    assert_eq!(find("redis_up").label("role"), Some("cache"));
+    for name in ["postgres", "redis"] {
+        let up = c
+            .series
+            .iter()
+            .find(|s| s.name == "vigil_agent_collector_up" && s.label("collector") == Some(name));
+        assert_eq!(up.map(|s| s.points[0].value), Some(1.0), "{name}");
+    }
+    assert!(c.metadata.iter().any(|m| m.name == "pg_xact_commit_total"));
+    assert!(
+        c.metadata
+            .iter()
+            .any(|m| m.name == "redis_keyspace_hits_total")
+    );
+
+    config.roles = vec!["api".into()];
+    let mut runner = Runner::from_config(&config, Arc::new(Stats::default())).expect("runner");
+    let c = runner.collect().await;
+    assert!(
+        c.series
+            .iter()
+            .all(|s| s.name != "pg_up" && s.name != "redis_up")
+    );
 }
