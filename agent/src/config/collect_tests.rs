@@ -154,3 +154,13 @@ fn password_files_are_checked_when_the_collector_runs() {
     c.collect.postgres.file_problems(&c.roles, &mut p);
     assert!(p.is_empty(), "{p:#?}");
 }
+
+/// The example config documents the defaults of both tables.
+#[test]
+fn example_config_shows_the_defaults() {
+    let text = include_str!("../../../deploy/agent.example.toml");
+    let c = AgentConfig::from_toml(text, Path::new("/etc/vigil")).expect("example parses");
+    assert!(text.contains("[collect.postgres]") && text.contains("[collect.redis]"));
+    assert_eq!(c.collect.postgres, PostgresCollectConfig::default());
+    assert_eq!(c.collect.redis, RedisCollectConfig::default());
+}

@@ -259,3 +259,14 @@ async fn auth_uses_the_acl_user_and_password_file() {
     assert_eq!(value(&s, "redis_up", None), Some(1.0));
     assert_eq!(value(&s, "redis_connected_clients", None), Some(7.0));
 }
+
+#[test]
+fn every_family_is_documented() {
+    let doc = include_str!("../../../../docs/metrics.md");
+    for (name, ..) in FAMILIES {
+        assert!(
+            doc.contains(&format!("| `{name}` |")),
+            "{name} missing from docs/metrics.md"
+        );
+    }
+}

@@ -148,3 +148,14 @@ fn check_families(series: &[Series]) {
         );
     }
 }
+
+#[test]
+fn every_family_is_documented() {
+    let doc = include_str!("../../../../../docs/metrics.md");
+    for (name, ..) in FAMILIES {
+        assert!(
+            doc.contains(&format!("| `{name}` |")),
+            "{name} missing from docs/metrics.md"
+        );
+    }
+}
