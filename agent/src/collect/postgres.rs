@@ -138,6 +138,15 @@ impl PostgresCollector {
         })
     }
 
+    /// Caps the connect timeout so that two attempts (a dead kept connection,
+    /// then a fresh one) fit in the runner's `budget`: an unreachable server
+    /// must show as `pg_up 0`, not as a collector that timed out.
+    pub fn with_budget(mut self, budget: Duration) -> Self {
+        let cap = budget.mul_f64(0.4);
+        self.config.connect_timeout = self.config.connect_timeout.min(cap);
+        self
+    }
+
     async fn connect(&self) -> Result<PgConnection, String> {
         let mut options = self.options.clone();
         if let Some(path) = &self.config.password_file {

@@ -20,6 +20,8 @@
 //! Not supported yet: TLS (`rediss://`), Unix sockets, Sentinel and Cluster
 //! discovery (point one collector at each node).
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use vigil_common::{MetricKind, MetricMetadata, Series};
 
@@ -129,6 +131,16 @@ impl RedisCollector {
             conn: None,
             outage: Outage::default(),
         })
+    }
+
+    /// Caps the timeouts so that the worst cycle (INFO on a dead kept
+    /// connection, then connect, AUTH and INFO) fits in the runner's `budget`:
+    /// a hung server must show as `redis_up 0`, not as a collector timeout.
+    pub fn with_budget(mut self, budget: Duration) -> Self {
+        let cap = budget.mul_f64(0.2);
+        self.config.connect_timeout = self.config.connect_timeout.min(cap);
+        self.config.timeout = self.config.timeout.min(cap);
+        self
     }
 
     async fn connect(&self) -> Result<Connection, Failure> {

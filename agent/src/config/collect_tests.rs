@@ -164,3 +164,23 @@ fn example_config_shows_the_defaults() {
     assert_eq!(c.collect.postgres, PostgresCollectConfig::default());
     assert_eq!(c.collect.redis, RedisCollectConfig::default());
 }
+
+#[test]
+fn a_redis_user_needs_a_password() {
+    for extra in [
+        "[collect.redis]\nusername = \"mon\"\n",
+        "[collect.redis]\nurl = \"redis://mon@h:6379\"\n",
+    ] {
+        let found = match parse("", extra) {
+            Ok(_) => panic!("{extra}: accepted"),
+            Err(e) => e.problems(),
+        };
+        assert_eq!(
+            found,
+            ["collect.redis.username: needs a password (in url or password_file)"],
+            "{extra}"
+        );
+    }
+    let ok = "[collect.redis]\nurl = \"redis://mon:pw@h:6379\"\n";
+    parse("", ok).expect("user and password");
+}

@@ -37,7 +37,8 @@ pub struct PostgresCollectConfig {
     /// secret stays out of this file. Re-read at every connection attempt.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
-    /// Time allowed to connect and authenticate.
+    /// Time allowed to connect and authenticate (at most 40% of the
+    /// collection budget, so an unreachable server shows as `pg_up 0`).
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// The session's `statement_timeout`; the agent also gives up on a query

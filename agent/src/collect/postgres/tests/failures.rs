@@ -1,6 +1,7 @@
 //! Down servers, dead connections, failing queries, and the runner wiring.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::{AssertSqlSafe, Executor};
 
@@ -130,4 +131,47 @@ async fn the_runner_starts_db_and_cache_collectors_by_role() {
             .iter()
             .all(|s| s.name != "pg_up" && s.name != "redis_up")
     );
+}
+
+/// A TCP listener that accepts connections and never says a word.
+async fn silent_server() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    addr
+}
+
+/// Hung services are reported down within the cycle, even with a 1 s interval
+/// and the default 5 s / 3 s timeouts: the runner's budget caps them.
+#[tokio::test]
+async fn hung_services_are_down_within_a_short_interval() {
+    let agg = AggregatorConfig::new(vec!["127.0.0.1:1".into()], "localhost", "", "", "", "");
+    let mut config = AgentConfig::new("a1", agg);
+    config.roles = vec!["db".into(), "cache".into()];
+    config.collect.system.enabled = false;
+    config.interval = Duration::from_secs(1);
+    config.collect.postgres.url = format!("postgres://postgres@{}/postgres", silent_server().await);
+    config.collect.redis.url = format!("redis://{}", silent_server().await);
+    let mut runner = Runner::from_config(&config, Arc::new(Stats::default())).expect("runner");
+    let c = runner.collect().await;
+    let value = |name: &str, collector: Option<&str>| {
+        c.series
+            .iter()
+            .find(|s| s.name == name && (collector.is_none() || s.label("collector") == collector))
+            .map(|s| s.points[0].value)
+    };
+    assert_eq!(value("pg_up", None), Some(0.0));
+    assert_eq!(value("redis_up", None), Some(0.0));
+    assert_eq!(
+        value("vigil_agent_collector_up", Some("postgres")),
+        Some(1.0)
+    );
+    assert_eq!(value("vigil_agent_collector_up", Some("redis")), Some(1.0));
 }
