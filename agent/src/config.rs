@@ -16,9 +16,17 @@ use thiserror::Error;
 use vigil_common::config::{ConfigErrors, parse_toml, read_toml, resolve};
 
 #[cfg(test)]
+mod collect_tests;
+mod postgres;
+mod redis;
+mod secret;
+#[cfg(test)]
 mod tests;
 mod validate;
 
+pub use postgres::{PostgresCollectConfig, StatementsOrder};
+pub use redis::{RedisCollectConfig, RedisTarget};
+pub use secret::read_secret_file;
 pub use validate::check_endpoint;
 
 /// Role used when the config names none.
@@ -127,6 +135,12 @@ pub struct CollectConfig {
     /// `[collect.system]`.
     #[serde(default)]
     pub system: SystemCollectConfig,
+    /// `[collect.postgres]` (default: on for hosts with the `db` role).
+    #[serde(default)]
+    pub postgres: PostgresCollectConfig,
+    /// `[collect.redis]` (default: on for hosts with the `cache` role).
+    #[serde(default)]
+    pub redis: RedisCollectConfig,
 }
 
 /// `[collect.system]`.
@@ -310,6 +324,15 @@ impl AgentConfig {
         let a = &mut self.aggregator;
         for p in [&mut a.ca, &mut a.cert, &mut a.key, &mut a.signing_key] {
             // An empty path stays empty, so the value check reports it.
+            if !p.as_os_str().is_empty() {
+                *p = resolve(config_path, p);
+            }
+        }
+        let c = &mut self.collect;
+        for p in [&mut c.postgres.password_file, &mut c.redis.password_file]
+            .into_iter()
+            .flatten()
+        {
             if !p.as_os_str().is_empty() {
                 *p = resolve(config_path, p);
             }

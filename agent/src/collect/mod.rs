@@ -23,7 +23,10 @@ use crate::config::AgentConfig;
 use crate::stats::{DropReason, Stats};
 
 pub mod agent;
+pub mod outage;
+pub mod postgres;
 pub mod procfs;
+pub mod redis;
 pub mod system;
 
 /// A collector failure. The runner logs it and marks the collector down.
@@ -201,9 +204,22 @@ impl Runner {
         if config.collect.system.enabled {
             collectors.push(Box::new(system::SystemCollector::new()?));
         }
-        collectors.push(Box::new(agent::AgentCollector::new(stats.clone())));
         // A run may use most of the interval, never less than a second.
         let budget = config.interval.mul_f64(0.9).max(Duration::from_secs(1));
+        // Both connect lazily, in collect(): a service down at start-up does not stop the agent.
+        if config.collect.postgres.is_enabled(&config.roles) {
+            let pg = config.collect.postgres.clone();
+            collectors.push(Box::new(
+                postgres::PostgresCollector::new(pg)?.with_budget(budget),
+            ));
+        }
+        if config.collect.redis.is_enabled(&config.roles) {
+            let redis = config.collect.redis.clone();
+            collectors.push(Box::new(
+                redis::RedisCollector::new(redis)?.with_budget(budget),
+            ));
+        }
+        collectors.push(Box::new(agent::AgentCollector::new(stats.clone())));
         Ok(Runner::new(collectors, config, budget, stats))
     }
 

@@ -10,11 +10,11 @@ use vigil_common::{sign, tls};
 use super::{AgentConfig, MAX_INTERVAL, MAX_MAX_BATCH_SAMPLES, MAX_MAX_BATCHES, MIN_INTERVAL};
 
 /// A problem line, `key: what is wrong`, as every check reports it.
-fn problem(key: &str, message: impl fmt::Display) -> String {
+pub(super) fn problem(key: &str, message: impl fmt::Display) -> String {
     format!("{key}: {message}")
 }
 
-fn check_range(key: &str, d: Duration, min: Duration, max: Duration) -> Option<String> {
+pub(super) fn check_range(key: &str, d: Duration, min: Duration, max: Duration) -> Option<String> {
     use humantime_serde::re::humantime::format_duration;
     (d < min || d > max).then(|| {
         problem(
@@ -172,6 +172,8 @@ impl AgentConfig {
             Duration::ZERO,
             s(600),
         ));
+        self.collect.postgres.value_problems(&mut p);
+        self.collect.redis.value_problems(&mut p);
         p
     }
 
@@ -179,6 +181,8 @@ impl AgentConfig {
     pub(super) fn file_problems(&self) -> Vec<String> {
         let a = &self.aggregator;
         let mut p = Vec::new();
+        self.collect.postgres.file_problems(&self.roles, &mut p);
+        self.collect.redis.file_problems(&self.roles, &mut p);
         let ca = load_file(&mut p, "aggregator.ca", &a.ca, tls::load_certs);
         let chain = load_file(&mut p, "aggregator.cert", &a.cert, tls::load_certs);
         let key = load_file(&mut p, "aggregator.key", &a.key, tls::load_key);
