@@ -143,7 +143,8 @@ pub struct SpoolConfig {
 /// `[shutdown]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ShutdownConfig {
-    /// After collectors stop, how long to keep delivering queued batches.
+    /// After collectors stop, how long to keep delivering spooled batches (the
+    /// rest stays in the spool for the next start).
     #[serde(default = "default_drain_timeout", with = "humantime_serde")]
     pub drain_timeout: Duration,
 }

@@ -134,7 +134,7 @@ fn check_config_accepts_a_good_config() {
 #[test]
 fn run_stops_gracefully_on_sigterm() {
     let pki = Pki::new("web-8");
-    // Nothing listens there: the agent queues batches and keeps retrying.
+    // Nothing listens there: the agent spools batches and keeps retrying.
     let addr = std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .expect("free port");
