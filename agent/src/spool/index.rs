@@ -87,7 +87,7 @@ impl Inner {
                 let oldest_fresh = self.entries.values_mut().rev().filter(|e| e.fresh).nth(n);
                 if let Some(e) = oldest_fresh {
                     e.fresh = false;
-                    self.fresh -= 1;
+                    self.fresh = self.fresh.saturating_sub(1);
                 }
             }
         }
@@ -296,20 +296,20 @@ impl Inner {
     pub fn remove(&mut self, key: u64) -> Option<Removed> {
         let e = self.entries.remove(&key)?;
         if e.fresh {
-            self.fresh -= 1;
+            self.fresh = self.fresh.saturating_sub(1);
         }
         if self.in_flight == Some(key) {
             self.in_flight = None;
         }
         match e.at {
             Location::Memory(ref p) => {
-                self.memory_bytes -= p.len() as u64;
-                self.memory_batches -= 1;
+                self.memory_bytes = self.memory_bytes.saturating_sub(p.len() as u64);
+                self.memory_batches = self.memory_batches.saturating_sub(1);
             }
             Location::Disk { segment, index, .. } => {
                 let active = self.active;
                 if let Some(seg) = self.segments.get_mut(&segment) {
-                    seg.pending -= 1;
+                    seg.pending = seg.pending.saturating_sub(1);
                     if seg.pending == 0 && active != Some(segment) {
                         self.delete_segment(segment);
                     } else if let Err(err) = seg.acks.append(&*self.disk, segment, index) {
@@ -329,7 +329,7 @@ impl Inner {
         };
         match seg.delete() {
             Ok(()) => {
-                self.bytes -= seg.len;
+                self.bytes = self.bytes.saturating_sub(seg.len);
                 self.segments.remove(&id);
                 if self.active == Some(id) {
                     self.active = None;

@@ -115,6 +115,7 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use thiserror::Error;
@@ -244,6 +245,10 @@ pub struct Spool {
     inner: Mutex<Inner>,
     notify: Notify,
     stats: Arc<Stats>,
+    /// Copies of the index's sizes, so async code can read them without
+    /// waiting for the lock (held during file I/O).
+    len: AtomicUsize,
+    backlog: AtomicUsize,
 }
 
 impl Spool {
@@ -263,6 +268,8 @@ impl Spool {
             inner: Mutex::new(inner),
             notify: Notify::new(),
             stats,
+            len: AtomicUsize::new(0),
+            backlog: AtomicUsize::new(0),
         };
         spool.publish(&spool.lock());
         Ok(spool)
@@ -275,6 +282,10 @@ impl Spool {
     }
 
     fn publish(&self, inner: &Inner) {
+        let len = inner.entries.len();
+        self.len.store(len, Ordering::Relaxed);
+        self.backlog
+            .store(len - inner.fresh.min(len), Ordering::Relaxed);
         Stats::set(&self.stats.spool_bytes, inner.bytes);
         Stats::set(&self.stats.spool_batches, inner.entries.len() as u64);
         Stats::set(&self.stats.spool_memory_batches, inner.memory_batches);
@@ -316,20 +327,19 @@ impl Spool {
         removed
     }
 
-    /// Pending batches.
+    /// Pending batches (as of the last completed operation; never blocks).
     pub fn len(&self) -> usize {
-        self.lock().entries.len()
+        self.len.load(Ordering::Relaxed)
     }
 
-    /// Whether nothing is pending.
+    /// Whether nothing is pending (never blocks).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Pending batches in the backlog lane.
+    /// Pending batches in the backlog lane (never blocks).
     pub fn backlog_len(&self) -> usize {
-        let inner = self.lock();
-        inner.entries.len() - inner.fresh
+        self.backlog.load(Ordering::Relaxed)
     }
 
     /// Total size of the segment files.
