@@ -295,13 +295,17 @@ pub fn inspect(dir: &Path) -> io::Result<Vec<RecordInfo>> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // just deleted
             Err(e) => return Err(e),
         };
+        let seg_len = file.metadata()?.len();
         let Ok(mut scan) = Scanner::new(file, id)? else {
             continue;
         };
-        let acks = match fs::read(segment::ack_path(dir, id)) {
-            Ok(bytes) => format::decode_acks(&bytes, id).0,
-            Err(_) => Vec::new(),
-        };
+        // At most one tombstone per record: bound the read like recovery does.
+        let most = seg_len / (format::PREFIX_LEN + format::BODY_FIXED as u64) + 1;
+        let mut bytes = Vec::new();
+        if let Ok(f) = File::open(segment::ack_path(dir, id)) {
+            f.take(most * ACK_LEN).read_to_end(&mut bytes)?;
+        }
+        let acks = format::decode_acks(&bytes, id).0;
         while let Some(meta) = scan.next(&mut body)? {
             let payload = format::decode_body(&body)
                 .map(|b| b.payload.to_vec())

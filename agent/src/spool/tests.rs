@@ -273,6 +273,42 @@ fn segments_rotate_and_finished_ones_are_deleted() {
 }
 
 #[test]
+fn a_damaged_ack_file_keeps_its_good_tombstones_and_is_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let l = limits(1 << 20, 1 << 16);
+    let (s, _) = open(dir.path(), l.clone());
+    for seq in 1..=4 {
+        s.push(batch(seq, 30));
+    }
+    for _ in 1..=2 {
+        let b = s.front(true).expect("front");
+        s.ack(b.id);
+    }
+    drop(s);
+    let ack_file = segment::ack_path(dir.path(), 1);
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(&ack_file)
+        .expect("open");
+    f.write_all(&[0xAB; 13]).expect("write"); // a torn entry and garbage
+    drop(f);
+    let (s, stats) = open(dir.path(), l);
+    assert_eq!(sequences(&s), vec![3, 4], "good tombstones still apply");
+    assert_eq!(get(&stats.spool_truncated_bytes), 13);
+    assert_eq!(fs::metadata(&ack_file).expect("meta").len(), 16);
+    // New tombstones land after the good ones and count after a restart.
+    let b = s.front(true).expect("front");
+    s.ack(b.id);
+    drop(s);
+    let (s, _) = open(dir.path(), limits(1 << 20, 1 << 16));
+    assert_eq!(sequences(&s), vec![4]);
+    let seen: Vec<(u64, bool)> = (inspect(dir.path()).expect("inspect").iter())
+        .map(|r| (r.sequence, r.removed))
+        .collect();
+    assert_eq!(seen, vec![(1, true), (2, true), (3, true), (4, false)]);
+}
+
+#[test]
 fn a_full_spool_evicts_the_oldest_but_never_the_batch_in_flight() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Two 200-byte records per segment, three segments at most.
