@@ -14,7 +14,7 @@ use vigil_common::wire::{PROTOCOL_VERSION, WireError};
 use vigil_common::{Batch, BatchHeader, MetricMetadata, Series, SignedBatch};
 
 use crate::collect::Collection;
-use crate::queue::QueuedBatch;
+use crate::spool::QueuedBatch;
 
 /// Why a batch could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +112,7 @@ impl Batcher {
         Ok(QueuedBatch {
             sequence,
             samples,
+            boot_id: self.boot_id,
             payload: Arc::from(payload),
         })
     }

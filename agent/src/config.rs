@@ -45,11 +45,24 @@ pub const MAX_MAX_BATCH_SAMPLES: usize = 100_000;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time allowed for sending one batch and reading its reply.
 pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(30);
-/// Pending batches held in memory before the oldest is dropped.
-pub const DEFAULT_MAX_BATCHES: usize = 1000;
-/// Upper bound on `queue.max_batches`.
-pub const MAX_MAX_BATCHES: usize = 1_000_000;
-/// Time spent delivering queued batches on shutdown.
+/// Spool folder, relative to the config file (or, for `AgentConfig::new`, the
+/// working directory).
+pub const DEFAULT_SPOOL_DIR: &str = "spool";
+/// Cap on the spool's segment files: 256 MiB.
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// Size at which a spool segment is closed and a new one started: 8 MiB.
+pub const DEFAULT_SPOOL_SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+/// Smallest allowed `spool.segment_bytes`.
+pub const MIN_SPOOL_SEGMENT_BYTES: u64 = 4 * 1024;
+/// Largest allowed `spool.segment_bytes`: 1 GiB.
+pub const MAX_SPOOL_SEGMENT_BYTES: u64 = 1024 * 1024 * 1024;
+/// Largest allowed `spool.max_bytes`: 1 TiB.
+pub const MAX_SPOOL_MAX_BYTES: u64 = 1024 * 1024 * 1024 * 1024;
+/// Backlog batches replayed per second after an outage.
+pub const DEFAULT_REPLAY_BATCHES_PER_SECOND: f64 = 20.0;
+/// Bounds of `spool.replay_batches_per_second`.
+pub const REPLAY_RATE_RANGE: (f64, f64) = (0.01, 100_000.0);
+/// Time spent delivering spooled batches on shutdown.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The whole agent configuration. Build it with [`AgentConfig::load`] from a file,
@@ -73,9 +86,9 @@ pub struct AgentConfig {
     pub max_batch_samples: usize,
     /// Where and how to deliver batches.
     pub aggregator: AggregatorConfig,
-    /// The in-memory queue of unacked batches.
+    /// The on-disk spool of unacked batches.
     #[serde(default)]
-    pub queue: QueueConfig,
+    pub spool: SpoolConfig,
     /// Behaviour on SIGINT/SIGTERM.
     #[serde(default)]
     pub shutdown: ShutdownConfig,
@@ -113,18 +126,33 @@ pub struct AggregatorConfig {
     pub backoff_max: Duration,
 }
 
-/// `[queue]`.
+/// `[spool]`: where unacked batches wait (see `agent/src/spool/mod.rs`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct QueueConfig {
-    /// Bound on pending batches; when full the oldest is dropped and counted.
-    #[serde(default = "default_max_batches")]
-    pub max_batches: usize,
+pub struct SpoolConfig {
+    /// The spool folder (created with mode 0700 if missing); one per agent.
+    #[serde(default = "default_spool_dir")]
+    pub dir: PathBuf,
+    /// Cap on the segment files' total size; when full the oldest batches are
+    /// dropped and counted. At least twice `segment_bytes`.
+    #[serde(default = "default_spool_max_bytes")]
+    pub max_bytes: u64,
+    /// A segment file is closed and a new one started at this size.
+    #[serde(default = "default_spool_segment_bytes")]
+    pub segment_bytes: u64,
+    /// `fdatasync` every appended batch, so it also survives a power failure
+    /// (a `kill -9` never loses a spooled batch either way).
+    #[serde(default = "default_true")]
+    pub fsync: bool,
+    /// After an outage, backlog batches sent per second (fresh ones are not paced).
+    #[serde(default = "default_replay_rate")]
+    pub replay_batches_per_second: f64,
 }
 
 /// `[shutdown]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ShutdownConfig {
-    /// After collectors stop, how long to keep delivering queued batches.
+    /// After collectors stop, how long to keep delivering spooled batches (the
+    /// rest stays in the spool for the next start).
     #[serde(default = "default_drain_timeout", with = "humantime_serde")]
     pub drain_timeout: Duration,
 }
@@ -151,10 +179,14 @@ pub struct SystemCollectConfig {
     pub enabled: bool,
 }
 
-impl Default for QueueConfig {
+impl Default for SpoolConfig {
     fn default() -> Self {
-        QueueConfig {
-            max_batches: default_max_batches(),
+        SpoolConfig {
+            dir: default_spool_dir(),
+            max_bytes: default_spool_max_bytes(),
+            segment_bytes: default_spool_segment_bytes(),
+            fsync: default_true(),
+            replay_batches_per_second: default_replay_rate(),
         }
     }
 }
@@ -200,8 +232,17 @@ fn default_backoff_base() -> Duration {
 fn default_backoff_max() -> Duration {
     crate::backoff::DEFAULT_MAX
 }
-fn default_max_batches() -> usize {
-    DEFAULT_MAX_BATCHES
+fn default_spool_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_SPOOL_DIR)
+}
+fn default_spool_max_bytes() -> u64 {
+    DEFAULT_SPOOL_MAX_BYTES
+}
+fn default_spool_segment_bytes() -> u64 {
+    DEFAULT_SPOOL_SEGMENT_BYTES
+}
+fn default_replay_rate() -> f64 {
+    DEFAULT_REPLAY_BATCHES_PER_SECOND
 }
 fn default_drain_timeout() -> Duration {
     DEFAULT_DRAIN_TIMEOUT
@@ -283,7 +324,7 @@ impl AgentConfig {
             interval: default_interval(),
             max_batch_samples: default_max_batch_samples(),
             aggregator,
-            queue: QueueConfig::default(),
+            spool: SpoolConfig::default(),
             shutdown: ShutdownConfig::default(),
             collect: CollectConfig::default(),
         }
@@ -322,7 +363,8 @@ impl AgentConfig {
     /// Resolves relative paths against `config_path` and adds the value problems.
     fn checked(mut self, config_path: &Path, problems: &mut Vec<String>) -> Self {
         let a = &mut self.aggregator;
-        for p in [&mut a.ca, &mut a.cert, &mut a.key, &mut a.signing_key] {
+        let paths = [&mut a.ca, &mut a.cert, &mut a.key, &mut a.signing_key];
+        for p in paths.into_iter().chain([&mut self.spool.dir]) {
             // An empty path stays empty, so the value check reports it.
             if !p.as_os_str().is_empty() {
                 *p = resolve(config_path, p);

@@ -1,18 +1,20 @@
 //! vigil-agent: collects host and service metrics and pushes signed batches to
 //! the aggregator over QUIC.
 //!
-//! Two tasks do the work, joined by a bounded queue:
+//! Two tasks do the work, joined by the on-disk spool:
 //!
 //! ```text
-//!  collect loop (every interval)                      sender (send.rs)
-//!  Runner::collect ─▶ Batcher::build ─▶ Queue ─▶ front ─▶ QUIC stream ─▶ ack ─▶ Queue::ack
-//!  collect/*.rs        batch.rs          queue.rs                          (or retry / drop)
+//!  collect loop (every interval)                         sender (send.rs)
+//!  Runner::collect ─▶ Batcher::build ─▶ Spool::push ┄┄ Spool::front ─▶ QUIC stream ─▶ ack ─▶ Spool::ack
+//!  collect/*.rs        batch.rs          spool/ (disk)   fresh first,                (or retry / drop)
+//!                                                        backlog paced (replay.rs)
 //! ```
 //!
 //! [`Agent::start`] validates the config, loads the TLS identity and signing
-//! key, and spawns both tasks. [`AgentHandle::shutdown`] stops the collect loop
-//! first, then lets the sender deliver what is queued for at most the drain
-//! timeout, then closes the QUIC connection cleanly.
+//! key, opens the spool (recovering what a previous run left), and spawns both
+//! tasks. [`AgentHandle::shutdown`] stops the collect loop first, then lets the
+//! sender deliver what is spooled for at most the drain timeout (what is left
+//! stays in the spool for the next start), then closes the QUIC connection.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -31,8 +33,9 @@ pub mod backoff;
 pub mod batch;
 pub mod collect;
 pub mod config;
-pub mod queue;
+pub mod replay;
 pub mod send;
+pub mod spool;
 pub mod stats;
 
 pub use config::{AgentConfig, AggregatorConfig, ConfigError};
@@ -40,8 +43,8 @@ pub use stats::{DropReason, Stats};
 
 use batch::Batcher;
 use collect::{CollectError, Runner};
-use queue::Queue;
 use send::{Phase, Sender};
+use spool::{Limits, Spool, SpoolError};
 
 /// Why the agent could not start, or did not shut down cleanly.
 #[derive(Debug, Error)]
@@ -58,10 +61,17 @@ pub enum AgentError {
     Random(String),
     #[error("starting collectors: {0}")]
     Collect(#[from] CollectError),
+    #[error("opening the spool: {0}")]
+    Spool(#[from] SpoolError),
     #[error("the {task} task failed: {detail}")]
     Task { task: &'static str, detail: String },
-    /// The drain timeout passed with batches still queued; they are lost.
-    #[error("{pending} batches still undelivered after the {timeout:?} drain timeout")]
+    /// The drain timeout passed with batches still spooled; they are sent after
+    /// the next start (only batches held in memory after a spool write failure
+    /// are lost).
+    #[error(
+        "{pending} batches still undelivered after the {timeout:?} drain timeout; \
+         they stay in the spool"
+    )]
     DrainTimeout { pending: usize, timeout: Duration },
 }
 
@@ -80,7 +90,7 @@ impl Drop for Task {
 /// A running agent. Dropping it aborts the agent without draining.
 pub struct AgentHandle {
     stats: Arc<Stats>,
-    queue: Arc<Queue>,
+    spool: Arc<Spool>,
     boot_id: [u8; 16],
     stop: watch::Sender<bool>,
     phase: watch::Sender<Phase>,
@@ -111,7 +121,17 @@ impl Agent {
         rng_seed.copy_from_slice(&seed[16..]);
 
         let stats = Arc::new(Stats::default());
-        let queue = Arc::new(Queue::new(config.queue.max_batches, stats.clone()));
+        let spool = {
+            let (dir, limits) = (config.spool.dir.clone(), Limits::from_config(&config.spool));
+            let stats = stats.clone();
+            tokio::task::spawn_blocking(move || Spool::open(&dir, limits, stats))
+                .await
+                .map_err(|e| AgentError::Task {
+                    task: "spool recovery",
+                    detail: e.to_string(),
+                })??
+        };
+        let spool = Arc::new(spool);
         let runner = {
             let (config, stats) = (config.clone(), stats.clone());
             tokio::task::spawn_blocking(move || Runner::from_config(&config, stats))
@@ -134,7 +154,7 @@ impl Agent {
         let collect_task = tokio::spawn(collect_loop(
             runner,
             batcher,
-            queue.clone(),
+            spool.clone(),
             stats.clone(),
             config.interval,
             stop_rx,
@@ -143,7 +163,11 @@ impl Agent {
             endpoint: endpoint.clone(),
             client_config,
             config: config.aggregator.clone(),
-            queue: queue.clone(),
+            spool: spool.clone(),
+            pacer: replay::Pacer::new(
+                config.spool.replay_batches_per_second,
+                std::time::Instant::now(),
+            ),
             stats: stats.clone(),
             phase: phase_rx,
             rng: StdRng::from_seed(rng_seed),
@@ -155,11 +179,12 @@ impl Agent {
             agent_id = %config.agent_id,
             host = %config.host,
             interval = ?config.interval,
+            spool = %config.spool.dir.display(),
             "agent started"
         );
         Ok(AgentHandle {
             stats,
-            queue,
+            spool,
             boot_id,
             stop,
             phase,
@@ -182,7 +207,7 @@ fn client_endpoint() -> Result<quinn::Endpoint, AgentError> {
 async fn collect_loop(
     mut runner: Runner,
     mut batcher: Batcher,
-    queue: Arc<Queue>,
+    spool: Arc<Spool>,
     stats: Arc<Stats>,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
@@ -208,13 +233,8 @@ async fn collect_loop(
         for b in batches {
             Stats::add(&stats.batches_queued, 1);
             Stats::add(&stats.samples_queued, b.samples);
-            if let Some(evicted) = queue.push(b) {
-                tracing::warn!(
-                    sequence = evicted.sequence,
-                    samples = evicted.samples,
-                    "queue full: dropped a pending batch"
-                );
-            }
+            // Evictions and failures are counted and logged by the spool.
+            spool::blocking(&spool, move |s| s.push(b)).await;
         }
     }
 }
@@ -225,9 +245,9 @@ impl AgentHandle {
         self.stats.clone()
     }
 
-    /// Batches waiting for an ack right now.
-    pub fn queue_len(&self) -> usize {
-        self.queue.len()
+    /// Batches waiting for an ack right now (spooled, or held in memory).
+    pub fn spool_len(&self) -> usize {
+        self.spool.len()
     }
 
     /// This run's boot id (with the sequence, it identifies a batch).
@@ -235,7 +255,7 @@ impl AgentHandle {
         self.boot_id
     }
 
-    /// Stops the collectors, then delivers queued batches until the queue is
+    /// Stops the collectors, then delivers spooled batches until the spool is
     /// empty or `drain_timeout` passes, then closes the QUIC connection.
     /// Returns [`AgentError::DrainTimeout`] if batches were left undelivered.
     pub async fn shutdown(mut self, drain_timeout: Duration) -> Result<(), AgentError> {
@@ -253,7 +273,7 @@ impl AgentHandle {
                 self.send_task.0.abort();
                 let _ = (&mut self.send_task.0).await;
                 Err(AgentError::DrainTimeout {
-                    pending: self.queue.len(),
+                    pending: self.spool.len(),
                     timeout: drain_timeout,
                 })
             }
@@ -266,7 +286,7 @@ impl AgentHandle {
             .store(0, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(
             batches_acked = Stats::get(&self.stats.batches_acked),
-            pending = self.queue.len(),
+            pending = self.spool.len(),
             "agent stopped"
         );
         collected.map_err(|e| AgentError::Task {

@@ -1,8 +1,8 @@
 //! `vigil-agent run|check-config --config FILE`.
 //!
 //! Validate the whole config before anything starts (every problem printed,
-//! exit 64), run until SIGINT/SIGTERM, then stop collectors and drain the queue
-//! for at most `shutdown.drain_timeout`.
+//! exit 64), run until SIGINT/SIGTERM, then stop collectors and deliver from
+//! the spool for at most `shutdown.drain_timeout` (the rest stays spooled).
 #![forbid(unsafe_code)]
 
 use std::io::IsTerminal;
@@ -92,7 +92,7 @@ fn run(config: AgentConfig) -> anyhow::Result<()> {
         let drain = config.shutdown.drain_timeout;
         let agent = Agent::start(config).await.context("starting the agent")?;
         let signal = wait_for_signal().await?;
-        tracing::info!(%signal, ?drain, "stopping: collectors first, then draining the queue");
+        tracing::info!(%signal, ?drain, "stopping: collectors first, then delivering what is spooled");
         match agent.shutdown(drain).await {
             Ok(()) => Ok(()),
             // Undelivered data at shutdown is worth a warning, not a failed unit.

@@ -1,4 +1,4 @@
-//! The QUIC client: delivers queued batches to the aggregator, one at a time.
+//! The QUIC client: delivers spooled batches to the aggregator, one at a time.
 //!
 //! ```text
 //!            connect ok                      ack / non-retryable reject
@@ -11,9 +11,14 @@
 //!
 //! Each batch travels on its own bidirectional stream (see `vigil_common::wire`):
 //! one frame out, FIN, one reply frame back, all within `ack_timeout`. The batch
-//! leaves the queue only when acked (or rejected for good), so anything that
+//! leaves the spool only when acked (or rejected for good), so anything that
 //! goes wrong in between means it is sent again: delivery is at-least-once, and
 //! the aggregator dedups on (agent id, boot id, sequence).
+//!
+//! Order: the spool's fresh lane first, then the backlog oldest first, one
+//! backlog batch per token of the replay [`Pacer`] (`spool.replay_batches_per_second`).
+//! While the budget is spent the sender waits for a token *or* a new batch, so
+//! freshly collected data never queues behind a replay.
 //!
 //! Endpoints are tried in their configured order on every (re)connection, so
 //! the agent returns to the primary as soon as it is reachable again. Backoff
@@ -23,7 +28,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -37,13 +42,14 @@ use vigil_common::wire::WireError;
 
 use crate::backoff::backoff;
 use crate::config::AggregatorConfig;
-use crate::queue::{Queue, QueuedBatch};
+use crate::replay::Pacer;
+use crate::spool::{self, Lane, QueuedBatch, Spool};
 use crate::stats::{DropReason, Stats};
 
 /// Largest reply frame accepted from the aggregator.
 pub const MAX_REPLY_BYTES: usize = 64 * 1024;
 
-/// Whether the agent is still collecting or only delivering what is queued.
+/// Whether the agent is still collecting or only delivering what is spooled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
     Running,
@@ -105,7 +111,9 @@ pub(crate) struct Sender {
     pub(crate) endpoint: quinn::Endpoint,
     pub(crate) client_config: quinn::ClientConfig,
     pub(crate) config: AggregatorConfig,
-    pub(crate) queue: Arc<Queue>,
+    pub(crate) spool: Arc<Spool>,
+    /// Budget for backlog batches.
+    pub(crate) pacer: Pacer,
     pub(crate) stats: Arc<Stats>,
     pub(crate) phase: watch::Receiver<Phase>,
     pub(crate) rng: StdRng,
@@ -130,7 +138,7 @@ impl Sender {
         *self.phase.borrow_and_update() == Phase::Draining
     }
 
-    /// Runs until draining and the queue is empty (the caller bounds a drain
+    /// Runs until draining and the spool is empty (the caller bounds a drain
     /// with a timeout and aborts the task).
     pub(crate) async fn run(mut self) {
         let mut state = State::Disconnected { attempt: 0 };
@@ -149,7 +157,7 @@ impl Sender {
     /// One connection round: back off (after a failure), then try every endpoint.
     async fn disconnected(&mut self, attempt: u32) -> Option<State> {
         self.stats.connected.store(0, Ordering::Relaxed);
-        if self.draining() && self.queue.is_empty() {
+        if self.draining() && self.spool.is_empty() {
             return None;
         }
         if attempt > 0 {
@@ -177,19 +185,33 @@ impl Sender {
         })
     }
 
-    /// Sends the oldest batch and handles the reply, or waits for one to send.
+    /// Sends the next batch and handles the reply, or waits for one to send.
     async fn connected(&mut self, conn: quinn::Connection, attempt: u32) -> Option<State> {
         let failed = State::Disconnected {
             attempt: attempt.saturating_add(1),
         };
-        let Some(batch) = self.queue.front() else {
-            if self.draining() {
+        let backlog_allowed = self.pacer.ready(Instant::now());
+        let next = spool::blocking(&self.spool, move |s| s.front(backlog_allowed))
+            .await
+            .flatten();
+        let Some(spooled) = next else {
+            if self.draining() && self.spool.is_empty() {
                 conn.close(0u32.into(), b"agent shutting down");
                 self.stats.connected.store(0, Ordering::Relaxed);
                 return None;
             }
+            // Only the replay budget holds the backlog back: wake when it refills.
+            let token =
+                (self.spool.backlog_len() > 0).then(|| self.pacer.next_ready(Instant::now()));
+            let paced = async {
+                match token {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                _ = self.queue.wait() => {}
+                _ = self.spool.wait() => {}
+                _ = paced => {}
                 changed = self.phase.changed() => {
                     if changed.is_err() {
                         return None; // the handle is gone
@@ -202,11 +224,20 @@ impl Sender {
             }
             return Some(State::Connected { conn, attempt });
         };
+        if spooled.lane == Lane::Backlog {
+            self.pacer.take(Instant::now());
+        }
+        let (id, batch) = (spooled.id, spooled.batch);
         let sequence = batch.sequence;
-        match self.exchange(&conn, &batch).await {
+        let started = Instant::now();
+        let reply = self.exchange(&conn, &batch).await;
+        if reply.is_ok() {
+            self.stats.send_latency.observe(started.elapsed());
+        }
+        match reply {
             Ok(ServerMessage::Ack(ack)) => {
                 self.reject_attempt = 0;
-                self.queue.ack(sequence);
+                spool::blocking(&self.spool, move |s| s.ack(id)).await;
                 Stats::add(&self.stats.batches_acked, 1);
                 if ack.duplicate {
                     Stats::add(&self.stats.batches_duplicate, 1);
@@ -229,7 +260,7 @@ impl Sender {
             }
             Ok(ServerMessage::Reject(r)) => {
                 self.reject_attempt = 0;
-                self.queue.ack(sequence);
+                spool::blocking(&self.spool, move |s| s.ack(id)).await;
                 self.stats
                     .record_drop(DropReason::Rejected, 1, batch.samples);
                 error!(sequence, samples = batch.samples, code = %r.code, message = %r.message,

@@ -92,6 +92,25 @@ colour = "red"
 }
 
 #[test]
+fn an_unusable_spool_folder_stops_the_start() {
+    let pki = Pki::new("web-9");
+    std::fs::write(pki.path("occupied"), "a file, not a folder").expect("write");
+    let text = format!(
+        "{}\n[spool]\ndir = \"occupied/spool\"\n",
+        good_config(&pki, "127.0.0.1:4433")
+    );
+    let path = write(pki.dir(), &text);
+    for command in ["check-config", "run"] {
+        let out = agent(&[command, "--config", &path]);
+        assert_eq!(out.status.code(), Some(64), "{command}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let expected = format!("spool.dir: {}", pki.path("occupied").display());
+        assert!(stderr.contains(&expected), "{command}: {stderr}");
+        assert!(!stderr.contains("agent started"), "{command}: {stderr}");
+    }
+}
+
+#[test]
 fn missing_config_file_exits_64() {
     let out = agent(&["check-config", "--config", "/nonexistent/agent.toml"]);
     assert_eq!(out.status.code(), Some(64));
@@ -115,7 +134,7 @@ fn check_config_accepts_a_good_config() {
 #[test]
 fn run_stops_gracefully_on_sigterm() {
     let pki = Pki::new("web-8");
-    // Nothing listens there: the agent queues batches and keeps retrying.
+    // Nothing listens there: the agent spools batches and keeps retrying.
     let addr = std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .expect("free port");

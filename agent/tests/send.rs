@@ -3,143 +3,16 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{Pki, wait_until};
+use common::server::{Script, ack, ack_all, reject, serve};
+use common::{Pki, free_udp_addr, wait_until};
 use vigil_agent::{Agent, DropReason, Stats};
-use vigil_common::frame::{MAX_FRAME_BYTES, read_frame, write_frame};
-use vigil_common::sign::{self, VerifyingKey};
-use vigil_common::tls::{self, TlsMaterial};
-use vigil_common::{Ack, Batch, Reject, RejectCode, ServerMessage, SignedBatch};
+use vigil_common::RejectCode;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Chooses the reply to a batch, given how often its sequence was seen before;
-/// `None` closes the connection instead of replying (a lost ack).
-type Script = Arc<dyn Fn(&Batch, usize) -> Option<ServerMessage> + Send + Sync>;
-
-/// What the server saw.
-#[derive(Default)]
-struct Log {
-    batches: Mutex<Vec<Batch>>,
-    bad_signatures: Mutex<usize>,
-    peer_ids: Mutex<Vec<Option<String>>>,
-    closed_cleanly: AtomicBool,
-    /// Attempts per sequence, across connections.
-    seen: Mutex<HashMap<u64, usize>>,
-}
-
-impl Log {
-    fn sequences(&self) -> Vec<u64> {
-        let batches = self.batches.lock().expect("lock");
-        batches.iter().map(|b| b.header.sequence).collect()
-    }
-}
-
-fn ack(batch: &Batch, duplicate: bool) -> ServerMessage {
-    ServerMessage::Ack(Ack {
-        sequence: batch.header.sequence,
-        duplicate,
-        samples_stored: if duplicate {
-            0
-        } else {
-            batch.sample_count() as u64
-        },
-        samples_rejected: 0,
-    })
-}
-
-fn reject(batch: &Batch, code: RejectCode) -> ServerMessage {
-    ServerMessage::Reject(Reject {
-        sequence: Some(batch.header.sequence),
-        code,
-        message: format!("test says {code}"),
-    })
-}
-
-fn ack_all() -> Script {
-    Arc::new(|b, _| Some(ack(b, false)))
-}
-
-fn server_config(pki: &Pki) -> quinn::ServerConfig {
-    let material = TlsMaterial::load(
-        &pki.path("ca.crt"),
-        &pki.path("server.crt"),
-        &pki.path("server.key"),
-    )
-    .expect("server material");
-    tls::quic_server_config(&material, 8).expect("server config")
-}
-
-fn public_key(pki: &Pki) -> VerifyingKey {
-    let text = vigil_certs::read_public_key(pki.dir(), &pki.agent_id).expect("public key");
-    sign::public_key_from_hex(&text).expect("hex")
-}
-
-/// Starts a server on `addr` (port 0 for any); returns its address and log.
-fn serve(pki: &Pki, addr: SocketAddr, script: Script) -> (SocketAddr, Arc<Log>, quinn::Endpoint) {
-    let endpoint = quinn::Endpoint::server(server_config(pki), addr).expect("bind server");
-    let local = endpoint.local_addr().expect("local addr");
-    let log = Arc::new(Log::default());
-    let key = public_key(pki);
-    tokio::spawn({
-        let (endpoint, log) = (endpoint.clone(), log.clone());
-        async move {
-            while let Some(incoming) = endpoint.accept().await {
-                let (log, script) = (log.clone(), script.clone());
-                tokio::spawn(async move {
-                    let Ok(conn) = incoming.await else { return };
-                    handle(conn, key, log, script).await;
-                });
-            }
-        }
-    });
-    (local, log, endpoint)
-}
-
-async fn handle(conn: quinn::Connection, key: VerifyingKey, log: Arc<Log>, script: Script) {
-    log.peer_ids
-        .lock()
-        .expect("lock")
-        .push(tls::peer_agent_id(&conn));
-    loop {
-        let (mut send, mut recv) = match conn.accept_bi().await {
-            Ok(streams) => streams,
-            Err(quinn::ConnectionError::ApplicationClosed(close)) => {
-                if close.error_code == quinn::VarInt::from_u32(0) {
-                    log.closed_cleanly.store(true, Ordering::SeqCst);
-                }
-                return;
-            }
-            Err(_) => return,
-        };
-        let body = read_frame(&mut recv, MAX_FRAME_BYTES).await.expect("frame");
-        let signed = SignedBatch::decode(&body).expect("signed batch decodes");
-        if !sign::verify(&key, &signed.batch, &signed.signature) {
-            *log.bad_signatures.lock().expect("lock") += 1;
-        }
-        let batch = Batch::decode(&signed.batch).expect("batch decodes");
-        let attempts = {
-            let mut seen = log.seen.lock().expect("lock");
-            let count = seen.entry(batch.header.sequence).or_default();
-            *count += 1;
-            *count - 1
-        };
-        let reply = script(&batch, attempts);
-        log.batches.lock().expect("lock").push(batch);
-        let Some(reply) = reply else {
-            conn.close(7u32.into(), b"test drops the connection");
-            return;
-        };
-        let bytes = reply.encode().expect("encode reply");
-        write_frame(&mut send, &bytes).await.expect("write reply");
-        let _ = send.finish();
-    }
-}
 
 fn get(counter: &std::sync::atomic::AtomicU64) -> u64 {
     Stats::get(counter)
@@ -206,7 +79,7 @@ async fn batches_are_signed_decodable_and_delivered_exactly() {
     assert_eq!(get(&stats.samples_acked), samples);
     assert_eq!(get(&stats.samples_queued), samples);
     assert_eq!(get(&stats.batches_dropped), 0);
-    assert_eq!(get(&stats.queue_len), 0);
+    assert_eq!(get(&stats.spool_batches), 0);
     assert_eq!(get(&stats.reconnects), 0);
     wait_until(WAIT, "clean close", || {
         log.closed_cleanly.load(Ordering::SeqCst)
@@ -295,7 +168,7 @@ async fn non_retryable_reject_drops_and_counts_the_batch() {
         get(&stats.samples_acked),
         get(&stats.samples_queued) - first - second
     );
-    assert_eq!(get(&stats.queue_len), 0);
+    assert_eq!(get(&stats.spool_batches), 0);
 }
 
 #[tokio::test]
@@ -338,12 +211,6 @@ async fn lost_ack_means_resend_on_a_new_connection() {
     );
 }
 
-/// A port nothing listens on (bound, read back, released).
-fn free_udp_addr() -> SocketAddr {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    socket.local_addr().expect("addr")
-}
-
 #[tokio::test]
 async fn server_down_at_start_gets_every_batch_once_it_is_up() {
     let pki = Pki::new("agent-d");
@@ -360,7 +227,7 @@ async fn server_down_at_start_gets_every_batch_once_it_is_up() {
 
     let (_, log, _server) = serve(&pki, addr, ack_all());
     wait_until(WAIT, "backlog delivered", || {
-        get(&stats.batches_acked) >= 5 && get(&stats.queue_len) == 0
+        get(&stats.batches_acked) >= 5 && get(&stats.spool_batches) == 0
     })
     .await;
     agent
@@ -421,4 +288,64 @@ async fn shutdown_gives_up_after_the_drain_timeout() {
         vigil_agent::AgentError::DrainTimeout { pending, .. } => assert!(pending >= 1),
         other => panic!("unexpected {other}"),
     }
+}
+
+/// After an outage the backlog goes out oldest first at the replay rate, while
+/// batches collected meanwhile overtake it (the fresh lane).
+#[tokio::test]
+async fn backlog_is_replayed_in_order_at_its_rate_while_fresh_batches_overtake_it() {
+    let pki = Pki::new("agent-r");
+    let addr = free_udp_addr();
+    let mut config = pki.agent_config(vec![addr.to_string()]);
+    config.aggregator.connect_timeout = Duration::from_millis(200);
+    config.spool.replay_batches_per_second = 2.0;
+    let agent = Agent::start(config).await.expect("start");
+    let stats = agent.stats();
+    let fresh = vigil_agent::spool::FRESH_BATCHES as u64;
+    wait_until(WAIT, "a backlog behind a full fresh lane", || {
+        get(&stats.batches_queued) >= fresh + 6
+    })
+    .await;
+    let (_, log, _server) = serve(&pki, addr, ack_all());
+    let up = std::time::Instant::now();
+    wait_until(WAIT, "everything delivered", || {
+        get(&stats.batches_acked) >= fresh + 12 && get(&stats.spool_batches) == 0
+    })
+    .await;
+    agent
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("shutdown");
+
+    let seqs = log.sequences();
+    let times = log.times.lock().expect("lock").clone();
+    // The first batch sent is the oldest of the fresh lane at reconnection.
+    let first_fresh = seqs[0];
+    assert!(first_fresh > 1, "fresh data first: {seqs:?}");
+    let backlog: Vec<(usize, u64)> = (seqs.iter().copied().enumerate())
+        .filter(|(_, s)| *s < first_fresh)
+        .collect();
+    assert_eq!(
+        backlog.iter().map(|b| b.1).collect::<Vec<_>>(),
+        (1..first_fresh).collect::<Vec<_>>(),
+        "backlog complete, oldest first, once: {seqs:?}"
+    );
+    // Batches collected after reconnection went out before the backlog was done.
+    let last_backlog = backlog.last().expect("a backlog").0;
+    let newest_at_reconnect = first_fresh + fresh - 1;
+    assert!(
+        seqs[..last_backlog]
+            .iter()
+            .any(|&s| s > newest_at_reconnect),
+        "no fresh batch overtook the backlog: {seqs:?}"
+    );
+    // Paced: a burst of two (one second's worth), then one every 500 ms.
+    let n = backlog.len() as u32;
+    let replay = times[last_backlog].duration_since(up);
+    let floor = Duration::from_millis(500) * n.saturating_sub(2);
+    assert!(replay >= floor, "{n} backlog batches in {replay:?}");
+    let mut unique = seqs.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), seqs.len(), "no batch sent twice: {seqs:?}");
 }

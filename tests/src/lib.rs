@@ -179,7 +179,14 @@ impl TestAggregator {
         config.host = format!("{id}.test");
         config.roles = vec!["db".into()];
         config.interval = std::time::Duration::from_millis(200);
+        // Each agent its own spool, inside this aggregator's temporary folder.
+        config.spool.dir = self.pki.path().join(format!("spool-{id}"));
         config
+    }
+
+    /// The PostgreSQL database's URL, when the aggregator uses one it created.
+    pub fn pg_url(&self) -> Option<&str> {
+        self.pg.as_ref().map(|pg| pg.url.as_str())
     }
 
     /// Stops the aggregator and starts it again with the same database and

@@ -13,7 +13,7 @@ use vigil_common::{MetricKind, MetricMetadata, Series};
 use super::{CollectError, Collector, Context};
 use crate::stats::{DropReason, Stats};
 
-use MetricKind::{Counter, Gauge};
+use MetricKind::{Counter, Gauge, Histogram};
 
 #[rustfmt::skip]
 const FAMILIES: &[(&str, MetricKind, &str, &str)] = &[
@@ -27,13 +27,22 @@ const FAMILIES: &[(&str, MetricKind, &str, &str)] = &[
     ("vigil_agent_connect_errors_total", Counter, "Connection attempts that reached no endpoint", ""),
     ("vigil_agent_reconnects_total", Counter, "Connection attempts after the first", ""),
     ("vigil_agent_connected", Gauge, "1 while connected to an aggregator", ""),
-    ("vigil_agent_queue_batches", Gauge, "Batches waiting for an ack", ""),
+    ("vigil_agent_send_latency_seconds", Histogram, "Time from opening a batch's stream to its reply (ack or rejection)", "seconds"),
+    ("vigil_agent_spool_batches", Gauge, "Batches waiting for an ack (spooled or held in memory)", ""),
+    ("vigil_agent_spool_bytes", Gauge, "Size of the spool's segment files", "bytes"),
+    ("vigil_agent_spool_memory_batches", Gauge, "Batches held in memory because the spool could not write them", ""),
+    ("vigil_agent_spool_dropped_batches_total", Counter, "Batches the spool gave up on: evicted when full, or unwritable", ""),
+    ("vigil_agent_spool_dropped_samples_total", Counter, "Samples in those batches", ""),
+    ("vigil_agent_spool_corrupt_records_total", Counter, "Torn or corrupt spool records discarded", ""),
+    ("vigil_agent_spool_truncated_bytes_total", Counter, "Bytes cut off torn or corrupt spool files", "bytes"),
+    ("vigil_agent_spool_write_errors_total", Counter, "Failed spool writes and deletions", ""),
+    ("vigil_agent_spool_recovered_batches_total", Counter, "Batches found pending in the spool at start", ""),
     ("vigil_agent_resident_memory_bytes", Gauge, "Resident memory of the agent process", "bytes"),
     ("vigil_agent_cpu_seconds_total", Counter, "CPU time used by the agent process", "seconds"),
     ("vigil_agent_build_info", Gauge, "Always 1; the version label names the agent build", ""),
 ];
 
-/// Self-metrics: delivery counters, queue depth, own memory and CPU, build info.
+/// Self-metrics: delivery counters and latency, spool state, own memory and CPU, build info.
 pub struct AgentCollector {
     stats: Arc<Stats>,
     process: Option<(System, Pid)>,
@@ -104,13 +113,56 @@ impl Collector for AgentCollector {
                 get(&s.reconnects) as f64,
             ),
             ctx.series("vigil_agent_connected", &[], get(&s.connected) as f64),
-            ctx.series("vigil_agent_queue_batches", &[], get(&s.queue_len) as f64),
             ctx.series(
                 "vigil_agent_build_info",
                 &[("version", env!("CARGO_PKG_VERSION"))],
                 1.0,
             ),
         ];
+        let (spool_batches, spool_samples) = s.spool_dropped();
+        for (name, value) in [
+            ("vigil_agent_spool_batches", get(&s.spool_batches)),
+            ("vigil_agent_spool_bytes", get(&s.spool_bytes)),
+            (
+                "vigil_agent_spool_memory_batches",
+                get(&s.spool_memory_batches),
+            ),
+            ("vigil_agent_spool_dropped_batches_total", spool_batches),
+            ("vigil_agent_spool_dropped_samples_total", spool_samples),
+            (
+                "vigil_agent_spool_corrupt_records_total",
+                get(&s.spool_corrupt_records),
+            ),
+            (
+                "vigil_agent_spool_truncated_bytes_total",
+                get(&s.spool_truncated_bytes),
+            ),
+            (
+                "vigil_agent_spool_write_errors_total",
+                get(&s.spool_write_errors),
+            ),
+            (
+                "vigil_agent_spool_recovered_batches_total",
+                get(&s.spool_recovered_batches),
+            ),
+        ] {
+            out.push(ctx.series(name, &[], value as f64));
+        }
+        let (buckets, sum, count) = s.send_latency.snapshot();
+        for (le, n) in buckets {
+            let le = if le.is_infinite() {
+                "+Inf".to_string()
+            } else {
+                le.to_string()
+            };
+            out.push(ctx.series(
+                "vigil_agent_send_latency_seconds_bucket",
+                &[("le", &le)],
+                n as f64,
+            ));
+        }
+        out.push(ctx.series("vigil_agent_send_latency_seconds_sum", &[], sum));
+        out.push(ctx.series("vigil_agent_send_latency_seconds_count", &[], count as f64));
         for reason in DropReason::ALL {
             let (batches, samples) = s.dropped(reason);
             let labels = [("reason", reason.as_str())];
@@ -146,6 +198,17 @@ mod tests {
         Stats::add(&stats.batches_acked, 3);
         Stats::add(&stats.samples_acked, 30);
         stats.record_drop(DropReason::Rejected, 1, 7);
+        stats.record_drop(DropReason::SpoolFull, 2, 11);
+        stats.record_drop(DropReason::SpoolWriteError, 1, 4);
+        Stats::set(&stats.spool_bytes, 4096);
+        Stats::set(&stats.spool_batches, 9);
+        Stats::add(&stats.spool_corrupt_records, 1);
+        stats
+            .send_latency
+            .observe(std::time::Duration::from_millis(30));
+        stats
+            .send_latency
+            .observe(std::time::Duration::from_secs(3));
         let mut c = AgentCollector::new(stats);
         let series = c
             .collect(&Context::new(5, "h", "r"))
@@ -155,6 +218,14 @@ mod tests {
             series
                 .iter()
                 .find(|s| s.name == name && s.label("reason") == reason)
+                .map(|s| s.points[0].value)
+        };
+        let bucket = |le: &str| {
+            series
+                .iter()
+                .find(|s| {
+                    s.name == "vigil_agent_send_latency_seconds_bucket" && s.label("le") == Some(le)
+                })
                 .map(|s| s.points[0].value)
         };
         assert_eq!(get("vigil_agent_batches_sent_total", None), Some(3.0));
@@ -168,19 +239,48 @@ mod tests {
             Some(7.0)
         );
         assert_eq!(
-            get("vigil_agent_batches_dropped_total", Some("queue_full")),
+            get("vigil_agent_batches_dropped_total", Some("spool_full")),
+            Some(2.0)
+        );
+        assert_eq!(
+            get("vigil_agent_batches_dropped_total", Some("invalid")),
             Some(0.0)
         );
+        assert_eq!(
+            get("vigil_agent_spool_dropped_batches_total", None),
+            Some(3.0)
+        );
+        assert_eq!(
+            get("vigil_agent_spool_dropped_samples_total", None),
+            Some(15.0)
+        );
+        assert_eq!(get("vigil_agent_spool_bytes", None), Some(4096.0));
+        assert_eq!(get("vigil_agent_spool_batches", None), Some(9.0));
+        assert_eq!(
+            get("vigil_agent_spool_corrupt_records_total", None),
+            Some(1.0)
+        );
+        assert_eq!(bucket("0.025"), Some(0.0));
+        assert_eq!(bucket("0.05"), Some(1.0));
+        assert_eq!(bucket("5"), Some(2.0));
+        assert_eq!(bucket("+Inf"), Some(2.0));
+        assert_eq!(
+            get("vigil_agent_send_latency_seconds_count", None),
+            Some(2.0)
+        );
+        let sum = get("vigil_agent_send_latency_seconds_sum", None).expect("sum");
+        assert!((sum - 3.03).abs() < 1e-9, "{sum}");
         assert!(get("vigil_agent_resident_memory_bytes", None).expect("rss") > 0.0);
         assert!(get("vigil_agent_cpu_seconds_total", None).is_some());
         let families: Vec<&str> = FAMILIES.iter().map(|f| f.0).collect();
         for s in &series {
             s.validate().expect("valid");
-            assert!(
-                families.contains(&s.name.as_str()),
-                "undocumented {}",
-                s.name
-            );
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| s.name.strip_suffix(suffix))
+                .filter(|f| families.contains(f))
+                .unwrap_or(&s.name);
+            assert!(families.contains(&family), "undocumented {}", s.name);
         }
     }
 }

@@ -43,7 +43,14 @@ fn good_config_loads_with_defaults_and_resolved_paths() {
     assert_eq!(config.role(), "api");
     assert_eq!(config.interval, Duration::from_secs(2));
     assert_eq!(config.max_batch_samples, DEFAULT_MAX_BATCH_SAMPLES);
-    assert_eq!(config.queue.max_batches, DEFAULT_MAX_BATCHES);
+    assert_eq!(config.spool.dir, dir.path().join(DEFAULT_SPOOL_DIR));
+    assert_eq!(config.spool.max_bytes, DEFAULT_SPOOL_MAX_BYTES);
+    assert_eq!(config.spool.segment_bytes, DEFAULT_SPOOL_SEGMENT_BYTES);
+    assert!(config.spool.fsync);
+    assert_eq!(
+        config.spool.replay_batches_per_second,
+        DEFAULT_REPLAY_BATCHES_PER_SECOND
+    );
     assert_eq!(config.shutdown.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
     assert_eq!(config.aggregator.ack_timeout, DEFAULT_ACK_TIMEOUT);
     assert!(config.collect.system.enabled);
@@ -77,6 +84,11 @@ signing_key = "/v/a1.sign.key"
     let mut built = AgentConfig::new("a1", agg);
     // `new` falls back to the agent id when the hostname cannot be read.
     built.host = default_host().unwrap_or_default();
+    // The spool folder is relative to the config file's folder when parsed,
+    // to the working directory when built.
+    assert_eq!(built.spool.dir, Path::new(DEFAULT_SPOOL_DIR));
+    assert_eq!(parsed.spool.dir, Path::new(".").join(DEFAULT_SPOOL_DIR));
+    built.spool.dir = parsed.spool.dir.clone();
     assert_eq!(parsed, built);
     assert_eq!(parsed.role(), DEFAULT_ROLE);
     assert_eq!(parsed.interval, DEFAULT_INTERVAL);
@@ -122,8 +134,11 @@ key = "c.key"
 signing_key = "s.key"
 backoff_base = "2s"
 backoff_max = "1s"
-[queue]
-max_batches = 0
+[spool]
+dir = ""
+max_bytes = 5000
+segment_bytes = 100
+replay_batches_per_second = 0
 [shutdown]
 drain_timeout = "1h"
 "#;
@@ -146,7 +161,10 @@ fn bad_values_are_all_reported() {
         "aggregator.server_name: \"bad name!\"",
         "aggregator.ca: must name a file",
         "aggregator.backoff_max: 1s is out of range",
-        "queue.max_batches: must be from 1",
+        "spool.dir: must name a folder",
+        "spool.segment_bytes: 100 is out of range (4096 to 1073741824)",
+        "spool.max_bytes: 5000 is out of range (8192, twice spool.segment_bytes",
+        "spool.replay_batches_per_second: 0 is out of range (0.01 to 100000)",
         "shutdown.drain_timeout: 1h is out of range",
     ];
     for e in expect {
@@ -182,6 +200,12 @@ fn a_type_error_is_reported_on_its_own() {
             "[shutdown]",
             "[collect.system]\nenabled = \"yes\"\n[shutdown]",
             "expected a boolean",
+        ),
+        ("max_bytes = 5000", "max_bytes = -5", "invalid value"),
+        (
+            "replay_batches_per_second = 0",
+            "replay_batches_per_second = \"fast\"",
+            "invalid type",
         ),
     ] {
         let text = OUT_OF_RANGE.replace(old, bad);
@@ -221,6 +245,60 @@ fn a_missing_required_key_is_reported_on_its_own() {
         let text = format!("agent_id = \"a1\"\n[aggregator]\n{}", kept.join("\n"));
         missing(&text, line.split(' ').next().unwrap_or_default());
     }
+}
+
+/// The spool table: relative folder resolved against the config file, sizes
+/// checked against each other, a fractional replay rate accepted.
+#[test]
+fn spool_settings_parse_and_are_checked_together() {
+    let text = format!(
+        "{GOOD}\n[spool]\ndir = \"data/spool\"\nmax_bytes = 65536\nsegment_bytes = 32768\n\
+         fsync = false\nreplay_batches_per_second = 0.5\n"
+    );
+    let c = AgentConfig::from_toml(&text, Path::new("/etc/vigil")).expect("valid");
+    assert_eq!(c.spool.dir, Path::new("/etc/vigil/data/spool"));
+    assert_eq!((c.spool.max_bytes, c.spool.segment_bytes), (65536, 32768));
+    assert!(!c.spool.fsync);
+    assert_eq!(c.spool.replay_batches_per_second, 0.5);
+    let absolute = text.replace("data/spool", "/var/lib/vigil/spool");
+    let c = AgentConfig::from_toml(&absolute, Path::new("/etc/vigil")).expect("valid");
+    assert_eq!(c.spool.dir, Path::new("/var/lib/vigil/spool"));
+
+    let small = text.replace("max_bytes = 65536", "max_bytes = 65535");
+    let found = problems(AgentConfig::from_toml(&small, Path::new(".")));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(found[0].starts_with("spool.max_bytes: 65535 is out of range (65536"));
+    let nan = text.replace("= 0.5", "= nan");
+    let found = problems(AgentConfig::from_toml(&nan, Path::new(".")));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(found[0].starts_with("spool.replay_batches_per_second: NaN"));
+}
+
+/// A spool folder that cannot exist is a configuration problem, found with
+/// the others and before anything is created.
+#[test]
+fn an_unusable_spool_folder_is_reported_with_the_other_problems() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    certs(dir.path(), "web-1");
+    std::fs::write(dir.path().join("plain-file"), "x").expect("write");
+    for (spool, culprit) in [
+        ("plain-file", "plain-file: the spool folder exists"),
+        (
+            "plain-file/spool",
+            "plain-file: the folder it would be created in exists",
+        ),
+    ] {
+        let text = format!("{GOOD}\n[spool]\ndir = {spool:?}\n").replace("web-1.key", "nope.key");
+        let found = problems(AgentConfig::load(&write(dir.path(), &text)));
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(found[0].starts_with("aggregator.key: "), "{found:#?}");
+        let expected = format!("spool.dir: {}", dir.path().join(culprit).display());
+        assert!(found[1].starts_with(&expected), "{found:#?}");
+    }
+    // A folder that does not exist yet, under a writable one, is fine.
+    let text = format!("{GOOD}\n[spool]\ndir = \"new/deeper/spool\"\n");
+    AgentConfig::load(&write(dir.path(), &text)).expect("creatable spool folder");
+    assert!(!dir.path().join("new").exists(), "checking creates nothing");
 }
 
 #[test]

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use vigil_common::{sign, tls};
 
-use super::{AgentConfig, MAX_INTERVAL, MAX_MAX_BATCH_SAMPLES, MAX_MAX_BATCHES, MIN_INTERVAL};
+use super::{
+    AgentConfig, MAX_INTERVAL, MAX_MAX_BATCH_SAMPLES, MAX_SPOOL_MAX_BYTES, MAX_SPOOL_SEGMENT_BYTES,
+    MIN_INTERVAL, MIN_SPOOL_SEGMENT_BYTES, REPLAY_RATE_RANGE,
+};
 
 /// A problem line, `key: what is wrong`, as every check reports it.
 pub(super) fn problem(key: &str, message: impl fmt::Display) -> String {
@@ -160,12 +163,7 @@ impl AgentConfig {
             a.backoff_base.max(ms(1)),
             s(3600),
         ));
-        if !(1..=MAX_MAX_BATCHES).contains(&self.queue.max_batches) {
-            p.push(problem(
-                "queue.max_batches",
-                format!("must be from 1 to {MAX_MAX_BATCHES}"),
-            ));
-        }
+        p.extend(self.spool_problems());
         p.extend(check_range(
             "shutdown.drain_timeout",
             self.shutdown.drain_timeout,
@@ -174,6 +172,40 @@ impl AgentConfig {
         ));
         self.collect.postgres.value_problems(&mut p);
         self.collect.redis.value_problems(&mut p);
+        p
+    }
+
+    fn spool_problems(&self) -> Vec<String> {
+        let s = &self.spool;
+        let mut p = Vec::new();
+        if s.dir.as_os_str().is_empty() {
+            p.push(problem("spool.dir", "must name a folder"));
+        }
+        let (min, max) = (MIN_SPOOL_SEGMENT_BYTES, MAX_SPOOL_SEGMENT_BYTES);
+        if !(min..=max).contains(&s.segment_bytes) {
+            p.push(problem(
+                "spool.segment_bytes",
+                format!("{} is out of range ({min} to {max})", s.segment_bytes),
+            ));
+        }
+        let floor = s.segment_bytes.clamp(min, max).saturating_mul(2);
+        if !(floor..=MAX_SPOOL_MAX_BYTES).contains(&s.max_bytes) {
+            p.push(problem(
+                "spool.max_bytes",
+                format!(
+                    "{} is out of range ({floor}, twice spool.segment_bytes, to {MAX_SPOOL_MAX_BYTES})",
+                    s.max_bytes
+                ),
+            ));
+        }
+        let rate = s.replay_batches_per_second;
+        let (lo, hi) = REPLAY_RATE_RANGE;
+        if !(lo..=hi).contains(&rate) {
+            p.push(problem(
+                "spool.replay_batches_per_second",
+                format!("{rate} is out of range ({lo} to {hi})"),
+            ));
+        }
         p
     }
 
@@ -214,6 +246,7 @@ impl AgentConfig {
                 p.push(problem("aggregator.key", e));
             }
         }
+        p.extend(check_spool_dir(&self.spool.dir).map(|why| problem("spool.dir", why)));
         p
     }
 }
@@ -229,4 +262,28 @@ fn load_file<T, E: fmt::Display>(
         return None;
     }
     load(path).map_err(|e| problems.push(problem(key, e))).ok()
+}
+
+/// Whether the spool folder exists as a writable folder, or can be created:
+/// its nearest existing ancestor must be a writable folder. Creates nothing.
+fn check_spool_dir(dir: &Path) -> Option<String> {
+    use rustix::fs::{Access, access};
+    if dir.as_os_str().is_empty() {
+        return None; // reported by the value checks
+    }
+    let existing = dir.ancestors().find(|a| a.symlink_metadata().is_ok())?;
+    let what = if existing == dir {
+        "the spool folder"
+    } else {
+        "the folder it would be created in"
+    };
+    if !existing.is_dir() {
+        return Some(format!(
+            "{}: {what} exists and is not a folder",
+            existing.display()
+        ));
+    }
+    access(existing, Access::WRITE_OK | Access::EXEC_OK)
+        .err()
+        .map(|e| format!("{}: {what} is not writable ({e})", existing.display()))
 }

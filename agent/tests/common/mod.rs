@@ -2,6 +2,9 @@
 //! agent configs pointing at them.
 #![allow(dead_code)]
 
+pub mod server;
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -55,6 +58,8 @@ impl Pki {
         config.roles = vec!["api".into(), "cache".into()];
         config.interval = Duration::from_millis(150);
         config.collect.system.enabled = false;
+        config.spool.dir = self.path("spool");
+        config.spool.fsync = false;
         config
     }
 }
@@ -66,4 +71,10 @@ pub async fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> b
         assert!(start.elapsed() < limit, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// A port nothing listens on (bound, read back, released).
+pub fn free_udp_addr() -> SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.local_addr().expect("addr")
 }
