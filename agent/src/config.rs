@@ -15,11 +15,15 @@ use serde::Deserialize;
 use thiserror::Error;
 use vigil_common::config::{ConfigErrors, parse_toml, read_toml, resolve};
 
+use crate::collect::probe::ProbeConfig;
+use crate::collect::scrape::ScrapeConfig;
+
 #[cfg(test)]
 mod tests;
 mod validate;
 
 pub use validate::check_endpoint;
+pub(crate) use validate::{check_range, is_valid_role};
 
 /// Role used when the config names none.
 pub const DEFAULT_ROLE: &str = "host";
@@ -127,6 +131,12 @@ pub struct CollectConfig {
     /// `[collect.system]`.
     #[serde(default)]
     pub system: SystemCollectConfig,
+    /// `[[collect.scrape]]`: Prometheus/OpenMetrics endpoints to scrape.
+    #[serde(default)]
+    pub scrape: Vec<ScrapeConfig>,
+    /// `[[collect.probe]]`: URLs to health-check.
+    #[serde(default)]
+    pub probe: Vec<ProbeConfig>,
 }
 
 /// `[collect.system]`.
@@ -314,6 +324,14 @@ impl AgentConfig {
                 *p = resolve(config_path, p);
             }
         }
+        self.collect
+            .scrape
+            .iter_mut()
+            .for_each(|s| s.resolve(config_path));
+        self.collect
+            .probe
+            .iter_mut()
+            .for_each(|p| p.resolve(config_path));
         problems.extend(self.value_problems());
         self
     }

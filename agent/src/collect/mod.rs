@@ -23,6 +23,9 @@ use crate::config::AgentConfig;
 use crate::stats::{DropReason, Stats};
 
 pub mod agent;
+pub mod http;
+pub mod probe;
+pub mod scrape;
 pub mod system;
 
 /// A collector failure. The runner logs it and marks the collector down.
@@ -199,6 +202,15 @@ impl Runner {
         let mut collectors: Vec<Box<dyn Collector>> = Vec::new();
         if config.collect.system.enabled {
             collectors.push(Box::new(system::SystemCollector::new()?));
+        }
+        for s in scrape::scrapes(config) {
+            collectors.push(Box::new(scrape::ScrapeCollector::new(s, config.interval)?));
+        }
+        for p in &config.collect.probe {
+            collectors.push(Box::new(probe::ProbeCollector::new(
+                p.clone(),
+                config.interval,
+            )?));
         }
         collectors.push(Box::new(agent::AgentCollector::new(stats.clone())));
         // A run may use most of the interval, never less than a second.

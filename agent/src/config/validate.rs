@@ -14,7 +14,7 @@ fn problem(key: &str, message: impl fmt::Display) -> String {
     format!("{key}: {message}")
 }
 
-fn check_range(key: &str, d: Duration, min: Duration, max: Duration) -> Option<String> {
+pub(crate) fn check_range(key: &str, d: Duration, min: Duration, max: Duration) -> Option<String> {
     use humantime_serde::re::humantime::format_duration;
     (d < min || d > max).then(|| {
         problem(
@@ -54,7 +54,7 @@ pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
     }
 }
 
-fn is_valid_role(role: &str) -> bool {
+pub(crate) fn is_valid_role(role: &str) -> bool {
     !role.is_empty()
         && role
             .chars()
@@ -172,6 +172,7 @@ impl AgentConfig {
             Duration::ZERO,
             s(600),
         ));
+        p.extend(crate::collect::scrape::config_problems(self));
         p
     }
 
@@ -210,6 +211,7 @@ impl AgentConfig {
                 p.push(problem("aggregator.key", e));
             }
         }
+        p.extend(crate::collect::scrape::file_problems(self));
         p
     }
 }
