@@ -147,3 +147,6 @@ pub fn file_problems(config: &AgentConfig) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -110,7 +110,13 @@ impl RelabelConfig {
         let mut problems = Vec::new();
         let mut bad = |what: String| problems.push(format!("{key}: {what}"));
         let regex = Regex::new(&format!("^(?:{})$", self.regex))
-            .map_err(|e| bad(format!("invalid regex {:?}: {e}", self.regex)))
+            .map_err(|e| {
+                bad(format!(
+                    "invalid regex {:?}: {}",
+                    self.regex,
+                    regex_error(&e)
+                ))
+            })
             .ok();
         for l in &self.source_labels {
             if !is_valid_label_name(l) {
@@ -158,6 +164,14 @@ impl RelabelConfig {
             _ => Err(problems),
         }
     }
+}
+
+/// The gist of a regex error on one line (its Display draws a caret under
+/// the anchored pattern, which is not what the user wrote).
+fn regex_error(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text.lines().last().unwrap_or_default();
+    last.trim_start_matches("error: ").to_string()
 }
 
 /// Applies `rules` in order; `false` means the series is dropped.
