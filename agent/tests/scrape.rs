@@ -398,3 +398,46 @@ async fn a_connection_closed_by_the_server_is_replaced() {
         assert_eq!(up(&scrape(&mut c).await), Some(1.0));
     }
 }
+
+/// Through the runner, as the agent runs it: the scrape's own role, its
+/// collector health, and a dead target not failing the collector.
+#[tokio::test]
+async fn the_runner_runs_configured_scrapes() {
+    use std::sync::Arc;
+    use vigil_agent::collect::Runner;
+    use vigil_agent::{AggregatorConfig, Stats};
+
+    let server = serve(Reply::ok("text/plain", TEXT), None).await;
+    let agg = AggregatorConfig::new(vec!["127.0.0.1:1".into()], "localhost", "c", "c", "k", "s");
+    let mut config = AgentConfig::new("a1", agg);
+    config.host = "web-1".into();
+    config.roles = vec!["api".into()];
+    config.collect.system.enabled = false;
+    let mut ml = ScrapeConfig::new("ml", server.url("/metrics"));
+    ml.role = "ml".into();
+    let gone = format!("http://127.0.0.1:{}/metrics", closed_port());
+    config.collect.scrape = vec![ml, ScrapeConfig::new("gone", gone)];
+    let mut runner = Runner::from_config(&config, Arc::new(Stats::default())).expect("runner");
+    let c = runner.collect().await;
+    let s = &c.series;
+    assert_eq!(
+        value(
+            s,
+            "http_requests_total",
+            &[("status", "500"), ("role", "ml")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(value(s, "up", &[("job", "ml"), ("role", "ml")]), Some(1.0));
+    assert_eq!(
+        value(s, "up", &[("job", "gone"), ("role", "api")]),
+        Some(0.0)
+    );
+    let health = |name| value(s, "vigil_agent_collector_up", &[("collector", name)]);
+    assert_eq!((health("ml"), health("gone")), (Some(1.0), Some(1.0)));
+    assert!(
+        c.metadata
+            .iter()
+            .any(|m| m.name == "http_request_duration_seconds")
+    );
+}

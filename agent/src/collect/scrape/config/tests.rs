@@ -106,7 +106,10 @@ fn every_scrape_and_probe_problem_is_listed_with_the_others() {
         );
     }
     assert_eq!(found.len(), expect.len(), "{found:#?}");
-    assert!(found.iter().all(|p| !p.contains('\n')), "one line each: {found:#?}");
+    assert!(
+        found.iter().all(|p| !p.contains('\n')),
+        "one line each: {found:#?}"
+    );
 }
 
 #[test]
