@@ -8,7 +8,9 @@
 //! or repeats an earlier one of the same scrape is rejected and counted;
 //! beyond `max_series` the rest are dropped and counted.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
 
 use vigil_common::{Label, Point, Series};
 
@@ -47,66 +49,81 @@ pub fn build(
     max_series: usize,
 ) -> Outcome {
     let mut out = Outcome::default();
-    let mut seen = HashSet::new();
+    // Identity hash -> index of the first kept series with it: duplicates are
+    // found without cloning every label set; equal hashes are compared exactly.
+    let mut seen: HashMap<u64, usize> = HashMap::with_capacity(samples.len());
     for sample in samples {
-        let mut labels = target_labels(&sample, origin);
+        let timestamp_ms = sample.timestamp_ms.unwrap_or(ctx.timestamp_ms);
+        let value = sample.value;
+        let mut labels = target_labels(sample, origin);
         if !relabel::apply(rules, &mut labels) {
             continue;
         }
         out.post_relabel += 1;
-        let Some(series) = finish(labels, &sample, ctx) else {
+        let point = Point {
+            timestamp_ms,
+            value,
+        };
+        let Some(series) = finish(labels, point, ctx) else {
             out.rejected += 1;
             continue;
         };
-        if !seen.insert((series.name.clone(), series.labels.clone())) {
-            out.rejected += 1;
-            continue;
+        let mut hasher = DefaultHasher::new();
+        (&series.name, &series.labels).hash(&mut hasher);
+        let hash = hasher.finish();
+        if let Some(&first) = seen.get(&hash) {
+            let kept: &Series = &out.series[first];
+            if kept.name == series.name && kept.labels == series.labels {
+                out.rejected += 1;
+                continue;
+            }
         }
         if out.series.len() >= max_series {
             out.over_limit += 1;
             continue;
         }
+        seen.entry(hash).or_insert(out.series.len());
         out.series.push(series);
     }
     out
 }
 
-fn target_labels(sample: &Sample, origin: Origin<'_>) -> Labels {
-    let taken = |name: &str| sample.labels.iter().any(|(n, _)| n == name);
+fn target_labels(sample: Sample, origin: Origin<'_>) -> Labels {
     let mut labels = Labels::new();
-    for (name, value) in &sample.labels {
+    let collides = (sample.labels.iter()).any(|(n, _)| ATTACHED.contains(&n.as_str()));
+    let names: Vec<String> = match collides {
+        true => sample.labels.iter().map(|(n, _)| n.clone()).collect(),
+        false => Vec::new(),
+    };
+    for (mut name, value) in sample.labels {
         if value.is_empty() {
             continue;
         }
-        let mut name = name.clone();
         if ATTACHED.contains(&name.as_str()) {
             name = format!("exported_{name}");
-            while taken(&name) {
+            while names.contains(&name) {
                 name = format!("exported_{name}");
             }
         }
-        labels.insert(name, value.clone());
+        labels.insert(name, value);
     }
-    labels.insert(NAME.into(), sample.name.clone());
+    labels.insert(NAME.into(), sample.name);
     labels.insert("job".into(), origin.job.into());
     labels.insert("instance".into(), origin.instance.into());
     labels
 }
 
 /// The final series, or `None` if relabelling left it invalid.
-fn finish(mut labels: Labels, sample: &Sample, ctx: &Context) -> Option<Series> {
+fn finish(mut labels: Labels, point: Point, ctx: &Context) -> Option<Series> {
     let name = labels.remove(NAME)?;
     let base = ctx.base_labels();
-    let mut all: Vec<Label> = base.to_vec();
+    let mut all: Vec<Label> = Vec::with_capacity(base.len() + labels.len());
+    all.extend_from_slice(base);
     all.extend(
         (labels.into_iter())
             .filter(|(n, v)| !v.is_empty() && !base.iter().any(|b| &b.name == n))
-            .map(|(n, v)| Label::new(n, v)),
+            .map(|(name, value)| Label { name, value }),
     );
-    let point = Point {
-        timestamp_ms: sample.timestamp_ms.unwrap_or(ctx.timestamp_ms),
-        value: sample.value,
-    };
     let series = Series::new(name, all, vec![point]);
     series.validate().ok().map(|()| series)
 }
