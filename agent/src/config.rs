@@ -15,6 +15,9 @@ use serde::Deserialize;
 use thiserror::Error;
 use vigil_common::config::{ConfigErrors, parse_toml, read_toml, resolve};
 
+use crate::collect::probe::ProbeConfig;
+use crate::collect::scrape::ScrapeConfig;
+
 #[cfg(test)]
 mod collect_tests;
 mod postgres;
@@ -28,6 +31,7 @@ pub use postgres::{PostgresCollectConfig, StatementsOrder};
 pub use redis::{RedisCollectConfig, RedisTarget};
 pub use secret::read_secret_file;
 pub use validate::check_endpoint;
+pub(crate) use validate::{check_range, is_valid_role};
 
 /// Role used when the config names none.
 pub const DEFAULT_ROLE: &str = "host";
@@ -169,6 +173,12 @@ pub struct CollectConfig {
     /// `[collect.redis]` (default: on for hosts with the `cache` role).
     #[serde(default)]
     pub redis: RedisCollectConfig,
+    /// `[[collect.scrape]]`: Prometheus/OpenMetrics endpoints to scrape.
+    #[serde(default)]
+    pub scrape: Vec<ScrapeConfig>,
+    /// `[[collect.probe]]`: URLs to health-check.
+    #[serde(default)]
+    pub probe: Vec<ProbeConfig>,
 }
 
 /// `[collect.system]`.
@@ -379,6 +389,14 @@ impl AgentConfig {
                 *p = resolve(config_path, p);
             }
         }
+        self.collect
+            .scrape
+            .iter_mut()
+            .for_each(|s| s.resolve(config_path));
+        self.collect
+            .probe
+            .iter_mut()
+            .for_each(|p| p.resolve(config_path));
         problems.extend(self.value_problems());
         self
     }

@@ -23,10 +23,13 @@ use crate::config::AgentConfig;
 use crate::stats::{DropReason, Stats};
 
 pub mod agent;
+pub mod http;
 pub mod outage;
 pub mod postgres;
+pub mod probe;
 pub mod procfs;
 pub mod redis;
+pub mod scrape;
 pub mod system;
 
 /// A collector failure. The runner logs it and marks the collector down.
@@ -218,6 +221,15 @@ impl Runner {
             collectors.push(Box::new(
                 redis::RedisCollector::new(redis)?.with_budget(budget),
             ));
+        }
+        for s in scrape::scrapes(config) {
+            collectors.push(Box::new(scrape::ScrapeCollector::new(s, config.interval)?));
+        }
+        for p in &config.collect.probe {
+            collectors.push(Box::new(probe::ProbeCollector::new(
+                p.clone(),
+                config.interval,
+            )?));
         }
         collectors.push(Box::new(agent::AgentCollector::new(stats.clone())));
         Ok(Runner::new(collectors, config, budget, stats))

@@ -17,7 +17,7 @@ pub(super) fn problem(key: &str, message: impl fmt::Display) -> String {
     format!("{key}: {message}")
 }
 
-pub(super) fn check_range(key: &str, d: Duration, min: Duration, max: Duration) -> Option<String> {
+pub(crate) fn check_range(key: &str, d: Duration, min: Duration, max: Duration) -> Option<String> {
     use humantime_serde::re::humantime::format_duration;
     (d < min || d > max).then(|| {
         problem(
@@ -57,7 +57,7 @@ pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
     }
 }
 
-fn is_valid_role(role: &str) -> bool {
+pub(crate) fn is_valid_role(role: &str) -> bool {
     !role.is_empty()
         && role
             .chars()
@@ -172,6 +172,7 @@ impl AgentConfig {
         ));
         self.collect.postgres.value_problems(&mut p);
         self.collect.redis.value_problems(&mut p);
+        p.extend(crate::collect::scrape::config_problems(self));
         p
     }
 
@@ -247,6 +248,7 @@ impl AgentConfig {
             }
         }
         p.extend(check_spool_dir(&self.spool.dir).map(|why| problem("spool.dir", why)));
+        p.extend(crate::collect::scrape::file_problems(self));
         p
     }
 }
