@@ -13,6 +13,14 @@ use vigil_tests::binary;
 
 /// Starts quickstart and returns the child and the HTTP base URL it printed.
 fn quickstart(data_dir: &std::path::Path, database: Option<&str>) -> (Child, String) {
+    quickstart_with(data_dir, database, &[])
+}
+
+fn quickstart_with(
+    data_dir: &std::path::Path,
+    database: Option<&str>,
+    extra: &[&str],
+) -> (Child, String) {
     let mut cmd = Command::new(binary("vigil-aggregator"));
     cmd.arg("quickstart")
         .arg("--data-dir")
@@ -29,6 +37,7 @@ fn quickstart(data_dir: &std::path::Path, database: Option<&str>) -> (Child, Str
     if let Some(url) = database {
         cmd.args(["--database", url]);
     }
+    cmd.args(extra);
     let mut child = cmd.spawn().expect("quickstart starts");
     let stdout = child.stdout.take().expect("stdout");
     // Read stdout to the end in the background, like a terminal would.
@@ -142,4 +151,66 @@ async fn quickstart_on_postgres_lists_this_host_within_15s() {
     let db = PgTestDb::create().await.expect("PostgreSQL for tests");
     check(Some(&db.url)).await;
     db.drop_db().await;
+}
+
+/// `quickstart --demo`: the demo prediction API runs, and the local agent's
+/// scrape of its metrics and probe of its health reach the store.
+#[tokio::test]
+async fn quickstart_demo_scrapes_and_probes_the_prediction_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("vigil-data");
+    let (child, base) = quickstart_with(&data, None, &["--demo", "--demo-listen", "127.0.0.1:0"]);
+    let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
+    hosts_within(&base, token.trim(), 0, Duration::from_secs(15)).await;
+
+    let db = format!("sqlite://{}?mode=ro", data.join("vigil.db").display());
+    let pool = sqlx::SqlitePool::connect(&db)
+        .await
+        .expect("open the SQLite store");
+    let started = Instant::now();
+    let wanted = [
+        "model_predictions_total",
+        "model_inference_duration_seconds_bucket",
+        "http_requests_total",
+        "up",
+        "probe_success",
+    ];
+    loop {
+        let mut missing = Vec::new();
+        for metric in wanted {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM samples s JOIN series r ON r.id = s.series_id WHERE r.metric = ?1",
+            )
+            .bind(metric)
+            .fetch_one(&pool)
+            .await
+            .expect("query");
+            if n == 0 {
+                missing.push(metric);
+            }
+        }
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not stored within 20 s: {missing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let labels: String = sqlx::query_scalar(
+        "SELECT labels FROM series WHERE metric = 'model_predictions_total' LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("labels");
+    for needle in [
+        "\"role\":\"api\"",
+        "\"job\":\"api\"",
+        "\"model\":\"fraud-detector\"",
+    ] {
+        assert!(labels.contains(needle), "{needle} not in {labels}");
+    }
+    pool.close().await;
+    stop(child);
 }
