@@ -196,12 +196,24 @@ impl Agent {
 }
 
 /// A client endpoint on a dual-stack socket, or IPv4 only where IPv6 is off.
+///
+/// The UDP payload limit is a standard Ethernet MTU's: quinn sizes its receive
+/// buffer from it (times 32 datagrams times the GRO segments), and the default
+/// of 64 KiB made that buffer alone weigh megabytes. The agent only ever
+/// receives small acks.
 fn client_endpoint() -> Result<quinn::Endpoint, AgentError> {
     let any6 = std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
     let any4 = std::net::SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0));
-    quinn::Endpoint::client(any6)
-        .or_else(|_| quinn::Endpoint::client(any4))
-        .map_err(AgentError::Socket)
+    let socket = std::net::UdpSocket::bind(any6)
+        .or_else(|_| std::net::UdpSocket::bind(any4))
+        .map_err(AgentError::Socket)?;
+    let mut config = quinn::EndpointConfig::default();
+    config
+        .max_udp_payload_size(1472)
+        .map_err(|e| AgentError::Socket(std::io::Error::other(e.to_string())))?;
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| AgentError::Socket(std::io::Error::other("no async runtime for QUIC")))?;
+    quinn::Endpoint::new(config, None, socket, runtime).map_err(AgentError::Socket)
 }
 
 async fn collect_loop(

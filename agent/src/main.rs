@@ -84,7 +84,10 @@ fn load(path: &Path) -> Option<AgentConfig> {
 }
 
 fn run(config: AgentConfig) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread is plenty for an agent that wakes once per interval, and it
+    // keeps the footprint small (no worker threads, fewer malloc arenas).
+    // Blocking reads (/proc, fsync) still go to tokio's blocking pool.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;

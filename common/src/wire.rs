@@ -93,9 +93,12 @@ impl Batch {
 /// The frame payload an agent sends: encoded batch bytes and their signature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedBatch {
-    /// `Batch::encode()` output, verbatim.
+    /// `Batch::encode()` output, verbatim. (`serde_bytes`: copied as one
+    /// slice instead of byte by byte; the encoding is the same.)
+    #[serde(with = "serde_bytes")]
     pub batch: Vec<u8>,
     /// Ed25519 signature over `batch`.
+    #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
 }
 

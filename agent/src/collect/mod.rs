@@ -12,6 +12,9 @@
 //! `[collect.<name>]` table to the config, and one `if` in [`Runner::from_config`].
 
 use std::collections::HashSet;
+use std::hash::BuildHasherDefault;
+
+use rustc_hash::FxHasher;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -292,17 +295,26 @@ impl Runner {
 /// Drops series the aggregator would refuse (invalid names or labels) and
 /// repeats of a (name, labels) pair, which it would silently collapse. Both are
 /// collector bugs: logged and counted as dropped with `reason="invalid"`.
+///
+/// Runs every cycle over every series, so it borrows rather than clones and
+/// hashes with FxHash (the keys are our own series, not attacker input).
 fn sanitize(series: Vec<Series>, stats: &Stats) -> Vec<Series> {
-    let mut seen = HashSet::new();
+    let problems: Vec<Option<String>> = {
+        let mut seen: HashSet<(&str, &[Label]), BuildHasherDefault<FxHasher>> =
+            HashSet::with_capacity_and_hasher(series.len(), Default::default());
+        series
+            .iter()
+            .map(|s| match s.validate() {
+                Err(e) => Some(e),
+                Ok(()) if !seen.insert((&s.name, &s.labels)) => {
+                    Some(format!("series {} {:?} emitted twice", s.name, s.labels))
+                }
+                Ok(()) => None,
+            })
+            .collect()
+    };
     let mut kept = Vec::with_capacity(series.len());
-    for s in series {
-        let problem = match s.validate() {
-            Err(e) => Some(e),
-            Ok(()) if !seen.insert((s.name.clone(), s.labels.clone())) => {
-                Some(format!("series {} {:?} emitted twice", s.name, s.labels))
-            }
-            Ok(()) => None,
-        };
+    for (s, problem) in series.into_iter().zip(problems) {
         match problem {
             Some(why) => {
                 tracing::warn!(%why, "dropping series");

@@ -103,6 +103,22 @@ pub fn read_all(root: &Path) -> Vec<Sample> {
     out
 }
 
+/// Processes (thread-group leaders) now: the numeric entries of `/proc`,
+/// which lists processes but not their other threads.
+pub fn count_processes(root: &Path) -> Option<usize> {
+    let entries = std::fs::read_dir(root).ok()?;
+    Some(
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .count(),
+    )
+}
+
 fn num(s: &str) -> Option<f64> {
     s.parse::<f64>().ok()
 }

@@ -273,3 +273,14 @@ fn read_all_skips_what_is_missing() {
         value(&live, "system_cpu_seconds_total", Some(("mode", "idle"))).is_some_and(|v| v > 0.0)
     );
 }
+
+#[test]
+fn processes_are_the_numeric_entries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in ["1", "42", "self", "net", "4x"] {
+        std::fs::create_dir(dir.path().join(name)).expect("mkdir");
+    }
+    assert_eq!(count_processes(dir.path()), Some(2));
+    assert_eq!(count_processes(&dir.path().join("missing")), None);
+    assert!(count_processes(Path::new("/proc")).is_some_and(|n| n >= 1));
+}
