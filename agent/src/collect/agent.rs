@@ -1,13 +1,12 @@
-//! The agent's own metrics (`vigil_agent_*`), from [`Stats`] and from sysinfo's
-//! view of this process.
+//! The agent's own metrics (`vigil_agent_*`), from [`Stats`] and from
+//! /proc/self (memory and CPU of this process).
 //!
-//! Refreshing one process reads two small files under /proc/self; that takes
-//! microseconds, so unlike the system collector it runs inline on the runtime.
+//! Reading /proc/self/stat takes microseconds, so unlike the system collector
+//! this runs inline on the runtime.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 use vigil_common::{MetricKind, MetricMetadata, Series};
 
 use super::{CollectError, Collector, Context};
@@ -45,22 +44,27 @@ const FAMILIES: &[(&str, MetricKind, &str, &str)] = &[
 /// Self-metrics: delivery counters and latency, spool state, own memory and CPU, build info.
 pub struct AgentCollector {
     stats: Arc<Stats>,
-    process: Option<(System, Pid)>,
 }
 
 impl AgentCollector {
-    /// Reads `stats` each cycle. Process metrics are left out if sysinfo cannot
-    /// see this process.
+    /// Reads `stats` each cycle.
     pub fn new(stats: Arc<Stats>) -> Self {
-        let process = match (System::new(), sysinfo::get_current_pid()) {
-            (Ok(system), Ok(pid)) => Some((system, pid)),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::warn!(error = %e, "agent process metrics unavailable");
-                None
-            }
-        };
-        AgentCollector { stats, process }
+        AgentCollector { stats }
     }
+}
+
+/// Resident bytes and CPU seconds of a process from its /proc `stat` line:
+/// utime and stime are fields 14 and 15 (clock ticks, USER_HZ = 100 on Linux),
+/// rss field 24 (pages). The command name (field 2) may contain spaces and
+/// parentheses, so fields are counted from the last `)`.
+pub fn own_usage(stat: &str, page_size: u64) -> Option<(f64, f64)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state).
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+    let cpu = (field(14)? + field(15)?) as f64 / 100.0;
+    let rss = field(24)?.saturating_mul(page_size) as f64;
+    Some((rss, cpu))
 }
 
 #[async_trait]
@@ -169,20 +173,12 @@ impl Collector for AgentCollector {
             out.push(ctx.series("vigil_agent_batches_dropped_total", &labels, batches as f64));
             out.push(ctx.series("vigil_agent_samples_dropped_total", &labels, samples as f64));
         }
-        if let Some((system, pid)) = &mut self.process {
-            system.refresh_processes_specifics(
-                ProcessesToUpdate::Some(&[*pid]),
-                true,
-                ProcessRefreshKind::nothing().with_memory().with_cpu(),
-            );
-            if let Some(p) = system.process(*pid) {
-                out.push(ctx.series("vigil_agent_resident_memory_bytes", &[], p.memory() as f64));
-                out.push(ctx.series(
-                    "vigil_agent_cpu_seconds_total",
-                    &[],
-                    p.accumulated_cpu_time() as f64 / 1000.0,
-                ));
-            }
+        let usage = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|stat| own_usage(&stat, rustix::param::page_size() as u64));
+        if let Some((rss, cpu)) = usage {
+            out.push(ctx.series("vigil_agent_resident_memory_bytes", &[], rss));
+            out.push(ctx.series("vigil_agent_cpu_seconds_total", &[], cpu));
         }
         Ok(out)
     }
@@ -191,6 +187,14 @@ impl Collector for AgentCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_usage_from_a_stat_line() {
+        let line = "4242 (vigil agent) (x) S 1 4242 4242 0 -1 4194560 1 0 0 0 250 50 0 0 20 0 3 0 100 200000000 2500 18446744073709551615";
+        assert_eq!(own_usage(line, 4096), Some((2500.0 * 4096.0, 3.0)));
+        assert_eq!(own_usage("garbage", 4096), None);
+        assert_eq!(own_usage("1 (x) S 1 2", 4096), None);
+    }
 
     #[tokio::test]
     async fn reports_stats_and_own_process() {

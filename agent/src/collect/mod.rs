@@ -30,7 +30,6 @@ pub mod http;
 pub mod outage;
 pub mod postgres;
 pub mod probe;
-pub mod procfs;
 pub mod redis;
 pub mod scrape;
 pub mod system;

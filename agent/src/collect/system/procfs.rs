@@ -35,8 +35,6 @@ pub const FAMILIES: &[(&str, MetricKind, &str, &str)] = &[
     ("system_oom_kills_total", Counter, "Processes killed by the out-of-memory killer", ""),
     ("system_filefd_allocated", Gauge, "Allocated file descriptors", ""),
     ("system_filefd_maximum", Gauge, "Maximum file descriptors", ""),
-    ("system_network_receive_drop_total", Counter, "Received packets dropped on the interface", ""),
-    ("system_network_transmit_drop_total", Counter, "Outgoing packets dropped on the interface", ""),
     ("system_tcp_established", Gauge, "TCP connections in ESTABLISHED or CLOSE-WAIT", ""),
     ("system_tcp_time_wait", Gauge, "TCP sockets in TIME-WAIT", ""),
     ("system_tcp_active_opens_total", Counter, "Outgoing TCP connections opened", ""),
@@ -60,12 +58,13 @@ pub const FAMILIES: &[(&str, MetricKind, &str, &str)] = &[
 /// A sample before labels from the context are added: name, labels, value.
 pub type Sample = (&'static str, Vec<(&'static str, String)>, f64);
 
-/// Reads every source under `root` (normally `/proc`); missing files are skipped.
-pub fn read_all(root: &Path) -> Vec<Sample> {
+/// Reads every source under `root` (normally `/proc`) except `stat`, which
+/// the caller reads once for both this and CPU usage; missing files are skipped.
+pub fn read_all(root: &Path, stat_text: Option<&str>) -> Vec<Sample> {
     let mut out = Vec::new();
     let read = |rel: &str| std::fs::read_to_string(root.join(rel)).ok();
-    if let Some(text) = read("stat") {
-        out.extend(stat(&text));
+    if let Some(text) = stat_text {
+        out.extend(stat(text));
     }
     if let Some(text) = read("meminfo") {
         out.extend(meminfo(&text));
@@ -77,7 +76,13 @@ pub fn read_all(root: &Path) -> Vec<Sample> {
         out.extend(file_nr(&text));
     }
     if let Some(text) = read("net/dev") {
-        out.extend(net_dev_drops(&text));
+        out.extend(net_dev(&text));
+    }
+    if let Some(text) = read("loadavg") {
+        out.extend(loadavg(&text));
+    }
+    if let Some(text) = read("uptime") {
+        out.extend(uptime(&text));
     }
     if let Some(text) = read("net/snmp") {
         out.extend(snmp_tcp(&text));
@@ -148,30 +153,84 @@ pub fn stat(text: &str) -> Vec<Sample> {
             "processes" => out.extend(first.map(|v| ("system_forks_total", vec![], v))),
             "procs_running" => out.extend(first.map(|v| ("system_procs_running", vec![], v))),
             "procs_blocked" => out.extend(first.map(|v| ("system_procs_blocked", vec![], v))),
+            "btime" => out.extend(first.map(|v| ("system_boot_time_seconds", vec![], v))),
             _ => {}
         }
     }
     out
 }
 
-/// `/proc/meminfo`: page cache, buffers and dirty memory (kB -> bytes).
+/// `/proc/meminfo` (kB -> bytes): total, available and used memory (used =
+/// total - available, as `free` and sysinfo count it), swap, page cache,
+/// buffers and dirty memory.
 pub fn meminfo(text: &str) -> Vec<Sample> {
     let mut out = Vec::new();
+    let (mut total, mut available, mut swap_total, mut swap_free) = (None, None, None, None);
     for line in text.lines() {
         let Some((key, rest)) = line.split_once(':') else {
             continue;
         };
+        let Some(bytes) = rest
+            .split_whitespace()
+            .next()
+            .and_then(num)
+            .map(|kb| kb * 1024.0)
+        else {
+            continue;
+        };
         let name = match key {
+            "MemTotal" => {
+                total = Some(bytes);
+                "system_memory_total_bytes"
+            }
+            "MemAvailable" => {
+                available = Some(bytes);
+                "system_memory_available_bytes"
+            }
+            "SwapTotal" => {
+                swap_total = Some(bytes);
+                "system_swap_total_bytes"
+            }
+            "SwapFree" => {
+                swap_free = Some(bytes);
+                continue;
+            }
             "Cached" => "system_memory_cached_bytes",
             "Buffers" => "system_memory_buffers_bytes",
             "Dirty" => "system_memory_dirty_bytes",
             _ => continue,
         };
-        if let Some(kb) = rest.split_whitespace().next().and_then(num) {
-            out.push((name, vec![], kb * 1024.0));
-        }
+        out.push((name, vec![], bytes));
+    }
+    if let (Some(t), Some(a)) = (total, available) {
+        out.push(("system_memory_used_bytes", vec![], (t - a).max(0.0)));
+    }
+    if let (Some(t), Some(f)) = (swap_total, swap_free) {
+        out.push(("system_swap_used_bytes", vec![], (t - f).max(0.0)));
     }
     out
+}
+
+/// `/proc/loadavg`: "0.50 0.40 0.30 1/123 4567".
+pub fn loadavg(text: &str) -> Vec<Sample> {
+    let f: Vec<f64> = text.split_whitespace().take(3).filter_map(num).collect();
+    match f.as_slice() {
+        [one, five, fifteen] => vec![
+            ("system_load1", vec![], *one),
+            ("system_load5", vec![], *five),
+            ("system_load15", vec![], *fifteen),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// `/proc/uptime`: seconds since boot (the first field).
+pub fn uptime(text: &str) -> Vec<Sample> {
+    text.split_whitespace()
+        .next()
+        .and_then(num)
+        .map(|up| vec![("system_uptime_seconds", vec![], up)])
+        .unwrap_or_default()
 }
 
 /// `/proc/vmstat`: major faults, swap-ins/outs, OOM kills.
@@ -207,10 +266,21 @@ pub fn file_nr(text: &str) -> Vec<Sample> {
     }
 }
 
-/// `/proc/net/dev`: receive and transmit drops per interface.
-pub fn net_dev_drops(text: &str) -> Vec<Sample> {
+/// `/proc/net/dev`: bytes, packets, errors and drops per interface and direction.
+pub fn net_dev(text: &str) -> Vec<Sample> {
+    const COLUMNS: [(usize, &str); 8] = [
+        (0, "system_network_receive_bytes_total"),
+        (1, "system_network_receive_packets_total"),
+        (2, "system_network_receive_errors_total"),
+        (3, "system_network_receive_drop_total"),
+        (8, "system_network_transmit_bytes_total"),
+        (9, "system_network_transmit_packets_total"),
+        (10, "system_network_transmit_errors_total"),
+        (11, "system_network_transmit_drop_total"),
+    ];
     let mut out = Vec::new();
-    // Two header lines, then "iface: rx(bytes packets errs drop ...) tx(bytes packets errs drop ...)".
+    // Two header lines, then "iface: rx(bytes packets errs drop fifo frame
+    // compressed multicast) tx(bytes packets errs drop fifo colls carrier compressed)".
     for line in text.lines().skip(2) {
         let Some((iface, rest)) = line.split_once(':') else {
             continue;
@@ -219,9 +289,10 @@ pub fn net_dev_drops(text: &str) -> Vec<Sample> {
         if f.len() < 16 {
             continue;
         }
-        let device = || vec![("device", iface.trim().to_string())];
-        out.push(("system_network_receive_drop_total", device(), f[3]));
-        out.push(("system_network_transmit_drop_total", device(), f[11]));
+        let device = iface.trim();
+        for (column, name) in COLUMNS {
+            out.push((name, vec![("device", device.to_string())], f[column]));
+        }
     }
     out
 }

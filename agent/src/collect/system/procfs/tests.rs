@@ -62,8 +62,24 @@ fn stat_sums_cpu_modes_in_seconds() {
 #[test]
 fn meminfo_vmstat_and_file_nr() {
     let m = meminfo(
-        "MemTotal:       24000000 kB\nBuffers:          1024 kB\nCached:         2048 kB\nDirty:              4 kB\nGarbage line\n",
+        "MemTotal:       24000000 kB\nMemFree: 1000 kB\nMemAvailable:   20000000 kB\nBuffers:          1024 kB\nCached:         2048 kB\nSwapTotal: 100 kB\nSwapFree: 40 kB\nDirty:              4 kB\nGarbage line\n",
     );
+    let kib = |n: f64| Some(n * 1024.0);
+    assert_eq!(
+        value(&m, "system_memory_total_bytes", None),
+        kib(24_000_000.0)
+    );
+    assert_eq!(
+        value(&m, "system_memory_available_bytes", None),
+        kib(20_000_000.0)
+    );
+    assert_eq!(
+        value(&m, "system_memory_used_bytes", None),
+        kib(4_000_000.0)
+    );
+    assert_eq!(value(&m, "system_swap_total_bytes", None), kib(100.0));
+    assert_eq!(value(&m, "system_swap_used_bytes", None), kib(60.0));
+    assert!(value(&m, "system_memory_free_bytes", None).is_none());
     assert_eq!(
         value(&m, "system_memory_buffers_bytes", None),
         Some(1024.0 * 1024.0)
@@ -98,8 +114,41 @@ const NET_DEV: &str = "Inter-|   Receive                                        
 ";
 
 #[test]
-fn net_dev_drops_per_interface() {
-    let s = net_dev_drops(NET_DEV);
+fn net_dev_per_interface() {
+    let s = net_dev(NET_DEV);
+    assert_eq!(
+        value(
+            &s,
+            "system_network_receive_bytes_total",
+            Some(("device", "eth0"))
+        ),
+        Some(99999.0)
+    );
+    assert_eq!(
+        value(
+            &s,
+            "system_network_transmit_packets_total",
+            Some(("device", "eth0"))
+        ),
+        Some(400.0)
+    );
+    assert_eq!(
+        value(
+            &s,
+            "system_network_receive_errors_total",
+            Some(("device", "eth0"))
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &s,
+            "system_network_transmit_errors_total",
+            Some(("device", "eth0"))
+        ),
+        Some(2.0)
+    );
+    assert_eq!(s.len(), 16);
     assert_eq!(
         value(
             &s,
@@ -125,7 +174,7 @@ fn net_dev_drops_per_interface() {
         Some(0.0)
     );
     assert!(
-        net_dev_drops("h1\nh2\n  eth0: 1 2 3\n").is_empty(),
+        net_dev("h1\nh2\n  eth0: 1 2 3\n").is_empty(),
         "short lines skipped"
     );
 }
@@ -260,13 +309,20 @@ fn pressure_totals_in_seconds() {
 fn read_all_skips_what_is_missing() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("stat"), STAT).expect("write");
-    let s = read_all(dir.path());
+    let s = read_all(dir.path(), Some(STAT));
     assert!(value(&s, "system_context_switches_total", None).is_some());
     assert!(value(&s, "system_tcp_established", None).is_none());
     // Everything emitted is a documented family.
-    let live = read_all(Path::new("/proc"));
+    let stat_text = std::fs::read_to_string("/proc/stat").ok();
+    let live = read_all(Path::new("/proc"), stat_text.as_deref());
     for (name, _, v) in &live {
-        assert!(FAMILIES.iter().any(|f| f.0 == *name), "undocumented {name}");
+        assert!(
+            FAMILIES
+                .iter()
+                .chain(super::super::FAMILIES)
+                .any(|f| f.0 == *name),
+            "undocumented {name}"
+        );
         assert!(v.is_finite(), "{name}");
     }
     assert!(
@@ -283,4 +339,21 @@ fn processes_are_the_numeric_entries() {
     assert_eq!(count_processes(dir.path()), Some(2));
     assert_eq!(count_processes(&dir.path().join("missing")), None);
     assert!(count_processes(Path::new("/proc")).is_some_and(|n| n >= 1));
+}
+
+#[test]
+fn loadavg_uptime_and_boot_time() {
+    let l = loadavg("0.50 0.40 0.30 1/123 4567\n");
+    assert_eq!(value(&l, "system_load1", None), Some(0.5));
+    assert_eq!(value(&l, "system_load15", None), Some(0.3));
+    assert!(loadavg("0.5").is_empty());
+    assert_eq!(
+        value(&uptime("12345.67 2345.6\n"), "system_uptime_seconds", None),
+        Some(12345.67)
+    );
+    assert!(uptime("").is_empty());
+    assert_eq!(
+        value(&stat(STAT), "system_boot_time_seconds", None),
+        Some(1_700_000_000.0)
+    );
 }
