@@ -124,6 +124,9 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         store,
         metrics,
         store_ready,
+        // Replaced by the head + store reader (issue 4, storage reads).
+        source: Arc::new(crate::query::MemorySource::new()),
+        engine: Arc::new(crate::query::Engine::default()),
     };
     let app = http::app(state.clone());
     let mut http_stop = stopped;

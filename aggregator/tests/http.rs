@@ -21,6 +21,8 @@ async fn sqlite_state(dir: &std::path::Path) -> AppState {
         store,
         metrics: Arc::new(Metrics::new()),
         store_ready: Arc::new(AtomicBool::new(true)),
+        source: Arc::new(vigil_aggregator::query::MemorySource::new()),
+        engine: Arc::new(vigil_aggregator::query::Engine::default()),
     }
 }
 
@@ -148,6 +150,8 @@ async fn a_dead_database_makes_readyz_fail_and_the_api_answer_503() {
         store,
         metrics: Arc::new(Metrics::new()),
         store_ready: Arc::new(AtomicBool::new(true)),
+        source: Arc::new(vigil_aggregator::query::MemorySource::new()),
+        engine: Arc::new(vigil_aggregator::query::Engine::default()),
     };
     let (status, body) = call(&state, "/readyz", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

@@ -16,6 +16,7 @@ use axum::http::request::Parts;
 
 use crate::auth::token_hash;
 use crate::metrics::Metrics;
+use crate::query::{Engine, Source};
 use crate::store::{Store, TokenInfo};
 use error::ApiError;
 
@@ -29,6 +30,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// True once the store is reachable and migrated.
     pub store_ready: Arc<AtomicBool>,
+    /// What queries read (head + store).
+    pub source: Arc<dyn Source>,
+    pub engine: Arc<Engine>,
 }
 
 /// The whole HTTP application.
