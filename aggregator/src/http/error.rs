@@ -13,6 +13,8 @@ pub enum ApiError {
     BadRequest(String),
     /// 401: no or wrong credentials.
     Unauthorized(&'static str),
+    /// 403: valid credentials without the needed scope.
+    Forbidden(String),
     /// 404.
     NotFound(String),
     /// 503: a dependency (the database) is down; the detail is logged, not shown.
@@ -24,6 +26,7 @@ impl IntoResponse for ApiError {
         let (status, kind, message) = match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m.to_string()),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
             ApiError::Unavailable(detail) => {
                 warn!(%detail, "request failed: storage unavailable");

@@ -7,8 +7,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
+use super::AppState;
+use super::access::ReadAccess;
 use super::error::ApiError;
-use super::{AppState, Caller};
 use crate::store::HostInfo;
 
 pub fn router() -> Router<AppState> {
@@ -36,7 +37,7 @@ fn rfc3339(ms: i64) -> String {
 }
 
 async fn list(
-    _caller: Caller,
+    _caller: ReadAccess,
     State(state): State<AppState>,
 ) -> Result<Json<HostsResponse>, ApiError> {
     let hosts = state

@@ -2,6 +2,7 @@
 //! `router()`. [`app`] assembles them so tests can drive the whole app with
 //! `tower::ServiceExt::oneshot`.
 
+pub mod access;
 pub mod error;
 pub mod health;
 pub mod hosts;
