@@ -118,6 +118,12 @@ pub trait Store: Send + Sync + 'static {
         series: &[Series],
     ) -> Result<CommitOutcome, StoreError>;
 
+    /// Stores samples that do not come from an agent (Prometheus
+    /// remote_write, text import, backfill): no dedup row, no host row.
+    /// Idempotent per (series, timestamp): a sample already stored is kept
+    /// and not counted. Returns the number of samples stored.
+    async fn write_series(&self, series: &[Series]) -> Result<u64, StoreError>;
+
     async fn hosts(&self) -> Result<Vec<HostInfo>, StoreError>;
     /// Number of stored samples, optionally of one host (`host` label).
     async fn count_samples(&self, host: Option<&str>) -> Result<u64, StoreError>;

@@ -100,6 +100,46 @@ impl PgStore {
             })
             .collect()
     }
+
+    /// Writes `series`' samples inside `tx` (creating missing series), and
+    /// returns how many were new with the series ids created, which the
+    /// caller adds to the cache once `tx` commits.
+    async fn insert_samples(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        series: &[Series],
+    ) -> Result<(u64, Vec<(SeriesKey, i64)>), StoreError> {
+        let keys = batch_series_keys(series);
+        let missing: Vec<SeriesKey> = keys
+            .iter()
+            .filter(|k| self.series.get(k).is_none())
+            .cloned()
+            .collect();
+        let new_ids = if missing.is_empty() {
+            Vec::new()
+        } else {
+            Self::series_ids(tx, &missing).await?
+        };
+        let lookup: std::collections::HashMap<&SeriesKey, i64> =
+            new_ids.iter().map(|(k, id)| (k, *id)).collect();
+
+        let cols = columns(series, |key| {
+            lookup.get(key).copied().or_else(|| self.series.get(key))
+        })?;
+        let stored = sqlx::query(
+            "INSERT INTO samples (series_id, ts, value)
+             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::float8[])
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&cols.ids)
+        .bind(&cols.ts)
+        .bind(&cols.values)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+
+        Ok((stored, new_ids))
+    }
 }
 
 #[async_trait]
@@ -150,35 +190,7 @@ impl Store for PgStore {
             });
         }
 
-        let keys = batch_series_keys(series);
-        let missing: Vec<SeriesKey> = keys
-            .iter()
-            .filter(|k| self.series.get(k).is_none())
-            .cloned()
-            .collect();
-        let new_ids = if missing.is_empty() {
-            Vec::new()
-        } else {
-            Self::series_ids(&mut tx, &missing).await?
-        };
-        let lookup: std::collections::HashMap<&SeriesKey, i64> =
-            new_ids.iter().map(|(k, id)| (k, *id)).collect();
-
-        let cols = columns(series, |key| {
-            lookup.get(key).copied().or_else(|| self.series.get(key))
-        })?;
-        let stored = sqlx::query(
-            "INSERT INTO samples (series_id, ts, value)
-             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::float8[])
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&cols.ids)
-        .bind(&cols.ts)
-        .bind(&cols.values)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-
+        let (stored, new_ids) = self.insert_samples(&mut tx, series).await?;
         shared::pg::upsert_host(&mut tx, header, stored).await?;
 
         tx.commit().await?;
@@ -187,6 +199,18 @@ impl Store for PgStore {
             duplicate: false,
             samples_stored: stored,
         })
+    }
+
+    async fn write_series(&self, series: &[Series]) -> Result<u64, StoreError> {
+        if series.iter().all(|s| s.points.is_empty()) {
+            return Ok(0);
+        }
+        self.ensure_partitions(series).await?;
+        let mut tx = self.pool.begin().await?;
+        let (stored, new_ids) = self.insert_samples(&mut tx, series).await?;
+        tx.commit().await?;
+        self.series.extend(new_ids);
+        Ok(stored)
     }
 
     async fn hosts(&self) -> Result<Vec<HostInfo>, StoreError> {

@@ -73,6 +73,43 @@ impl SqliteStore {
         }
         Ok(out)
     }
+
+    /// Writes `series`' samples inside `tx` (creating missing series), and
+    /// returns how many were new with the series ids looked up, which the
+    /// caller adds to the cache once `tx` commits.
+    async fn insert_samples(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        series: &[Series],
+    ) -> Result<(u64, Vec<(SeriesKey, i64)>), StoreError> {
+        let missing: Vec<SeriesKey> = batch_series_keys(series)
+            .into_iter()
+            .filter(|k| self.series.get(k).is_none())
+            .collect();
+        let new_ids = Self::series_ids(tx, &missing).await?;
+        let lookup: std::collections::HashMap<&SeriesKey, i64> =
+            new_ids.iter().map(|(k, id)| (k, *id)).collect();
+        let cols = columns(series, |key| {
+            lookup.get(key).copied().or_else(|| self.series.get(key))
+        })?;
+
+        let mut stored = 0u64;
+        let rows: Vec<usize> = (0..cols.ids.len()).collect();
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let mut insert =
+                QueryBuilder::<Sqlite>::new("INSERT INTO samples (series_id, ts, value) ");
+            insert.push_values(chunk, |mut row, &i| {
+                let v = cols.values[i];
+                row.push_bind(cols.ids[i])
+                    .push_bind(cols.ts[i])
+                    .push_bind((!v.is_nan()).then_some(v));
+            });
+            insert.push(" ON CONFLICT DO NOTHING");
+            stored += insert.build().execute(&mut **tx).await?.rows_affected();
+        }
+
+        Ok((stored, new_ids))
+    }
 }
 
 #[async_trait]
@@ -122,31 +159,7 @@ impl Store for SqliteStore {
             });
         }
 
-        let missing: Vec<SeriesKey> = batch_series_keys(series)
-            .into_iter()
-            .filter(|k| self.series.get(k).is_none())
-            .collect();
-        let new_ids = Self::series_ids(&mut tx, &missing).await?;
-        let lookup: std::collections::HashMap<&SeriesKey, i64> =
-            new_ids.iter().map(|(k, id)| (k, *id)).collect();
-        let cols = columns(series, |key| {
-            lookup.get(key).copied().or_else(|| self.series.get(key))
-        })?;
-
-        let mut stored = 0u64;
-        let rows: Vec<usize> = (0..cols.ids.len()).collect();
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut insert =
-                QueryBuilder::<Sqlite>::new("INSERT INTO samples (series_id, ts, value) ");
-            insert.push_values(chunk, |mut row, &i| {
-                let v = cols.values[i];
-                row.push_bind(cols.ids[i])
-                    .push_bind(cols.ts[i])
-                    .push_bind((!v.is_nan()).then_some(v));
-            });
-            insert.push(" ON CONFLICT DO NOTHING");
-            stored += insert.build().execute(&mut *tx).await?.rows_affected();
-        }
+        let (stored, new_ids) = self.insert_samples(&mut tx, series).await?;
 
         shared::lite::upsert_host(&mut tx, header, stored).await?;
 
@@ -156,6 +169,17 @@ impl Store for SqliteStore {
             duplicate: false,
             samples_stored: stored,
         })
+    }
+
+    async fn write_series(&self, series: &[Series]) -> Result<u64, StoreError> {
+        if series.iter().all(|s| s.points.is_empty()) {
+            return Ok(0);
+        }
+        let mut tx = self.writer.begin().await?;
+        let (stored, new_ids) = self.insert_samples(&mut tx, series).await?;
+        tx.commit().await?;
+        self.series.extend(new_ids);
+        Ok(stored)
     }
 
     async fn hosts(&self) -> Result<Vec<HostInfo>, StoreError> {
