@@ -432,3 +432,4 @@ macro_rules! script {
 }
 
 script!(selectors);
+script!(rate);

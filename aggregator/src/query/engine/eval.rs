@@ -187,7 +187,6 @@ impl Evaluator<'_> {
     }
 
     /// Evaluates `expr`, which must be a scalar.
-    #[allow(dead_code)] // used by functions and aggregations
     pub fn eval_scalar(&self, expr: &Expr, grid: &Grid) -> Result<Vec<f64>, QueryError> {
         match self.eval(expr, grid)? {
             Val::Scalar(v) => Ok(v),
@@ -196,7 +195,6 @@ impl Evaluator<'_> {
     }
 
     /// Evaluates `expr`, which must be a string.
-    #[allow(dead_code)] // used by functions and aggregations
     pub fn eval_string(&self, expr: &Expr, grid: &Grid) -> Result<String, QueryError> {
         match self.eval(expr, grid)? {
             Val::String(s) => Ok(s),

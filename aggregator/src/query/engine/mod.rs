@@ -9,6 +9,7 @@ mod aggregate;
 mod binary;
 mod eval;
 mod functions;
+mod mathfn;
 mod plan;
 
 use std::cell::Cell;
