@@ -433,3 +433,6 @@ macro_rules! script {
 
 script!(selectors);
 script!(rate);
+script!(aggregations);
+script!(functions);
+script!(matching);
