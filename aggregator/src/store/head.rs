@@ -179,6 +179,17 @@ impl Head {
         Some(samples[lo..hi.max(lo)].to_vec())
     }
 
+    /// Whether the head has a sample of `labels` in `[start, end]`.
+    pub fn has_sample_in(&self, labels: &Labels, start: i64, end: i64) -> bool {
+        let Ok(st) = self.state.read() else {
+            return false;
+        };
+        st.series.get(labels).is_some_and(|samples| {
+            let lo = samples.partition_point(|&(t, _)| t < start);
+            samples.get(lo).is_some_and(|&(t, _)| t <= end)
+        })
+    }
+
     /// Whether the head holds `labels` (so it is complete for the covered range).
     pub fn holds(&self, labels: &Labels) -> bool {
         self.state

@@ -140,7 +140,7 @@ pub trait Store: Send + Sync + 'static {
     async fn select_series(&self, matchers: &[Matcher]) -> Result<Vec<(i64, Labels)>, StoreError>;
 
     /// Samples `(series id, ts, value)` of the series `ids` with `start <= ts
-    /// <= end`, ordered by id then time, in one round trip. At most
+    /// <= end`, in no particular order, in one round trip. At most
     /// `limit + 1` rows are read, so a caller sees that `limit` is exceeded
     /// without the rest being loaded.
     async fn read_samples(

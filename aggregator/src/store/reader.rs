@@ -136,7 +136,7 @@ impl Source for StoreSource {
         let mut total = 0usize;
         for ((id, labels), held) in selected.into_iter().zip(in_head) {
             let mut samples = by_id.remove(&id).unwrap_or_default();
-            samples.sort_by_key(|&(t, _)| t);
+            samples.sort_unstable_by_key(|&(t, _)| t);
             if held && let Some(recent) = self.head.get(&labels, start_ms.max(head_from), end_ms) {
                 samples.extend(recent);
             }
@@ -182,8 +182,7 @@ impl Source for StoreSource {
             let recent = start_ms.max(head_from) <= end_ms
                 && self
                     .head
-                    .get(&labels, start_ms.max(head_from), end_ms)
-                    .is_some_and(|s| !s.is_empty());
+                    .has_sample_in(&labels, start_ms.max(head_from), end_ms);
             if recent {
                 found.insert(labels);
             } else {
