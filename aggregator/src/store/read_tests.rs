@@ -179,6 +179,44 @@ async fn read_suite(open_store: impl Fn() -> Arc<dyn Store>) {
         "{err}"
     );
 
+    // Values come back bit for bit (NaN as NaN).
+    let tricky = [
+        0.1,
+        1.0 / 3.0,
+        1e300,
+        -2.5e-300,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::MIN_POSITIVE,
+        123_456_789.123_456_78,
+        f64::NAN,
+    ];
+    let precise: Vec<(i64, f64)> = tricky
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (now - 3 * HOUR + i as i64, v))
+        .collect();
+    inner
+        .write_series(&[series("precise", &[], &precise)])
+        .await
+        .expect("write");
+    let got = store_only
+        .select(
+            &selector("precise"),
+            now - 4 * HOUR,
+            now,
+            &SelectHints::default(),
+        )
+        .await
+        .expect("select");
+    assert_eq!(got[0].samples.len(), tricky.len());
+    for ((_, got), want) in got[0].samples.iter().zip(tricky) {
+        assert!(
+            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+            "{got} != {want}"
+        );
+    }
+
     // Head of 1 h in front of the store, warmed at migrate.
     let metrics = StorageMetrics::default();
     let layers = layered(
