@@ -24,6 +24,9 @@ pub struct Config {
     /// Limits on what agents may send.
     #[serde(default)]
     pub ingest: IngestConfig,
+    /// Size caps of remote_write and text import over HTTP.
+    #[serde(default)]
+    pub http_ingest: crate::http::ingest::config::HttpIngestConfig,
 }
 
 /// `[http]`
@@ -232,6 +235,7 @@ impl Config {
         if i.max_sample_age < Duration::from_secs(60) {
             problems.push("ingest.max_sample_age must be at least 1m".into());
         }
+        self.http_ingest.validate(problems);
         Some((http?, quic?, tls?))
     }
 }

@@ -128,7 +128,9 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         source: Arc::new(crate::query::MemorySource::new()),
         engine: Arc::new(crate::query::Engine::default()),
     };
-    let app = http::app(state.clone());
+    let app = http::app(state.clone()).layer(axum::Extension(std::sync::Arc::new(
+        http::ingest::IngestLimits::from_config(config),
+    )));
     let mut http_stop = stopped;
     servers.push(tokio::spawn(async move {
         let shutdown = async move {

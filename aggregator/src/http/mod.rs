@@ -6,7 +6,9 @@ pub mod access;
 pub mod error;
 pub mod health;
 pub mod hosts;
+pub mod ingest;
 pub mod metrics;
+pub mod prometheus;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -42,6 +44,8 @@ pub fn app(state: AppState) -> Router {
         .merge(health::router())
         .merge(metrics::router())
         .nest("/api/v1", hosts::router())
+        .nest("/prometheus/api/v1", prometheus::router())
+        .merge(ingest::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
