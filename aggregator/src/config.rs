@@ -27,6 +27,9 @@ pub struct Config {
     /// Size caps of remote_write and text import over HTTP.
     #[serde(default)]
     pub http_ingest: crate::http::ingest::config::HttpIngestConfig,
+    /// The head, rollups and retention.
+    #[serde(default)]
+    pub storage: crate::store::config::StorageConfig,
 }
 
 /// `[http]`
@@ -236,6 +239,7 @@ impl Config {
             problems.push("ingest.max_sample_age must be at least 1m".into());
         }
         self.http_ingest.validate(problems);
+        self.storage.validate(problems);
         Some((http?, quic?, tls?))
     }
 }

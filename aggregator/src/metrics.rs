@@ -44,6 +44,60 @@ impl SampleDrop {
     }
 }
 
+/// The storage layer's own metrics (head, rollups, retention); cheap to
+/// clone, every clone updates the same values.
+#[derive(Clone, Default)]
+pub struct StorageMetrics {
+    pub head_series: Gauge,
+    pub head_samples: Gauge,
+    pub head_series_refused: Counter,
+    /// Per resolution (`1m`, `1h`): seconds between now and the rollup watermark.
+    pub rollup_lag_seconds: Family<Resolution, Gauge>,
+    pub partitions_dropped: Counter,
+    pub rows_deleted: Counter,
+}
+
+/// A `resolution` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Resolution {
+    pub resolution: String,
+}
+
+impl StorageMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "head_series",
+            "Series held in the in-memory head",
+            self.head_series.clone(),
+        );
+        registry.register(
+            "head_samples",
+            "Samples held in the in-memory head",
+            self.head_samples.clone(),
+        );
+        registry.register(
+            "head_series_refused",
+            "Series not admitted to the head because it was full (read from the store)",
+            self.head_series_refused.clone(),
+        );
+        registry.register(
+            "rollup_watermark_lag_seconds",
+            "How far the rollup watermark trails now, by resolution",
+            self.rollup_lag_seconds.clone(),
+        );
+        registry.register(
+            "partitions_dropped",
+            "PostgreSQL partitions dropped by retention",
+            self.partitions_dropped.clone(),
+        );
+        registry.register(
+            "retention_rows_deleted",
+            "Rows deleted by retention (SQLite, which has no partitions)",
+            self.rows_deleted.clone(),
+        );
+    }
+}
+
 /// Every counter and gauge the aggregator exports about itself.
 pub struct Metrics {
     registry: Registry,
@@ -60,6 +114,7 @@ pub struct Metrics {
     pub database_up: Gauge,
     /// `/api/v1/write` and `/api/v1/import`.
     pub http_ingest: crate::http::ingest::tally::IngestMetrics,
+    pub storage: StorageMetrics,
 }
 
 impl Default for Metrics {
@@ -85,6 +140,7 @@ impl Metrics {
             commit_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             database_up: Gauge::default(),
             http_ingest: Default::default(),
+            storage: StorageMetrics::default(),
         };
         // Every reason exists from the start, so dashboards see zeros, not gaps.
         for code in RejectCode::ALL {
@@ -157,6 +213,7 @@ impl Metrics {
             m.database_up.clone(),
         );
         m.http_ingest.register(&mut registry);
+        m.storage.register(&mut registry);
         Metrics { registry, ..m }
     }
 
