@@ -24,7 +24,11 @@ pub(crate) struct Grid {
 
 impl Grid {
     pub fn ts(&self, i: usize) -> i64 {
-        self.start + self.step * i as i64
+        // Saturating: timestamps come from the request.
+        self.start.saturating_add(
+            self.step
+                .saturating_mul(i64::try_from(i).unwrap_or(i64::MAX)),
+        )
     }
 }
 
@@ -67,8 +71,11 @@ impl RangeArg {
     ) {
         let (mut lo, mut hi) = (0usize, 0usize);
         for i in 0..grid.n {
-            let end = self.at.unwrap_or_else(|| grid.ts(i)) - self.offset;
-            let start = end - self.range;
+            let end = self
+                .at
+                .unwrap_or_else(|| grid.ts(i))
+                .saturating_sub(self.offset);
+            let start = end.saturating_sub(self.range);
             while hi < samples.len() && samples[hi].0 <= end {
                 hi += 1;
             }
@@ -101,7 +108,8 @@ impl Evaluator<'_> {
         Ok(())
     }
 
-    /// Counts `n` materialised samples against the query's limit.
+    /// Counts `n` materialised samples against the query's limit. A series
+    /// counts a slot per step, present or not, so the budget bounds memory.
     pub fn count(&self, n: usize) -> Result<(), QueryError> {
         let total = self.samples.get().saturating_add(n);
         self.samples.set(total);
@@ -118,9 +126,8 @@ impl Evaluator<'_> {
         labels: Labels,
         values: Vec<Option<f64>>,
     ) -> Result<(), QueryError> {
-        let n = values.iter().filter(|v| v.is_some()).count();
-        if n > 0 {
-            self.count(n)?;
+        if values.iter().any(Option::is_some) {
+            self.count(values.len())?;
             out.push(Series { labels, values });
         }
         Ok(())
@@ -221,13 +228,13 @@ impl Evaluator<'_> {
             let mut values = vec![None; grid.n];
             let mut hi = 0usize;
             for (i, slot) in values.iter_mut().enumerate() {
-                let t = at.unwrap_or_else(|| grid.ts(i)) - off;
+                let t = at.unwrap_or_else(|| grid.ts(i)).saturating_sub(off);
                 while hi < s.samples.len() && s.samples[hi].0 <= t {
                     hi += 1;
                 }
                 if hi > 0 {
                     let (st, v) = s.samples[hi - 1];
-                    if st > t - self.lookback_ms && !is_stale_marker(v) {
+                    if st > t.saturating_sub(self.lookback_ms) && !is_stale_marker(v) {
                         *slot = Some(if timestamps { st as f64 / 1000.0 } else { v });
                     }
                 }
@@ -285,14 +292,23 @@ impl Evaluator<'_> {
                 };
                 // Inner steps are multiples of the step, after the window's
                 // (left-open) start.
-                let lo = first - offset - range;
-                let start = lo.div_euclid(step) * step + step;
-                let end = last - offset;
+                let lo = first.saturating_sub(offset).saturating_sub(range);
+                let start = lo
+                    .div_euclid(step)
+                    .saturating_mul(step)
+                    .saturating_add(step);
+                let end = last.saturating_sub(offset);
                 let n = if end < start {
                     0
                 } else {
-                    ((end - start) / step + 1) as usize
+                    usize::try_from((i128::from(end) - i128::from(start)) / i128::from(step) + 1)
+                        .unwrap_or(usize::MAX)
                 };
+                // Every series of the body holds a slot per step: even one
+                // must fit the sample budget.
+                if n > self.max_samples {
+                    return Err(QueryError::Limit(too_many_samples()));
+                }
                 let inner = Grid { start, step, n };
                 let series = if n == 0 {
                     Vec::new()
