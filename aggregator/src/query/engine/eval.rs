@@ -3,6 +3,7 @@
 //! series, so a range query walks each series' samples once with a moving
 //! window instead of re-evaluating the tree per step.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -52,14 +53,16 @@ pub(crate) enum Val {
 
 /// Range-vector argument of a function: per series, its samples (stale
 /// markers removed), and how each step's window is placed.
-pub(crate) struct RangeArg {
-    pub series: Vec<RawSeries>,
+pub(crate) struct RangeArg<'a> {
+    /// Borrowed from the fetched data unless stale markers had to go (or
+    /// the samples come from a subquery).
+    pub series: Vec<Cow<'a, RawSeries>>,
     pub at: Option<i64>,
     pub offset: i64,
     pub range: i64,
 }
 
-impl RangeArg {
+impl RangeArg<'_> {
     /// Calls `f(step, window, window_start, window_end)` for every step of
     /// `grid`, with the samples in the left-open window `(end - range, end]`,
     /// walking `samples` once.
@@ -99,7 +102,7 @@ pub(crate) struct Evaluator<'a> {
     pub samples: Cell<usize>,
 }
 
-impl Evaluator<'_> {
+impl<'a> Evaluator<'a> {
     /// Fails once the query's wall-clock budget is spent.
     pub fn check_deadline(&self) -> Result<(), QueryError> {
         if Instant::now() > self.deadline {
@@ -244,7 +247,7 @@ impl Evaluator<'_> {
         Ok(out)
     }
 
-    fn selected(&self, vs: &VectorSelector) -> Result<&[RawSeries], QueryError> {
+    fn selected(&self, vs: &VectorSelector) -> Result<&'a [RawSeries], QueryError> {
         self.data
             .get(&key(vs))
             .map(Vec::as_slice)
@@ -252,21 +255,27 @@ impl Evaluator<'_> {
     }
 
     /// Resolves a range-vector argument (range selector or subquery).
-    pub fn range_arg(&self, expr: &Expr, grid: &Grid) -> Result<RangeArg, QueryError> {
+    pub fn range_arg(&self, expr: &Expr, grid: &Grid) -> Result<RangeArg<'a>, QueryError> {
         match expr {
             Expr::Paren(p) => self.range_arg(&p.expr, grid),
             Expr::MatrixSelector(ms) => {
                 let series = self
                     .selected(&ms.vs)?
                     .iter()
-                    .map(|s| RawSeries {
-                        labels: s.labels.clone(),
-                        samples: s
-                            .samples
-                            .iter()
-                            .filter(|(_, v)| !is_stale_marker(*v))
-                            .copied()
-                            .collect(),
+                    .map(|s| {
+                        if s.samples.iter().any(|(_, v)| is_stale_marker(*v)) {
+                            Cow::Owned(RawSeries {
+                                labels: s.labels.clone(),
+                                samples: s
+                                    .samples
+                                    .iter()
+                                    .filter(|(_, v)| !is_stale_marker(*v))
+                                    .copied()
+                                    .collect(),
+                            })
+                        } else {
+                            Cow::Borrowed(s)
+                        }
                     })
                     .collect();
                 Ok(RangeArg {
@@ -315,14 +324,16 @@ impl Evaluator<'_> {
                 } else {
                     self.eval_vector(&sq.expr, &inner)?
                         .into_iter()
-                        .map(|s| RawSeries {
-                            samples: s
-                                .values
-                                .iter()
-                                .enumerate()
-                                .filter_map(|(i, v)| v.map(|v| (inner.ts(i), v)))
-                                .collect(),
-                            labels: s.labels,
+                        .map(|s| {
+                            Cow::Owned(RawSeries {
+                                samples: s
+                                    .values
+                                    .iter()
+                                    .enumerate()
+                                    .filter_map(|(i, v)| v.map(|v| (inner.ts(i), v)))
+                                    .collect(),
+                                labels: s.labels,
+                            })
                         })
                         .collect()
                 };

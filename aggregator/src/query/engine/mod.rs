@@ -11,6 +11,7 @@ mod eval;
 mod functions;
 mod mathfn;
 mod plan;
+mod range_fns;
 #[cfg(test)]
 mod tests;
 
