@@ -1,6 +1,7 @@
 //! `query` and `query_range`: PromQL through the engine, with Prometheus'
 //! parameter checks and error types.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -11,7 +12,7 @@ use super::params::Params;
 use super::{json, respond};
 use crate::http::AppState;
 use crate::http::access::ReadAccess;
-use crate::query::{QueryError, Value};
+use crate::query::{Engine, Limits, QueryError, Value};
 
 /// `GET|POST /query?query=&time=&timeout=`
 pub async fn instant(
@@ -19,11 +20,11 @@ pub async fn instant(
     State(state): State<AppState>,
     params: Params,
 ) -> Result<Response, PromError> {
-    let query = params.get("query").unwrap_or_default().to_string();
+    let query = query_param(&params)?;
     let time = params.time_or("time", vigil_common::now_ms())?;
-    let budget = budget(&state, &params)?;
-    let engine = state.engine.clone();
+    let engine = engine(&state, &params)?;
     let source = state.source.clone();
+    let budget = engine.limits.timeout;
     let value = run(budget, async move {
         engine.instant(source.as_ref(), &query, time).await
     })
@@ -64,10 +65,10 @@ pub async fn range(
             thousands(max_points)
         )));
     }
-    let query = params.get("query").unwrap_or_default().to_string();
-    let budget = budget(&state, &params)?;
-    let engine = state.engine.clone();
+    let query = query_param(&params)?;
+    let engine = engine(&state, &params)?;
     let source = state.source.clone();
+    let budget = engine.limits.timeout;
     let value = run(budget, async move {
         engine
             .range(source.as_ref(), &query, start, end, step_ms)
@@ -77,24 +78,41 @@ pub async fn range(
     Ok(respond(json::success(&json::query_data(&value), &[])))
 }
 
-/// The query's time budget: the `timeout` parameter, capped by the engine's.
-fn budget(state: &AppState, params: &Params) -> Result<Duration, PromError> {
-    let cap = state.engine.limits.timeout;
-    Ok(params.duration("timeout")?.map_or(cap, |t| t.min(cap)))
+/// `query`, checked to parse so a syntax error reads as Prometheus words it
+/// (`invalid parameter "query": 1:5: parse error: ...`).
+fn query_param(params: &Params) -> Result<String, PromError> {
+    let query = params.get("query").unwrap_or_default();
+    promql_parser::parser::parse(query).map_err(|e| PromError::param("query", e))?;
+    Ok(query.to_string())
 }
 
-/// Runs an evaluation under `budget`, with parse errors worded as
-/// Prometheus words them.
+/// The engine for this request: the shared limits, with the `timeout`
+/// parameter able to shorten (never lengthen) the time budget.
+fn engine(state: &AppState, params: &Params) -> Result<Arc<Engine>, PromError> {
+    let cap = state.engine.limits.timeout;
+    match params.duration("timeout")? {
+        Some(t) if t < cap => Ok(Arc::new(Engine::new(Limits {
+            timeout: t,
+            ..state.engine.limits.clone()
+        }))),
+        _ => Ok(state.engine.clone()),
+    }
+}
+
+/// Runs an evaluation, also bounded from outside by `budget` (the engine
+/// checks its deadline itself; this catches a stuck storage read).
 async fn run(
     budget: Duration,
     evaluation: impl Future<Output = Result<Value, QueryError>>,
 ) -> Result<Value, PromError> {
-    match tokio::time::timeout(budget, evaluation).await {
+    match tokio::time::timeout(budget + BACKSTOP_GRACE, evaluation).await {
         Err(_) => Err(QueryError::Timeout(budget).into()),
-        Ok(Err(QueryError::BadData(m))) => Err(PromError::param("query", m)),
         Ok(r) => r.map_err(PromError::from),
     }
 }
+
+/// How long past its own deadline the engine gets to report a timeout.
+const BACKSTOP_GRACE: Duration = Duration::from_millis(500);
 
 /// `11000` -> `11,000`, as Prometheus' message shows the limit.
 fn thousands(n: usize) -> String {
