@@ -251,6 +251,12 @@ impl Engine {
         // the addresses of its selector nodes.
         let expr = Arc::new(promql_parser::parser::parse(query).map_err(QueryError::BadData)?);
         let end_ms = if grid.n == 1 { grid.start } else { end_ms };
+        if plan::depth(&expr) > plan::MAX_DEPTH {
+            return Err(QueryError::BadData(format!(
+                "query is nested more than {} levels deep",
+                plan::MAX_DEPTH
+            )));
+        }
         if grid.n > 1 {
             match expr.value_type() {
                 ValueType::Scalar | ValueType::Vector => {}

@@ -350,3 +350,29 @@ async fn range_query_walks_each_series_once() {
     eprintln!("x, 1 series, 24 h at 60 s: {took:?}");
     assert!(took < Duration::from_secs(2), "{took:?}");
 }
+
+#[tokio::test]
+async fn deeply_nested_queries_fail_cleanly() {
+    let e = Engine::default();
+    let src = MemorySource::new();
+    let q = vec!["1"; 150].join(" + ");
+    assert!(
+        matches!(e.instant(&src, &q, 0).await, Ok(Value::Scalar { value, .. }) if value == 150.0)
+    );
+    for depth in [1000usize, 5_000] {
+        for q in [
+            format!("{}1{}", "(".repeat(depth), ")".repeat(depth)),
+            format!("{}1", "-".repeat(depth)),
+            vec!["1"; depth].join(" + "),
+            format!("{}x{}", "abs(".repeat(depth), ")".repeat(depth)),
+        ] {
+            // Refused, or (when the parser flattens it) answered; never a
+            // stack overflow.
+            match e.instant(&src, &q, 0).await {
+                Err(QueryError::BadData(m)) => assert!(!m.is_empty()),
+                Ok(_) => {}
+                other => panic!("depth {depth}: {other:?}"),
+            }
+        }
+    }
+}
