@@ -330,8 +330,9 @@ fn map_values(
     }
 }
 
-/// Labels of `absent(sel)`: the selector's equality matchers (a label named
-/// twice is left out), without the metric name.
+/// Labels of `absent(sel)`: each label's first equality matcher sets it;
+/// any later matcher on the same label, or a non-equality matcher, removes
+/// it (Prometheus' `createLabelsForAbsentFunction`). No metric name.
 fn absent_labels(expr: &Expr) -> Labels {
     let vs = match expr {
         Expr::VectorSelector(vs) => vs,
@@ -339,18 +340,18 @@ fn absent_labels(expr: &Expr) -> Labels {
         _ => return Vec::new(),
     };
     let mut labels: Labels = Vec::new();
-    let mut dup: Vec<String> = Vec::new();
+    let mut has: Vec<&str> = Vec::new();
     for m in &vs.matchers.matchers {
-        if m.name == METRIC_NAME || !matches!(m.op, promql_parser::label::MatchOp::Equal) {
+        if m.name == METRIC_NAME {
             continue;
         }
-        if label_value(&labels, &m.name).is_empty() && !labels.iter().any(|l| l.name == m.name) {
+        if matches!(m.op, promql_parser::label::MatchOp::Equal) && !has.contains(&m.name.as_str()) {
             set_label(&mut labels, &m.name, &m.value);
+            has.push(&m.name);
         } else {
-            dup.push(m.name.clone());
+            set_label(&mut labels, &m.name, "");
         }
     }
-    labels.retain(|l| !dup.contains(&l.name));
     labels
 }
 
