@@ -110,6 +110,11 @@ async fn range_rejects_bad_steps_and_too_many_points() {
             other => panic!("{start}..{end}/{step}: {other:?}"),
         }
     }
+    // A one-point range query is still a range query.
+    match e.range(&src, "x[5m]", 60_000, 60_000, 1000).await {
+        Err(QueryError::BadData(m)) => assert!(m.contains("range vector"), "{m}"),
+        other => panic!("{other:?}"),
+    }
     // Exactly 11,000 points is allowed.
     assert!(e.range(&src, "x", 0, 10_999_000, 1000).await.is_ok());
 }
@@ -375,4 +380,16 @@ async fn deeply_nested_queries_fail_cleanly() {
             }
         }
     }
+}
+
+/// The HTTP layer awaits these inside axum handlers, which need `Send`.
+#[test]
+fn query_futures_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let e = Engine::default();
+    let src = MemorySource::new();
+    let f = e.instant(&src, "x", 0);
+    assert_send(&f);
+    let g = e.range(&src, "x", 0, 1, 1);
+    assert_send(&g);
 }
