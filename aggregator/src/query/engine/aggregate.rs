@@ -27,6 +27,9 @@ impl Evaluator<'_> {
             T_TOPK | T_BOTTOMK | T_QUANTILE => self.eval_scalar(param("scalar")?, grid)?,
             _ => Vec::new(),
         };
+        if matches!(op, T_TOPK | T_BOTTOMK) && scalar_param.iter().any(|k| k.is_nan()) {
+            return Err(QueryError::Execution("Parameter value is NaN".into()));
+        }
         let string_param = match op {
             T_COUNT_VALUES => {
                 let name = self.eval_string(param("string")?, grid)?;
@@ -100,7 +103,7 @@ impl Evaluator<'_> {
                 match op {
                     T_TOPK | T_BOTTOMK => {
                         let k = scalar_param[i];
-                        if k.is_nan() || k < 1.0 {
+                        if k < 1.0 {
                             continue;
                         }
                         let k = if k >= m.len() as f64 {

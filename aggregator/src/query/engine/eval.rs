@@ -166,7 +166,7 @@ impl<'a> Evaluator<'a> {
             }
             Expr::Unary(u) => match self.eval(&u.expr, grid)? {
                 Val::Scalar(v) => Ok(Val::Scalar(v.into_iter().map(|x| -x).collect())),
-                Val::Vector(series) => Ok(Val::Vector(
+                Val::Vector(series) => Ok(Val::Vector(merge_same_labels(
                     series
                         .into_iter()
                         .map(|s| Series {
@@ -174,7 +174,7 @@ impl<'a> Evaluator<'a> {
                             values: s.values.into_iter().map(|v| v.map(|x| -x)).collect(),
                         })
                         .collect(),
-                )),
+                )?)),
                 _ => Err(QueryError::BadData(
                     "unary minus is only allowed on scalars and instant vectors".into(),
                 )),

@@ -77,7 +77,9 @@ impl Evaluator<'_> {
                 let lo = self.eval_scalar(arg(1)?, grid)?;
                 let hi = self.eval_scalar(arg(2)?, grid)?;
                 Ok(Val::Vector(map_values(v, true, |i, x| {
-                    (lo[i] <= hi[i]).then(|| mathfn::go_max(lo[i], mathfn::go_min(hi[i], x)))
+                    // Empty only when max < min; a NaN bound yields NaN.
+                    (hi[i] >= lo[i] || hi[i].is_nan() || lo[i].is_nan())
+                        .then(|| mathfn::go_max(lo[i], mathfn::go_min(hi[i], x)))
                 })?))
             }
             "clamp_min" | "clamp_max" => {
@@ -262,7 +264,9 @@ impl Evaluator<'_> {
         input: Vec<Series>,
         grid: &Grid,
     ) -> Result<Vec<Series>, QueryError> {
-        // Group the bucket series by their labels without `le` (and name).
+        // Group the bucket series by their labels without `le`; the result
+        // drops the name, so two histograms differing only by name collide
+        // (an error, as in Prometheus).
         let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
         let mut index = std::collections::HashMap::new();
         for (j, s) in input.iter().enumerate() {
@@ -272,7 +276,7 @@ impl Evaluator<'_> {
             let key: Labels = s
                 .labels
                 .iter()
-                .filter(|l| l.name != "le" && l.name != METRIC_NAME)
+                .filter(|l| l.name != "le")
                 .cloned()
                 .collect();
             let g = *index.entry(key.clone()).or_insert_with(|| {
@@ -297,9 +301,9 @@ impl Evaluator<'_> {
                     *slot = Some(mathfn::bucket_quantile(q[i], &mut buckets));
                 }
             }
-            self.push_series(&mut out, labels, values)?;
+            self.push_series(&mut out, drop_name(labels), values)?;
         }
-        Ok(out)
+        merge_same_labels(out)
     }
 }
 
@@ -330,8 +334,9 @@ fn map_values(
     }
 }
 
-/// Labels of `absent(sel)`: the selector's equality matchers (a label named
-/// twice is left out), without the metric name.
+/// Labels of `absent(sel)`: each label's first equality matcher sets it;
+/// any later matcher on the same label, or a non-equality matcher, removes
+/// it (Prometheus' `createLabelsForAbsentFunction`). No metric name.
 fn absent_labels(expr: &Expr) -> Labels {
     let vs = match expr {
         Expr::VectorSelector(vs) => vs,
@@ -339,18 +344,18 @@ fn absent_labels(expr: &Expr) -> Labels {
         _ => return Vec::new(),
     };
     let mut labels: Labels = Vec::new();
-    let mut dup: Vec<String> = Vec::new();
+    let mut has: Vec<&str> = Vec::new();
     for m in &vs.matchers.matchers {
-        if m.name == METRIC_NAME || !matches!(m.op, promql_parser::label::MatchOp::Equal) {
+        if m.name == METRIC_NAME {
             continue;
         }
-        if label_value(&labels, &m.name).is_empty() && !labels.iter().any(|l| l.name == m.name) {
+        if matches!(m.op, promql_parser::label::MatchOp::Equal) && !has.contains(&m.name.as_str()) {
             set_label(&mut labels, &m.name, &m.value);
+            has.push(&m.name);
         } else {
-            dup.push(m.name.clone());
+            set_label(&mut labels, &m.name, "");
         }
     }
-    labels.retain(|l| !dup.contains(&l.name));
     labels
 }
 

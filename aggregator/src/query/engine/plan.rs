@@ -85,6 +85,38 @@ pub(crate) fn matcher_sets(vs: &VectorSelector) -> Vec<Vec<Matcher>> {
     }
 }
 
+/// Deepest expression the engine evaluates: evaluation recurses per level,
+/// and no real query comes close.
+pub(crate) const MAX_DEPTH: usize = 200;
+
+/// Nesting depth of `expr`, walked with an explicit stack (so a hostile
+/// query cannot overflow ours while being measured).
+pub(crate) fn depth(expr: &Expr) -> usize {
+    let mut max = 0;
+    let mut stack = vec![(expr, 1usize)];
+    while let Some((e, d)) = stack.pop() {
+        max = max.max(d);
+        match e {
+            Expr::Aggregate(a) => {
+                stack.push((&a.expr, d + 1));
+                if let Some(p) = &a.param {
+                    stack.push((p, d + 1));
+                }
+            }
+            Expr::Unary(u) => stack.push((&u.expr, d + 1)),
+            Expr::Binary(b) => {
+                stack.push((&b.lhs, d + 1));
+                stack.push((&b.rhs, d + 1));
+            }
+            Expr::Paren(p) => stack.push((&p.expr, d + 1)),
+            Expr::Subquery(s) => stack.push((&s.expr, d + 1)),
+            Expr::Call(c) => stack.extend(c.args.args.iter().map(|a| (a.as_ref(), d + 1))),
+            _ => {}
+        }
+    }
+    max
+}
+
 /// One selector's fetch: its closed ms range and hints.
 #[derive(Debug)]
 pub(crate) struct Fetch {

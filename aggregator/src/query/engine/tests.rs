@@ -110,6 +110,11 @@ async fn range_rejects_bad_steps_and_too_many_points() {
             other => panic!("{start}..{end}/{step}: {other:?}"),
         }
     }
+    // A one-point range query is still a range query.
+    match e.range(&src, "x[5m]", 60_000, 60_000, 1000).await {
+        Err(QueryError::BadData(m)) => assert!(m.contains("range vector"), "{m}"),
+        other => panic!("{other:?}"),
+    }
     // Exactly 11,000 points is allowed.
     assert!(e.range(&src, "x", 0, 10_999_000, 1000).await.is_ok());
 }
@@ -349,4 +354,42 @@ async fn range_query_walks_each_series_once() {
     assert_eq!(m[0].samples.len(), 1441);
     eprintln!("x, 1 series, 24 h at 60 s: {took:?}");
     assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+#[tokio::test]
+async fn deeply_nested_queries_fail_cleanly() {
+    let e = Engine::default();
+    let src = MemorySource::new();
+    let q = vec!["1"; 150].join(" + ");
+    assert!(
+        matches!(e.instant(&src, &q, 0).await, Ok(Value::Scalar { value, .. }) if value == 150.0)
+    );
+    for depth in [1000usize, 5_000] {
+        for q in [
+            format!("{}1{}", "(".repeat(depth), ")".repeat(depth)),
+            format!("{}1", "-".repeat(depth)),
+            vec!["1"; depth].join(" + "),
+            format!("{}x{}", "abs(".repeat(depth), ")".repeat(depth)),
+        ] {
+            // Refused, or (when the parser flattens it) answered; never a
+            // stack overflow.
+            match e.instant(&src, &q, 0).await {
+                Err(QueryError::BadData(m)) => assert!(!m.is_empty()),
+                Ok(_) => {}
+                other => panic!("depth {depth}: {other:?}"),
+            }
+        }
+    }
+}
+
+/// The HTTP layer awaits these inside axum handlers, which need `Send`.
+#[test]
+fn query_futures_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let e = Engine::default();
+    let src = MemorySource::new();
+    let f = e.instant(&src, "x", 0);
+    assert_send(&f);
+    let g = e.range(&src, "x", 0, 1, 1);
+    assert_send(&g);
 }
