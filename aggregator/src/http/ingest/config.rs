@@ -34,8 +34,9 @@ fn default_max_compressed_bytes() -> usize {
 fn default_max_decompressed_bytes() -> usize {
     64 * 1024 * 1024
 }
+/// Parsed text takes several times its size in memory; split bigger files.
 fn default_max_import_bytes() -> usize {
-    64 * 1024 * 1024
+    16 * 1024 * 1024
 }
 
 /// Upper bound of every cap: a request is held in memory whole.
