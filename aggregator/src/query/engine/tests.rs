@@ -393,3 +393,62 @@ fn query_futures_are_send() {
     let g = e.range(&src, "x", 0, 1, 1);
     assert_send(&g);
 }
+
+/// Counts `select` calls.
+struct Counting(MemorySource, std::sync::atomic::AtomicUsize);
+
+#[async_trait]
+impl Source for Counting {
+    async fn select(
+        &self,
+        m: &[Matcher],
+        start: i64,
+        end: i64,
+        hints: &SelectHints,
+    ) -> Result<Vec<RawSeries>, SourceError> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.select(m, start, end, hints).await
+    }
+
+    async fn series(
+        &self,
+        _: &[Vec<Matcher>],
+        _: i64,
+        _: i64,
+        _: usize,
+    ) -> Result<Vec<Labels>, SourceError> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn identical_selectors_are_fetched_once() {
+    let mut mem = MemorySource::new();
+    let l = labels("x", &[("a", "1")]);
+    for k in 0..=20 {
+        mem.push(&l, k * 60_000, k as f64);
+    }
+    let src = Counting(mem, Default::default());
+    let e = Engine::default();
+    let calls = |src: &Counting| src.1.swap(0, std::sync::atomic::Ordering::SeqCst);
+
+    let v = e
+        .instant(&src, "sum(rate(x[5m])) / count(rate(x[5m]))", 600_000)
+        .await
+        .unwrap();
+    assert_eq!(calls(&src), 1);
+    let Value::Vector(v) = v else { panic!() };
+    assert!((v[0].value - 1.0 / 60.0).abs() < 1e-12);
+
+    // Same matchers, different offsets: one fetch over the union of ranges.
+    let v = e.instant(&src, "x - x offset 5m", 600_000).await.unwrap();
+    assert_eq!(calls(&src), 1);
+    let Value::Vector(v) = v else { panic!() };
+    assert_eq!(v[0].value, 5.0);
+
+    // Different matchers or ranges are separate fetches.
+    e.instant(&src, "rate(x[5m]) + rate(x[10m]) + x{a=\"1\"}", 600_000)
+        .await
+        .unwrap();
+    assert_eq!(calls(&src), 3);
+}
