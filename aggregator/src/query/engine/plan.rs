@@ -125,9 +125,13 @@ pub(crate) struct Fetch {
     pub end: i64,
     pub range_ms: i64,
     pub func: Option<String>,
+    /// Step the selector is evaluated at (0 for one timestamp).
+    pub step_ms: i64,
 }
 
-/// What the walk knows about the whole query.
+/// What the walk knows about the whole query (`step_ms` is that of the
+/// innermost enclosing subquery, if any).
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct PlanCtx {
     pub query_start: i64,
     pub query_end: i64,
@@ -158,12 +162,21 @@ pub(crate) fn plan(
                 None => (min, max),
             };
             let range = dur_ms(&sq.range);
+            let inner = PlanCtx {
+                step_ms: sq
+                    .step
+                    .as_ref()
+                    .map(dur_ms)
+                    .filter(|s| *s > 0)
+                    .unwrap_or(DEFAULT_SUBQUERY_STEP_MS),
+                ..*ctx
+            };
             plan(
                 &sq.expr,
                 lo.saturating_sub(off).saturating_sub(range),
                 hi.saturating_sub(off),
                 None,
-                ctx,
+                &inner,
                 out,
             );
         }
@@ -216,9 +229,18 @@ fn add(
         end,
         range_ms,
         func: func.map(str::to_string),
+        step_ms: ctx.step_ms,
     });
     f.start = f.start.min(start);
     f.end = f.end.max(end);
+}
+
+/// The finer of two steps, 0 meaning "one timestamp".
+fn finer(a: i64, b: i64) -> i64 {
+    match (a, b) {
+        (0, x) | (x, 0) => x,
+        (a, b) => a.min(b),
+    }
 }
 
 /// The fetched series of every selector node. Selectors that are written
@@ -241,7 +263,6 @@ impl Fetched {
 pub(crate) async fn fetch(
     source: &dyn Source,
     plan: HashMap<usize, Fetch>,
-    step_ms: i64,
     max_series: usize,
     max_samples: usize,
 ) -> Result<Fetched, QueryError> {
@@ -255,6 +276,7 @@ pub(crate) async fn fetch(
                 let (m, keys) = &mut merged[i];
                 m.start = m.start.min(f.start);
                 m.end = m.end.max(f.end);
+                m.step_ms = finer(m.step_ms, f.step_ms);
                 keys.push(k);
             }
             None => {
@@ -267,7 +289,7 @@ pub(crate) async fn fetch(
     let mut loaded = 0usize;
     for (f, keys) in merged {
         let hints = SelectHints {
-            step_ms,
+            step_ms: f.step_ms,
             range_ms: f.range_ms,
             func: f.func.clone(),
             max_series,

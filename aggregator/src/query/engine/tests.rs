@@ -452,3 +452,71 @@ async fn identical_selectors_are_fetched_once() {
         .unwrap();
     assert_eq!(calls(&src), 3);
 }
+
+/// Records the hints of every `select`.
+struct Recording(std::sync::Mutex<Vec<SelectHints>>);
+
+#[async_trait]
+impl Source for Recording {
+    async fn select(
+        &self,
+        _: &[Matcher],
+        _: i64,
+        _: i64,
+        hints: &SelectHints,
+    ) -> Result<Vec<RawSeries>, SourceError> {
+        if let Ok(mut h) = self.0.lock() {
+            h.push(hints.clone());
+        }
+        Ok(Vec::new())
+    }
+
+    async fn series(
+        &self,
+        _: &[Vec<Matcher>],
+        _: i64,
+        _: i64,
+        _: usize,
+    ) -> Result<Vec<Labels>, SourceError> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn select_hints_describe_each_selector() {
+    let src = Recording(Default::default());
+    let e = Engine::new(Limits {
+        max_series: 7,
+        ..Limits::default()
+    });
+    e.range(&src, "sum(rate(x[5m]))", 0, 3_600_000, 60_000)
+        .await
+        .unwrap();
+    e.range(
+        &src,
+        "max_over_time(rate(y[5m])[1h:30s])",
+        0,
+        86_400_000,
+        3_600_000,
+    )
+    .await
+    .unwrap();
+    e.instant(&src, "z", 0).await.unwrap();
+    let h = src.0.lock().unwrap().clone();
+    assert_eq!(h.len(), 3);
+    assert_eq!(
+        (
+            h[0].step_ms,
+            h[0].range_ms,
+            h[0].func.as_deref(),
+            h[0].max_series
+        ),
+        (60_000, 300_000, Some("rate"), 7)
+    );
+    // Inside a subquery the selector is evaluated at the subquery's step.
+    assert_eq!((h[1].step_ms, h[1].range_ms), (30_000, 300_000));
+    assert_eq!(
+        (h[2].step_ms, h[2].range_ms, h[2].func.as_deref()),
+        (0, 0, None)
+    );
+}
