@@ -5,14 +5,15 @@
 
 use std::borrow::Cow;
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use promql_parser::parser::{Expr, VectorSelector};
 use vigil_common::Label;
 
 use super::QueryError;
-use super::plan::{DEFAULT_SUBQUERY_STEP_MS, at_ms, dur_ms, key, offset_ms, too_many_samples};
+use super::plan::{
+    DEFAULT_SUBQUERY_STEP_MS, Fetched, at_ms, dur_ms, key, offset_ms, too_many_samples,
+};
 use crate::query::source::{Labels, METRIC_NAME, RawSeries, is_stale_marker};
 
 /// The timestamps a node is evaluated at: `start + i * step` for `i < n`.
@@ -92,7 +93,7 @@ impl RangeArg<'_> {
 
 /// Evaluates nodes against fetched data.
 pub(crate) struct Evaluator<'a> {
-    pub data: &'a HashMap<usize, Vec<RawSeries>>,
+    pub data: &'a Fetched,
     pub query_start: i64,
     pub query_end: i64,
     pub lookback_ms: i64,
@@ -249,8 +250,7 @@ impl<'a> Evaluator<'a> {
 
     fn selected(&self, vs: &VectorSelector) -> Result<&'a [RawSeries], QueryError> {
         self.data
-            .get(&key(vs))
-            .map(Vec::as_slice)
+            .get(key(vs))
             .ok_or_else(|| QueryError::Execution("internal: selector was not fetched".into()))
     }
 

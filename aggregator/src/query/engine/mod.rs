@@ -286,7 +286,6 @@ impl Engine {
             plan::fetch(
                 source,
                 fetches,
-                ctx.step_ms,
                 self.limits.max_series,
                 self.limits.max_samples,
             ),

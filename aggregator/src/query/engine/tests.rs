@@ -393,3 +393,201 @@ fn query_futures_are_send() {
     let g = e.range(&src, "x", 0, 1, 1);
     assert_send(&g);
 }
+
+/// Counts `select` calls.
+struct Counting(MemorySource, std::sync::atomic::AtomicUsize);
+
+#[async_trait]
+impl Source for Counting {
+    async fn select(
+        &self,
+        m: &[Matcher],
+        start: i64,
+        end: i64,
+        hints: &SelectHints,
+    ) -> Result<Vec<RawSeries>, SourceError> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.select(m, start, end, hints).await
+    }
+
+    async fn series(
+        &self,
+        _: &[Vec<Matcher>],
+        _: i64,
+        _: i64,
+        _: usize,
+    ) -> Result<Vec<Labels>, SourceError> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn identical_selectors_are_fetched_once() {
+    let mut mem = MemorySource::new();
+    let l = labels("x", &[("a", "1")]);
+    for k in 0..=20 {
+        mem.push(&l, k * 60_000, k as f64);
+    }
+    let src = Counting(mem, Default::default());
+    let e = Engine::default();
+    let calls = |src: &Counting| src.1.swap(0, std::sync::atomic::Ordering::SeqCst);
+
+    let v = e
+        .instant(&src, "sum(rate(x[5m])) / count(rate(x[5m]))", 600_000)
+        .await
+        .unwrap();
+    assert_eq!(calls(&src), 1);
+    let Value::Vector(v) = v else { panic!() };
+    assert!((v[0].value - 1.0 / 60.0).abs() < 1e-12);
+
+    // Same matchers, different offsets: one fetch over the union of ranges.
+    let v = e.instant(&src, "x - x offset 5m", 600_000).await.unwrap();
+    assert_eq!(calls(&src), 1);
+    let Value::Vector(v) = v else { panic!() };
+    assert_eq!(v[0].value, 5.0);
+
+    // Different matchers or ranges are separate fetches.
+    e.instant(&src, "rate(x[5m]) + rate(x[10m]) + x{a=\"1\"}", 600_000)
+        .await
+        .unwrap();
+    assert_eq!(calls(&src), 3);
+}
+
+/// Records the hints of every `select`.
+struct Recording(std::sync::Mutex<Vec<SelectHints>>);
+
+#[async_trait]
+impl Source for Recording {
+    async fn select(
+        &self,
+        _: &[Matcher],
+        _: i64,
+        _: i64,
+        hints: &SelectHints,
+    ) -> Result<Vec<RawSeries>, SourceError> {
+        if let Ok(mut h) = self.0.lock() {
+            h.push(hints.clone());
+        }
+        Ok(Vec::new())
+    }
+
+    async fn series(
+        &self,
+        _: &[Vec<Matcher>],
+        _: i64,
+        _: i64,
+        _: usize,
+    ) -> Result<Vec<Labels>, SourceError> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn select_hints_describe_each_selector() {
+    let src = Recording(Default::default());
+    let e = Engine::new(Limits {
+        max_series: 7,
+        ..Limits::default()
+    });
+    e.range(&src, "sum(rate(x[5m]))", 0, 3_600_000, 60_000)
+        .await
+        .unwrap();
+    e.range(
+        &src,
+        "max_over_time(rate(y[5m])[1h:30s])",
+        0,
+        86_400_000,
+        3_600_000,
+    )
+    .await
+    .unwrap();
+    e.instant(&src, "z", 0).await.unwrap();
+    let h = src.0.lock().unwrap().clone();
+    assert_eq!(h.len(), 3);
+    assert_eq!(
+        (
+            h[0].step_ms,
+            h[0].range_ms,
+            h[0].func.as_deref(),
+            h[0].max_series
+        ),
+        (60_000, 300_000, Some("rate"), 7)
+    );
+    // Inside a subquery the selector is evaluated at the subquery's step.
+    assert_eq!((h[1].step_ms, h[1].range_ms), (30_000, 300_000));
+    assert_eq!(
+        (h[2].step_ms, h[2].range_ms, h[2].func.as_deref()),
+        (0, 0, None)
+    );
+}
+
+/// Odd but parseable queries: each either answers or fails with an error,
+/// never panics or overflows.
+#[tokio::test]
+async fn odd_queries_do_not_panic() {
+    let src = counters(3, 2, 600);
+    let e = Engine::default();
+    let queries = [
+        "x[1ms]",
+        "rate(x[1ms])",
+        "x offset -100y",
+        "x offset 10000y",
+        "x @ -10000000000",
+        "x @ 100000000000000",
+        "rate(x[5m] @ 100000000000000)",
+        "x[5m:1h]",
+        "max_over_time(x[1ms:1ms])",
+        "max_over_time(vector(1)[10m:1m])",
+        "max_over_time(x[10m:1m] offset -1h)",
+        "rate(x[5m:1m] @ end())",
+        "topk(1e30, x)",
+        "topk(-1, x)",
+        "bottomk(9223372036854775807, x)",
+        "quantile(NaN, x)",
+        "round(x, 0)",
+        "round(x, -1)",
+        "histogram_quantile(0.5, x)",
+        "histogram_quantile(NaN, x)",
+        "label_replace(x, \"\", \"a\", \"i\", \".*\")",
+        "label_replace(x, \"host\", \"\", \"host\", \".*\")",
+        "label_join(x, \"j\", \"\", \"i\", \"i\")",
+        "count_values(\"\", x)",
+        "count_values(\"host\", x)",
+        "x / 0",
+        "x % 0",
+        "x ^ 1e308",
+        "-x or x",
+        "x and on() x",
+        "x * on() group_left x",
+        "x == bool on(i) group_right(host) x",
+        "scalar(x) * vector(1)",
+        "absent(x{a=\"1\"} @ 0)",
+        "predict_linear(x[5m], -1e308)",
+        "quantile_over_time(2, x[5m])",
+        "timestamp(timestamp(x))",
+        "sort_desc(sum by (host) (x))",
+        "year(vector(1e20))",
+        "minute(vector(-1e20))",
+        "day_of_week(vector(NaN))",
+        "x @ 1e300",
+        "x offset 292277026596y",
+        "rate(x[292277026596y])",
+        "x[292277026596y:1ms]",
+    ];
+    for q in queries {
+        let r = e.instant(&src, q, 600_000).await;
+        assert!(ok_or_clean_error(&r), "{q}: {r:?}");
+        let r = e.range(&src, q, 0, 600_000, 60_000).await;
+        assert!(ok_or_clean_error(&r), "{q}: {r:?}");
+    }
+}
+
+/// An answer, or an error of the caller's kind; an evaluation panic shows up
+/// as "query evaluation failed".
+fn ok_or_clean_error(r: &Result<Value, QueryError>) -> bool {
+    match r {
+        Ok(_) | Err(QueryError::BadData(_) | QueryError::Limit(_)) => true,
+        Err(QueryError::Execution(m)) => !m.starts_with("query evaluation failed"),
+        Err(_) => false,
+    }
+}
