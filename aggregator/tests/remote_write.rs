@@ -150,7 +150,7 @@ fn base() -> i64 {
 
 async fn remote_write_round_trip(inner: Arc<dyn Store>) {
     let tokens = tokens(inner.as_ref()).await;
-    let state = layered_state(inner.clone());
+    let state = layered_state(inner.clone()).await;
     let t0 = base();
     let month_ago = t0 - 31 * 86_400_000;
     let good: Vec<(i64, f64)> = (0..8).map(|i| (t0 + i * 15_000, i as f64 * 1.5)).collect();
@@ -168,21 +168,26 @@ async fn remote_write_round_trip(inner: Arc<dyn Store>) {
         ),
         time_series(
             &[("__name__", "rw_special"), ("job", "prom"), ("empty", "")],
-            &[(t0, f64::NAN), (t0 + 15_000, f64::INFINITY)],
+            // NaN, +Inf, then Prometheus' staleness marker: the series ends.
+            &[
+                (t0, f64::NAN),
+                (t0 + 15_000, f64::INFINITY),
+                (t0 + 30_000, f64::from_bits(0x7ff0_0000_0000_0002)),
+            ],
         ),
         time_series(&[("__name__", "rw_bad"), ("bad-label", "x")], &good[..2]),
         time_series(&[("job", "no_name")], &good[..3]),
     ]));
     let r = send(&state, remote_write(Some(&tokens.write), body.clone())).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
-    assert_eq!(r.json["samples_accepted"], 10, "{}", r.json);
-    assert_eq!(r.json["samples_stored"], 10);
+    assert_eq!(r.json["samples_accepted"], 11, "{}", r.json);
+    assert_eq!(r.json["samples_stored"], 11);
     assert_eq!(r.json["samples_rejected"], 6);
     assert_eq!(
         r.json["rejected_by_reason"],
         json!({"invalid_series": 5, "too_old": 1})
     );
-    assert_eq!(inner.count_samples(None).await.expect("count"), 10);
+    assert_eq!(inner.count_samples(None).await.expect("count"), 11);
 
     // Read back through the Prometheus API.
     let got = range(&state, &tokens.read, "rw_up", t0, t0 + 105_000, "15").await;
@@ -208,17 +213,33 @@ async fn remote_write_round_trip(inner: Arc<dyn Store>) {
         "empty-valued label dropped"
     );
     assert_eq!(r.json["data"]["result"][0]["value"][1], "+Inf");
+    for (at, want) in [(t0, json!(["NaN"])), (t0 + 45_000, json!([]))] {
+        let r = post_form(
+            &state,
+            "/prometheus/api/v1/query",
+            &tokens.read,
+            &[("query", "rw_special"), ("time", &format!("{}", at / 1000))],
+        )
+        .await;
+        let values: Vec<Value> = r.json["data"]["result"]
+            .as_array()
+            .expect("vector")
+            .iter()
+            .map(|s| s["value"][1].clone())
+            .collect();
+        assert_eq!(json!(values), want, "at {at}: stale after the marker");
+    }
 
     // A retried request is accepted again but stores nothing twice.
     let r = send(&state, remote_write(Some(&tokens.admin), body)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
-    assert_eq!(r.json["samples_accepted"], 10);
+    assert_eq!(r.json["samples_accepted"], 11);
     assert_eq!(r.json["samples_stored"], 0);
-    assert_eq!(inner.count_samples(None).await.expect("count"), 10);
+    assert_eq!(inner.count_samples(None).await.expect("count"), 11);
 
     let text = state.metrics.render();
     for line in [
-        r#"vigil_aggregator_remote_write_samples_total{result="accepted"} 20"#,
+        r#"vigil_aggregator_remote_write_samples_total{result="accepted"} 22"#,
         r#"vigil_aggregator_remote_write_samples_total{result="invalid_series"} 10"#,
         r#"vigil_aggregator_remote_write_samples_total{result="too_old"} 2"#,
         r#"vigil_aggregator_remote_write_requests_total{result="success"} 2"#,
@@ -248,7 +269,7 @@ async fn remote_write_refuses_what_it_cannot_take() {
     let dir = tempfile::tempdir().expect("tempdir");
     let inner = sqlite(dir.path()).await;
     let tokens = tokens(inner.as_ref()).await;
-    let state = layered_state(inner.clone());
+    let state = layered_state(inner.clone()).await;
     let t0 = base();
     let valid = snappy(&write_request(&[time_series(
         &[("__name__", "x")],
@@ -427,7 +448,7 @@ async fn a_failing_database_is_503_so_the_sender_retries() {
 
 async fn import_round_trip(inner: Arc<dyn Store>) {
     let tokens = tokens(inner.as_ref()).await;
-    let state = layered_state(inner.clone());
+    let state = layered_state(inner.clone()).await;
     let t0 = base();
     let mut text =
         String::from("# HELP lat_seconds Request latency.\n# TYPE lat_seconds histogram\n");
@@ -573,7 +594,7 @@ async fn import_refuses_what_it_cannot_take() {
     let dir = tempfile::tempdir().expect("tempdir");
     let inner = sqlite(dir.path()).await;
     let tokens = tokens(inner.as_ref()).await;
-    let state = layered_state(inner.clone());
+    let state = layered_state(inner.clone()).await;
     let line = format!("x 1 {}\n", base());
 
     let req = Request::post("/api/v1/import")

@@ -58,14 +58,15 @@ pub fn state(store: Arc<dyn Store>, source: Arc<dyn Source>, engine: Engine) -> 
 }
 
 /// App state whose store is `inner` wrapped in the head, read through the
-/// production source, as `server.rs` builds it.
-pub fn layered_state(inner: Arc<dyn Store>) -> AppState {
+/// production source, as `server.rs` builds it (migrating warms the head).
+pub async fn layered_state(inner: Arc<dyn Store>) -> AppState {
     let metrics = Arc::new(Metrics::new());
     let layers = store::layered(
         inner,
         &store::config::StorageConfig::default(),
         metrics.storage.clone(),
     );
+    layers.store.migrate().await.expect("migrate");
     AppState {
         store: layers.store,
         metrics,
