@@ -357,6 +357,7 @@ async fn remote_write_refuses_what_it_cannot_take() {
             max_compressed_bytes: 1024,
             max_decompressed_bytes: 4096,
             max_import_bytes: 1024,
+            ..HttpIngestConfig::default()
         },
         ..IngestLimits::default()
     };
@@ -395,16 +396,61 @@ async fn remote_write_refuses_what_it_cannot_take() {
     );
     let r = send_to(capped.clone(), req).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
-    let r = send_to(capped, remote_write(Some(&tokens.write), valid)).await;
+    let r = send_to(capped, remote_write(Some(&tokens.write), valid.clone())).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
 
     assert_eq!(inner.count_samples(None).await.expect("count"), 1);
+
+    // All turns taken: the request waits, then gets 503 so the sender retries.
+    let mut one = IngestLimits::new(
+        HttpIngestConfig {
+            max_concurrent_requests: 1,
+            ..HttpIngestConfig::default()
+        },
+        std::time::Duration::from_secs(86_400),
+        std::time::Duration::from_secs(60),
+    );
+    one.turn_wait = std::time::Duration::from_millis(100);
+    let one = Arc::new(one);
+    let busy = app(state.clone()).layer(axum::Extension(one.clone()));
+    let held = one.turns.clone().try_acquire_owned().expect("free turn");
+    let r = send_to(
+        busy.clone(),
+        remote_write(Some(&tokens.write), valid.clone()),
+    )
+    .await;
+    assert_error(
+        &r,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "max_concurrent_requests",
+    );
+    let r = send_to(
+        busy.clone(),
+        import(
+            &tokens.write,
+            "text/plain",
+            "/api/v1/import",
+            format!("x 1 {t0}\n"),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    drop(held);
+    let r = send_to(busy, remote_write(Some(&tokens.write), valid.clone())).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(m_busy(&state), 1);
     let m = &state.metrics.http_ingest;
     use vigil_aggregator::http::ingest::tally::Endpoint::RemoteWrite;
     assert_eq!(m.requests(RemoteWrite, "malformed"), 4);
     assert_eq!(m.requests(RemoteWrite, "unsupported_media_type"), 3);
     assert_eq!(m.requests(RemoteWrite, "all_rejected"), 2);
     assert_eq!(m.requests(RemoteWrite, "too_large"), 3);
+}
+
+fn m_busy(state: &AppState) -> u64 {
+    use vigil_aggregator::http::ingest::tally::Endpoint::RemoteWrite;
+    state.metrics.http_ingest.requests(RemoteWrite, "busy")
 }
 
 #[tokio::test]

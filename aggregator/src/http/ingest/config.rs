@@ -15,6 +15,10 @@ pub struct HttpIngestConfig {
     /// Largest text exposition accepted by `/api/v1/import`, bytes.
     #[serde(default = "default_max_import_bytes")]
     pub max_import_bytes: usize,
+    /// Write and import requests processed at once; more wait up to 10 s
+    /// for a turn (backpressure), then get 503 and the sender retries.
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for HttpIngestConfig {
@@ -23,6 +27,7 @@ impl Default for HttpIngestConfig {
             max_compressed_bytes: default_max_compressed_bytes(),
             max_decompressed_bytes: default_max_decompressed_bytes(),
             max_import_bytes: default_max_import_bytes(),
+            max_concurrent_requests: default_max_concurrent_requests(),
         }
     }
 }
@@ -37,6 +42,11 @@ fn default_max_decompressed_bytes() -> usize {
 /// Parsed text takes several times its size in memory; split bigger files.
 fn default_max_import_bytes() -> usize {
     16 * 1024 * 1024
+}
+
+/// Bodies are held in memory whole: this bounds how many at once.
+fn default_max_concurrent_requests() -> usize {
+    4
 }
 
 /// Upper bound of every cap: a request is held in memory whole.
@@ -55,6 +65,9 @@ impl HttpIngestConfig {
                     "http_ingest.{name} must be between 1024 and {MAX_CAP}"
                 ));
             }
+        }
+        if !(1..=1024).contains(&self.max_concurrent_requests) {
+            problems.push("http_ingest.max_concurrent_requests must be between 1 and 1024".into());
         }
         if self.max_decompressed_bytes < self.max_compressed_bytes {
             problems.push(
@@ -77,9 +90,10 @@ mod tests {
             max_compressed_bytes: 10,
             max_decompressed_bytes: 5,
             max_import_bytes: usize::MAX,
+            max_concurrent_requests: 0,
         };
         bad.validate(&mut problems);
-        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert_eq!(problems.len(), 5, "{problems:?}");
         let parsed: HttpIngestConfig = toml::from_str("max_import_bytes = 2048").expect("parses");
         assert_eq!(parsed.max_import_bytes, 2048);
         assert!(toml::from_str::<HttpIngestConfig>("max_body = 1").is_err());

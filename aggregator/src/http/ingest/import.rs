@@ -40,6 +40,7 @@ pub async fn import(
     let limits = limits(ext);
     let now = vigil_common::now_ms();
     let prepared = async {
+        let turn = limits.turn().await?;
         let default_ts = default_timestamp(query.as_deref(), now)?;
         let format = format(&headers)?;
         let body = read_body(
@@ -49,9 +50,9 @@ pub async fn import(
             "http_ingest.max_import_bytes",
         )
         .await?;
-        Ok::<_, IngestError>((default_ts, format, body))
+        Ok::<_, IngestError>((turn, default_ts, format, body))
     };
-    let (default_ts, format, body) = match prepared.await {
+    let (_turn, default_ts, format, body) = match prepared.await {
         Ok(p) => p,
         Err(e) => return e.respond(metrics, Endpoint::Import),
     };

@@ -20,7 +20,7 @@ pub mod import;
 pub mod remote_write;
 pub mod tally;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Json;
@@ -30,6 +30,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::warn;
 use vigil_common::Series;
 
@@ -37,8 +38,8 @@ use crate::http::AppState;
 use config::HttpIngestConfig;
 use tally::{Endpoint, IngestMetrics};
 
-/// What the ingest endpoints accept.
-#[derive(Debug, Clone, PartialEq)]
+/// What the ingest endpoints accept, and the turns they share.
+#[derive(Debug, Clone)]
 pub struct IngestLimits {
     /// `[http_ingest]` size caps.
     pub http: HttpIngestConfig,
@@ -46,35 +47,65 @@ pub struct IngestLimits {
     pub max_sample_age: Duration,
     /// `ingest.max_future_skew`: samples further ahead are rejected.
     pub max_future_skew: Duration,
+    /// `http.max_concurrent_requests` turns; a request holds one from
+    /// before it reads its body until it has replied.
+    pub turns: Arc<Semaphore>,
+    /// How long a request waits for a turn before a 503.
+    pub turn_wait: Duration,
 }
 
 impl Default for IngestLimits {
     fn default() -> Self {
         let ingest = crate::config::IngestConfig::default();
-        IngestLimits {
-            http: HttpIngestConfig::default(),
-            max_sample_age: ingest.max_sample_age,
-            max_future_skew: ingest.max_future_skew,
-        }
+        IngestLimits::new(
+            HttpIngestConfig::default(),
+            ingest.max_sample_age,
+            ingest.max_future_skew,
+        )
     }
 }
 
 impl IngestLimits {
+    pub fn new(
+        http: HttpIngestConfig,
+        max_sample_age: Duration,
+        max_future_skew: Duration,
+    ) -> Self {
+        IngestLimits {
+            turns: Arc::new(Semaphore::new(http.max_concurrent_requests)),
+            http,
+            max_sample_age,
+            max_future_skew,
+            turn_wait: Duration::from_secs(10),
+        }
+    }
+
     /// The limits a configuration sets.
     pub fn from_config(config: &crate::Config) -> Self {
-        IngestLimits {
-            http: config.http_ingest.clone(),
-            max_sample_age: config.ingest.max_sample_age,
-            max_future_skew: config.ingest.max_future_skew,
+        IngestLimits::new(
+            config.http_ingest.clone(),
+            config.ingest.max_sample_age,
+            config.ingest.max_future_skew,
+        )
+    }
+
+    /// Waits for a turn; `Busy` after `turn_wait`.
+    pub(crate) async fn turn(&self) -> Result<OwnedSemaphorePermit, IngestError> {
+        match tokio::time::timeout(self.turn_wait, self.turns.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(IngestError::Busy),
         }
     }
 }
 
-/// The limits in force for a request: the extension, or the defaults.
+/// The limits in force for a request: the extension, or the defaults
+/// (one shared set, so their turns are shared too).
 pub(crate) type Limits = Option<axum::Extension<Arc<IngestLimits>>>;
 
 pub(crate) fn limits(ext: Limits) -> Arc<IngestLimits> {
-    ext.map(|axum::Extension(l)| l).unwrap_or_default()
+    static DEFAULT: OnceLock<Arc<IngestLimits>> = OnceLock::new();
+    ext.map(|axum::Extension(l)| l)
+        .unwrap_or_else(|| DEFAULT.get_or_init(Default::default).clone())
 }
 
 /// The routes (full paths: they sit beside the REST API under `/api/v1`).
@@ -95,6 +126,8 @@ pub enum IngestError {
     UnsupportedMediaType(String),
     /// 503: the store failed; the sender should retry.
     Unavailable(String),
+    /// 503: too many requests in progress; the sender should retry.
+    Busy,
 }
 
 impl IngestError {
@@ -118,6 +151,13 @@ impl IngestError {
                     "storage is unavailable, retry shortly".to_string(),
                 )
             }
+            IngestError::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "unavailable",
+                "too many write requests in progress (http_ingest.max_concurrent_requests), retry shortly"
+                    .to_string(),
+            ),
         };
         metrics.request(endpoint, result);
         (

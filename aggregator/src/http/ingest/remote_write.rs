@@ -79,6 +79,10 @@ pub async fn write(
 ) -> Response {
     let metrics = &state.metrics.http_ingest;
     let limits = limits(ext);
+    let _turn = match limits.turn().await {
+        Ok(t) => t,
+        Err(e) => return e.respond(metrics, Endpoint::RemoteWrite),
+    };
     let request = match decode(&headers, body, &limits.http).await {
         Ok(r) => r,
         Err(e) => return e.respond(metrics, Endpoint::RemoteWrite),

@@ -37,13 +37,14 @@ const SAMPLE_RESULTS: [&str; 7] = [
 ];
 
 /// Request outcomes (the `result` label of the request counters).
-pub const REQUEST_RESULTS: [&str; 6] = [
+pub const REQUEST_RESULTS: [&str; 7] = [
     "success",
     "all_rejected",
     "malformed",
     "too_large",
     "unsupported_media_type",
     "unavailable",
+    "busy",
 ];
 
 /// A `result` label.
