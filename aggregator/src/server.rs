@@ -128,7 +128,8 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         source: Arc::new(crate::query::MemorySource::new()),
         engine: Arc::new(crate::query::Engine::default()),
     };
-    let app = http::app(state.clone());
+    let app = http::app_with_access(state.clone(), &config.http.access_policy())
+        .into_make_service_with_connect_info::<SocketAddr>();
     let mut http_stop = stopped;
     servers.push(tokio::spawn(async move {
         let shutdown = async move {

@@ -12,7 +12,7 @@ use vigil_common::{BatchHeader, Series};
 
 use super::{
     AgentRecord, CommitOutcome, HostInfo, SeriesCache, SeriesKey, Store, StoreError, TokenInfo,
-    batch_series_keys, columns, shared,
+    TokenRecord, batch_series_keys, columns, shared,
 };
 
 const DAY_MS: i64 = 86_400_000;
@@ -219,5 +219,13 @@ impl Store for PgStore {
 
     async fn token(&self, sha256: &[u8; 32]) -> Result<Option<TokenInfo>, StoreError> {
         shared::pg::token(&self.pool, sha256).await
+    }
+
+    async fn revoke_token(&self, name: &str) -> Result<bool, StoreError> {
+        shared::pg::revoke_token(&self.pool, name).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        shared::pg::tokens(&self.pool).await
     }
 }

@@ -15,7 +15,7 @@ use vigil_common::{BatchHeader, Series};
 
 use super::{
     AgentRecord, CommitOutcome, HostInfo, SeriesCache, SeriesKey, Store, StoreError, TokenInfo,
-    batch_series_keys, columns, shared,
+    TokenRecord, batch_series_keys, columns, shared,
 };
 
 /// Rows per INSERT statement: 3 parameters each, under SQLite's 32766 limit.
@@ -188,5 +188,13 @@ impl Store for SqliteStore {
 
     async fn token(&self, sha256: &[u8; 32]) -> Result<Option<TokenInfo>, StoreError> {
         shared::lite::token(&self.reader, sha256).await
+    }
+
+    async fn revoke_token(&self, name: &str) -> Result<bool, StoreError> {
+        shared::lite::revoke_token(&self.writer, name).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        shared::lite::tokens(&self.reader).await
     }
 }
