@@ -4,10 +4,11 @@
 
 pub mod access;
 pub mod error;
+pub mod exports;
 pub mod health;
 pub mod hosts;
 pub mod metrics;
-
+pub mod openapi;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub fn app_with_access(state: AppState, policy: &access::AccessPolicy) -> Router
         .merge(metrics::router())
         .nest("/api/v1", hosts::router())
         .nest("/api/v1", tokens::router())
+        .merge(openapi::router())
+        .nest("/api/v1", exports::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
