@@ -5,10 +5,22 @@
 //! (taking `offset`, `@`, ranges and the lookback delta into account), fetches
 //! those from the [`Source`] once each, then evaluates in memory.
 
-use std::time::Duration;
+mod aggregate;
+mod binary;
+mod eval;
+mod functions;
+mod mathfn;
+mod plan;
 
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use promql_parser::parser::value::ValueType;
 use thiserror::Error;
 
+use self::eval::{Evaluator, Grid, Series, Val, merge_same_labels};
 use super::source::{Labels, RawSeries, Source, SourceError};
 
 /// Bounds that keep one query from hurting the aggregator.
@@ -125,9 +137,38 @@ impl Engine {
         query: &str,
         time_ms: i64,
     ) -> Result<Value, QueryError> {
-        let _ = (source, time_ms);
-        let _expr = promql_parser::parser::parse(query).map_err(QueryError::BadData)?;
-        Err(QueryError::Execution("evaluation is not built yet".into()))
+        let grid = Grid {
+            start: time_ms,
+            step: 1,
+            n: 1,
+        };
+        let (val, grid) = self.run(source, query, grid, 0).await?;
+        Ok(match val {
+            Val::Scalar(v) => Value::Scalar {
+                timestamp_ms: time_ms,
+                value: v.first().copied().unwrap_or(f64::NAN),
+            },
+            Val::String(s) => Value::String {
+                timestamp_ms: time_ms,
+                value: s,
+            },
+            Val::Vector(series) => Value::Vector(
+                series
+                    .into_iter()
+                    .filter_map(|s| {
+                        s.values.first().copied().flatten().map(|v| Sample {
+                            labels: s.labels,
+                            timestamp_ms: grid.ts(0),
+                            value: v,
+                        })
+                    })
+                    .collect(),
+            ),
+            Val::Matrix(mut m) => {
+                m.sort_by(|a, b| a.labels.cmp(&b.labels));
+                Value::Matrix(m)
+            }
+        })
     }
 
     /// Evaluates `query` at every step from `start_ms` to `end_ms`
@@ -140,8 +181,138 @@ impl Engine {
         end_ms: i64,
         step_ms: i64,
     ) -> Result<Value, QueryError> {
-        let _ = (source, start_ms, end_ms, step_ms);
-        let _expr = promql_parser::parser::parse(query).map_err(QueryError::BadData)?;
-        Err(QueryError::Execution("evaluation is not built yet".into()))
+        if step_ms <= 0 {
+            return Err(QueryError::BadData(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+            ));
+        }
+        if end_ms < start_ms {
+            return Err(QueryError::BadData(
+                "end timestamp must not be before start time".into(),
+            ));
+        }
+        let points = (end_ms - start_ms) / step_ms + 1;
+        if points > i64::try_from(self.limits.max_points_per_series).unwrap_or(i64::MAX) {
+            return Err(QueryError::BadData(format!(
+                "exceeded maximum resolution of {} points per timeseries. Try decreasing the query resolution (?step=XX)",
+                thousands(self.limits.max_points_per_series)
+            )));
+        }
+        let grid = Grid {
+            start: start_ms,
+            step: step_ms,
+            n: points as usize,
+        };
+        let (val, grid) = self.run(source, query, grid, end_ms).await?;
+        let series = match val {
+            Val::Scalar(v) => vec![Series {
+                labels: Vec::new(),
+                values: v.into_iter().map(Some).collect(),
+            }],
+            Val::Vector(series) => series,
+            Val::String(_) | Val::Matrix(_) => {
+                return Err(QueryError::Execution(
+                    "range query result must be a scalar or an instant vector".into(),
+                ));
+            }
+        };
+        let mut out: Vec<RawSeries> = merge_same_labels(series)?
+            .into_iter()
+            .map(|s| RawSeries {
+                samples: s
+                    .values
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| v.map(|v| (grid.ts(i), v)))
+                    .collect(),
+                labels: s.labels,
+            })
+            .filter(|s| !s.samples.is_empty())
+            .collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(Value::Matrix(out))
     }
+
+    /// Parses, plans, fetches (within the timeout) and evaluates (on a
+    /// blocking thread, checking the deadline as it goes).
+    async fn run(
+        &self,
+        source: &dyn Source,
+        query: &str,
+        grid: Grid,
+        end_ms: i64,
+    ) -> Result<(Val, Grid), QueryError> {
+        let started = Instant::now();
+        let deadline = started + self.limits.timeout;
+        // The expression is pinned behind an Arc: fetched data is keyed by
+        // the addresses of its selector nodes.
+        let expr = Arc::new(promql_parser::parser::parse(query).map_err(QueryError::BadData)?);
+        let end_ms = if grid.n == 1 { grid.start } else { end_ms };
+        if grid.n > 1 {
+            match expr.value_type() {
+                ValueType::Scalar | ValueType::Vector => {}
+                t => {
+                    return Err(QueryError::BadData(format!(
+                        "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                        match t {
+                            ValueType::Matrix => "range vector",
+                            _ => "string",
+                        }
+                    )));
+                }
+            }
+        }
+        let ctx = plan::PlanCtx {
+            query_start: grid.start,
+            query_end: end_ms,
+            step_ms: if grid.n > 1 { grid.step } else { 0 },
+            lookback_ms: self.limits.lookback_ms,
+        };
+        let mut fetches = HashMap::new();
+        plan::plan(&expr, grid.start, end_ms, None, &ctx, &mut fetches);
+        let data = tokio::time::timeout(
+            self.limits.timeout,
+            plan::fetch(
+                source,
+                fetches,
+                ctx.step_ms,
+                self.limits.max_series,
+                self.limits.max_samples,
+            ),
+        )
+        .await
+        .map_err(|_| QueryError::Timeout(self.limits.timeout))??;
+        let limits = self.limits.clone();
+        let query_start = grid.start;
+        let task = tokio::task::spawn_blocking(move || {
+            let ev = Evaluator {
+                data: &data,
+                query_start,
+                query_end: end_ms,
+                lookback_ms: limits.lookback_ms,
+                deadline,
+                timeout: limits.timeout,
+                max_samples: limits.max_samples,
+                samples: Cell::new(0),
+            };
+            ev.eval(&expr, &grid)
+        });
+        let val = task
+            .await
+            .map_err(|e| QueryError::Execution(format!("query evaluation failed: {e}")))??;
+        Ok((val, grid))
+    }
+}
+
+/// `11000` -> `11,000`, as Prometheus prints the resolution limit.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
