@@ -24,6 +24,9 @@ pub struct Config {
     /// Limits on what agents may send.
     #[serde(default)]
     pub ingest: IngestConfig,
+    /// The head, rollups and retention.
+    #[serde(default)]
+    pub storage: crate::store::config::StorageConfig,
 }
 
 /// `[http]`
@@ -255,6 +258,7 @@ impl Config {
         if i.max_sample_age < Duration::from_secs(60) {
             problems.push("ingest.max_sample_age must be at least 1m".into());
         }
+        self.storage.validate(problems);
         Some((http?, quic?, tls?))
     }
 }

@@ -44,6 +44,60 @@ impl SampleDrop {
     }
 }
 
+/// The storage layer's own metrics (head, rollups, retention); cheap to
+/// clone, every clone updates the same values.
+#[derive(Clone, Default)]
+pub struct StorageMetrics {
+    pub head_series: Gauge,
+    pub head_samples: Gauge,
+    pub head_series_refused: Counter,
+    /// Per resolution (`1m`, `1h`): seconds between now and the rollup watermark.
+    pub rollup_lag_seconds: Family<Resolution, Gauge>,
+    pub partitions_dropped: Counter,
+    pub rows_deleted: Counter,
+}
+
+/// A `resolution` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Resolution {
+    pub resolution: String,
+}
+
+impl StorageMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "head_series",
+            "Series held in the in-memory head",
+            self.head_series.clone(),
+        );
+        registry.register(
+            "head_samples",
+            "Samples held in the in-memory head",
+            self.head_samples.clone(),
+        );
+        registry.register(
+            "head_series_refused",
+            "Series not admitted to the head because it was full (read from the store)",
+            self.head_series_refused.clone(),
+        );
+        registry.register(
+            "rollup_watermark_lag_seconds",
+            "How far the rollup watermark trails now, by resolution",
+            self.rollup_lag_seconds.clone(),
+        );
+        registry.register(
+            "partitions_dropped",
+            "PostgreSQL partitions dropped by retention",
+            self.partitions_dropped.clone(),
+        );
+        registry.register(
+            "retention_rows_deleted",
+            "Rows deleted by retention (SQLite, which has no partitions)",
+            self.rows_deleted.clone(),
+        );
+    }
+}
+
 /// Every counter and gauge the aggregator exports about itself.
 pub struct Metrics {
     registry: Registry,
@@ -58,6 +112,7 @@ pub struct Metrics {
     pub handshake_failures: Counter,
     pub commit_duration: Histogram,
     pub database_up: Gauge,
+    pub storage: StorageMetrics,
 }
 
 impl Default for Metrics {
@@ -82,6 +137,7 @@ impl Metrics {
             handshake_failures: Counter::default(),
             commit_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             database_up: Gauge::default(),
+            storage: StorageMetrics::default(),
         };
         // Every reason exists from the start, so dashboards see zeros, not gaps.
         for code in RejectCode::ALL {
@@ -153,6 +209,7 @@ impl Metrics {
             "1 when the store is reachable and migrated",
             m.database_up.clone(),
         );
+        m.storage.register(&mut registry);
         Metrics { registry, ..m }
     }
 

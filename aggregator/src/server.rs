@@ -62,6 +62,8 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         config.database.max_connections,
     )?;
     let metrics = Arc::new(Metrics::new());
+    let layers = store::layered(store, &config.storage, metrics.storage.clone());
+    let store = layers.store.clone();
     let store_ready = Arc::new(AtomicBool::new(false));
     let mut background = Vec::new();
     match store.migrate().await {
@@ -120,12 +122,14 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         stopped.clone(),
     )));
 
+    // Trims the head, extends rollups, applies retention.
+    background.push(layers.rollups.clone().spawn(layers.head.clone()));
+
     let state = AppState {
         store,
         metrics,
         store_ready,
-        // Replaced by the head + store reader (issue 4, storage reads).
-        source: Arc::new(crate::query::MemorySource::new()),
+        source: layers.source.clone(),
         engine: Arc::new(crate::query::Engine::default()),
     };
     let app = http::app_with_access(state.clone(), &config.http.access_policy())

@@ -13,7 +13,12 @@
 //! A batch is committed in one transaction: dedup row, series, samples, host
 //! row. Only after that transaction commits does the aggregator ack.
 
+pub mod config;
+pub mod head;
+pub mod index;
 pub mod postgres;
+pub mod reader;
+pub mod rollup;
 mod shared;
 pub mod sqlite;
 
@@ -22,9 +27,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use promql_parser::label::Matcher;
 use serde::Serialize;
 use thiserror::Error;
 use vigil_common::{BatchHeader, Series};
+
+use crate::query::Labels;
+use index::SeriesIndex;
+use rollup::{Bucket, Resolution, Table};
 
 /// Storage failures. None of them is the client's fault.
 #[derive(Debug, Error)]
@@ -129,6 +139,58 @@ pub trait Store: Send + Sync + 'static {
         series: &[Series],
     ) -> Result<CommitOutcome, StoreError>;
 
+    /// Stores samples that do not come from an agent (Prometheus
+    /// remote_write, text import, backfill): no dedup row, no host row.
+    /// Idempotent per (series, timestamp): a sample already stored is kept
+    /// and not counted. Returns the number of samples stored.
+    async fn write_series(&self, series: &[Series]) -> Result<u64, StoreError>;
+
+    /// Ids and label sets (with `__name__`, sorted) of the series matching
+    /// every matcher, from the in-memory index after picking up rows other
+    /// processes added to the `series` table.
+    async fn select_series(&self, matchers: &[Matcher]) -> Result<Vec<(i64, Labels)>, StoreError>;
+
+    /// Samples `(series id, ts, value)` of the series `ids` with `start <= ts
+    /// <= end`, ordered by id then time, in one round trip. At most
+    /// `limit + 1` rows are read, so a caller sees that `limit` is exceeded
+    /// without the rest being loaded.
+    async fn read_samples(
+        &self,
+        ids: &[i64],
+        start_ms: i64,
+        end_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, i64, f64)>, StoreError>;
+
+    /// Those of `ids` that have a sample in `[start, end]`.
+    async fn series_with_samples(
+        &self,
+        ids: &[i64],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<i64>, StoreError>;
+
+    /// Where the rollup of `res` has been built up to (exclusive).
+    async fn rollup_watermark(&self, res: Resolution) -> Result<Option<i64>, StoreError>;
+    /// Timestamp of the oldest raw sample.
+    async fn oldest_sample(&self) -> Result<Option<i64>, StoreError>;
+    /// Aggregates raw samples in `[from, to)` into `res` buckets and moves
+    /// its watermark to `to`, in one transaction; returns buckets written.
+    async fn build_rollup(&self, res: Resolution, from: i64, to: i64) -> Result<u64, StoreError>;
+    /// Buckets of `ids` in `[start, end]`, by id then time, at most `limit + 1`.
+    async fn read_rollup(
+        &self,
+        res: Resolution,
+        ids: &[i64],
+        start_ms: i64,
+        end_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Bucket>, StoreError>;
+    /// Removes data of `table` before `before_ms`: PostgreSQL drops the
+    /// partitions that end by then (returns how many), SQLite deletes the
+    /// rows in batches (returns how many).
+    async fn drop_before(&self, table: Table, before_ms: i64) -> Result<u64, StoreError>;
+
     async fn hosts(&self) -> Result<Vec<HostInfo>, StoreError>;
     /// Number of stored samples, optionally of one host (`host` label).
     async fn count_samples(&self, host: Option<&str>) -> Result<u64, StoreError>;
@@ -164,6 +226,42 @@ pub fn open(url: &str, base: &Path, max_connections: u32) -> Result<Arc<dyn Stor
     }
 }
 
+/// The storage stack the aggregator runs on: the store wrapped by the head,
+/// the rollup / retention task and the query source reading both.
+pub struct Layered {
+    /// The store with the head kept current (what ingest and HTTP use).
+    pub store: Arc<dyn Store>,
+    pub head: Arc<head::Head>,
+    pub rollups: Arc<rollup::Rollups>,
+    pub source: Arc<reader::StoreSource>,
+}
+
+/// Wraps `inner` in the head and builds the reader and rollups over it.
+pub fn layered(
+    inner: Arc<dyn Store>,
+    config: &config::StorageConfig,
+    metrics: crate::metrics::StorageMetrics,
+) -> Layered {
+    let head = Arc::new(head::Head::new(
+        config.head_duration,
+        config.head_max_series,
+        metrics.clone(),
+    ));
+    let store: Arc<dyn Store> = Arc::new(head::HeadStore::new(inner, head.clone()));
+    let rollups = Arc::new(rollup::Rollups::new(store.clone(), config.clone(), metrics));
+    let source = Arc::new(reader::StoreSource::new(
+        store.clone(),
+        head.clone(),
+        Some(rollups.clone()),
+    ));
+    Layered {
+        store,
+        head,
+        rollups,
+        source,
+    }
+}
+
 /// The file path in a `sqlite:` URL, if it is one.
 pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
     let rest = url
@@ -182,6 +280,50 @@ pub fn labels_json(series: &Series) -> String {
         .map(|l| (l.name.as_str(), l.value.as_str()))
         .collect();
     serde_json::to_string(&map).unwrap_or_else(|_| "{}".to_string())
+}
+
+/// Adds series ids a write looked up to `index` (after the write committed).
+pub(crate) fn index_new(index: &SeriesIndex, ids: &[(SeriesKey, i64)]) {
+    let labels: Vec<(i64, Labels)> = ids
+        .iter()
+        .filter_map(|((m, l), id)| index::labels_of(m, l).ok().map(|ls| (*id, ls)))
+        .collect();
+    index.insert(labels);
+}
+
+/// A rollup row as read from either database (NULL is NaN).
+pub(crate) type BucketRow = (
+    i64,
+    i64,
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    i64,
+    Option<f64>,
+);
+
+pub(crate) fn bucket((series_id, ts, min, max, sum, count, last): BucketRow) -> Bucket {
+    let v = |x: Option<f64>| x.unwrap_or(f64::NAN);
+    Bucket {
+        series_id,
+        ts,
+        min: v(min),
+        max: v(max),
+        sum: v(sum),
+        count,
+        last: v(last),
+    }
+}
+
+/// `limit + 1` as an SQL LIMIT (a limit of 0 means none).
+pub(crate) fn sql_limit(limit: usize) -> i64 {
+    if limit == 0 {
+        i64::MAX
+    } else {
+        i64::try_from(limit)
+            .unwrap_or(i64::MAX - 1)
+            .saturating_add(1)
+    }
 }
 
 /// A series' identity: metric name and canonical labels.
@@ -276,5 +418,7 @@ where
     })
 }
 
+#[cfg(test)]
+mod read_tests;
 #[cfg(test)]
 mod tests;

@@ -10,17 +10,35 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
 use vigil_common::{BatchHeader, Series};
 
+use crate::query::Labels;
+
+use promql_parser::label::Matcher;
+
+use super::index::SeriesIndex;
+use super::rollup::{Bucket, Resolution, Table};
 use super::{
-    AgentRecord, CommitOutcome, HostInfo, SeriesCache, SeriesKey, Store, StoreError, TokenInfo,
-    TokenRecord, batch_series_keys, columns, shared,
+    AgentRecord, BucketRow, CommitOutcome, HostInfo, SeriesCache, SeriesKey, Store, StoreError,
+    TokenInfo, TokenRecord, batch_series_keys, bucket, columns, index_new, shared, sql_limit,
 };
 
 const DAY_MS: i64 = 86_400_000;
+
+/// Reads the buckets of a rollup table.
+macro_rules! read_rollup_sql {
+    ($table:literal) => {
+        concat!(
+            "SELECT series_id, ts, min, max, sum, count, last FROM ",
+            $table,
+            " WHERE series_id = ANY($1) AND ts >= $2 AND ts <= $3 ORDER BY series_id, ts LIMIT $4"
+        )
+    };
+}
 
 /// The PostgreSQL implementation of [`Store`].
 pub struct PgStore {
     pool: PgPool,
     series: SeriesCache,
+    index: SeriesIndex,
     /// Day starts (ms) whose partition is known to exist.
     partitions: Mutex<HashSet<i64>>,
 }
@@ -35,6 +53,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             series: SeriesCache::default(),
+            index: SeriesIndex::default(),
             partitions: Mutex::new(HashSet::new()),
         })
     }
@@ -100,6 +119,46 @@ impl PgStore {
             })
             .collect()
     }
+
+    /// Writes `series`' samples inside `tx` (creating missing series), and
+    /// returns how many were new with the series ids created, which the
+    /// caller adds to the cache once `tx` commits.
+    async fn insert_samples(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        series: &[Series],
+    ) -> Result<(u64, Vec<(SeriesKey, i64)>), StoreError> {
+        let keys = batch_series_keys(series);
+        let missing: Vec<SeriesKey> = keys
+            .iter()
+            .filter(|k| self.series.get(k).is_none())
+            .cloned()
+            .collect();
+        let new_ids = if missing.is_empty() {
+            Vec::new()
+        } else {
+            Self::series_ids(tx, &missing).await?
+        };
+        let lookup: std::collections::HashMap<&SeriesKey, i64> =
+            new_ids.iter().map(|(k, id)| (k, *id)).collect();
+
+        let cols = columns(series, |key| {
+            lookup.get(key).copied().or_else(|| self.series.get(key))
+        })?;
+        let stored = sqlx::query(
+            "INSERT INTO samples (series_id, ts, value)
+             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::float8[])
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&cols.ids)
+        .bind(&cols.ts)
+        .bind(&cols.values)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+
+        Ok((stored, new_ids))
+    }
 }
 
 #[async_trait]
@@ -150,43 +209,150 @@ impl Store for PgStore {
             });
         }
 
-        let keys = batch_series_keys(series);
-        let missing: Vec<SeriesKey> = keys
-            .iter()
-            .filter(|k| self.series.get(k).is_none())
-            .cloned()
-            .collect();
-        let new_ids = if missing.is_empty() {
-            Vec::new()
-        } else {
-            Self::series_ids(&mut tx, &missing).await?
-        };
-        let lookup: std::collections::HashMap<&SeriesKey, i64> =
-            new_ids.iter().map(|(k, id)| (k, *id)).collect();
-
-        let cols = columns(series, |key| {
-            lookup.get(key).copied().or_else(|| self.series.get(key))
-        })?;
-        let stored = sqlx::query(
-            "INSERT INTO samples (series_id, ts, value)
-             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::float8[])
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&cols.ids)
-        .bind(&cols.ts)
-        .bind(&cols.values)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-
+        let (stored, new_ids) = self.insert_samples(&mut tx, series).await?;
         shared::pg::upsert_host(&mut tx, header, stored).await?;
 
         tx.commit().await?;
+        index_new(&self.index, &new_ids);
         self.series.extend(new_ids);
         Ok(CommitOutcome {
             duplicate: false,
             samples_stored: stored,
         })
+    }
+
+    async fn write_series(&self, series: &[Series]) -> Result<u64, StoreError> {
+        if series.iter().all(|s| s.points.is_empty()) {
+            return Ok(0);
+        }
+        self.ensure_partitions(series).await?;
+        let mut tx = self.pool.begin().await?;
+        let (stored, new_ids) = self.insert_samples(&mut tx, series).await?;
+        tx.commit().await?;
+        index_new(&self.index, &new_ids);
+        self.series.extend(new_ids);
+        Ok(stored)
+    }
+
+    async fn select_series(&self, matchers: &[Matcher]) -> Result<Vec<(i64, Labels)>, StoreError> {
+        shared::pg::refresh_index(&self.pool, &self.index).await?;
+        Ok(self.index.select(matchers))
+    }
+
+    async fn read_samples(
+        &self,
+        ids: &[i64],
+        start_ms: i64,
+        end_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, i64, f64)>, StoreError> {
+        if ids.is_empty() || start_ms > end_ms {
+            return Ok(Vec::new());
+        }
+        // The ts bounds are parameters, so partition pruning happens at
+        // execution time (PostgreSQL prunes on bound parameters too).
+        let rows: Vec<(i64, i64, f64)> = sqlx::query_as(
+            "SELECT series_id, ts, value FROM samples
+             WHERE series_id = ANY($1) AND ts >= $2 AND ts <= $3
+             ORDER BY series_id, ts LIMIT $4",
+        )
+        .bind(ids)
+        .bind(start_ms)
+        .bind(end_ms)
+        .bind(sql_limit(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    async fn series_with_samples(
+        &self,
+        ids: &[i64],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        if ids.is_empty() || start_ms > end_ms {
+            return Ok(Vec::new());
+        }
+        // One primary-key probe per id.
+        let found: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM UNNEST($1::bigint[]) AS u(id)
+             WHERE EXISTS (SELECT 1 FROM samples
+                           WHERE series_id = u.id AND ts >= $2 AND ts <= $3)",
+        )
+        .bind(ids)
+        .bind(start_ms)
+        .bind(end_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(found)
+    }
+
+    async fn rollup_watermark(&self, res: Resolution) -> Result<Option<i64>, StoreError> {
+        shared::pg::rollup_watermark(&self.pool, res).await
+    }
+
+    async fn oldest_sample(&self) -> Result<Option<i64>, StoreError> {
+        shared::pg::oldest_sample(&self.pool).await
+    }
+
+    async fn build_rollup(&self, res: Resolution, from: i64, to: i64) -> Result<u64, StoreError> {
+        let table = Table::Rollup(res);
+        let width = table.partition_ms();
+        let mut part = from.div_euclid(width) * width;
+        while part < to {
+            sqlx::query("SELECT vigil_ensure_range_partition($1, $2, $3)")
+                .bind(table.name())
+                .bind(part)
+                .bind(width)
+                .execute(&self.pool)
+                .await?;
+            part += width;
+        }
+        let mut tx = self.pool.begin().await?;
+        let n = shared::pg::build_rollup(&mut tx, res, from, to).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn read_rollup(
+        &self,
+        res: Resolution,
+        ids: &[i64],
+        start_ms: i64,
+        end_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Bucket>, StoreError> {
+        if ids.is_empty() || start_ms > end_ms {
+            return Ok(Vec::new());
+        }
+        let sql = match res {
+            Resolution::Minute => read_rollup_sql!("samples_1m"),
+            Resolution::Hour => read_rollup_sql!("samples_1h"),
+        };
+        let rows: Vec<BucketRow> = sqlx::query_as(sql)
+            .bind(ids)
+            .bind(start_ms)
+            .bind(end_ms)
+            .bind(sql_limit(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(bucket).collect())
+    }
+
+    async fn drop_before(&self, table: Table, before_ms: i64) -> Result<u64, StoreError> {
+        let dropped: i32 = sqlx::query_scalar("SELECT vigil_drop_partitions_before($1, $2)")
+            .bind(table.name())
+            .bind(before_ms)
+            .fetch_one(&self.pool)
+            .await?;
+        if dropped > 0 && table == Table::Raw {
+            // Forget them, so a late write re-creates its partition.
+            if let Ok(mut known) = self.partitions.lock() {
+                known.retain(|&day| day + DAY_MS > before_ms);
+            }
+        }
+        Ok(u64::try_from(dropped).unwrap_or(0))
     }
 
     async fn hosts(&self) -> Result<Vec<HostInfo>, StoreError> {

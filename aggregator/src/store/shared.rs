@@ -104,6 +104,51 @@ macro_rules! shared_queries {
             Ok(())
         }
 
+        /// Brings `index` up to date with rows added to `series` since it
+        /// last read (by this or another process).
+        pub async fn refresh_index(pool: &Pool, index: &super::super::index::SeriesIndex) -> Result<(), StoreError> {
+            let rows = sqlx::query("SELECT id, metric, labels FROM series WHERE id > $1 ORDER BY id")
+                .bind(index.loaded_upto())
+                .fetch_all(pool)
+                .await?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let rows = rows
+                .iter()
+                .map(|r| Ok((r.try_get("id")?, r.try_get("metric")?, r.try_get("labels")?)))
+                .collect::<Result<Vec<(i64, String, String)>, StoreError>>()?;
+            index.load(rows)
+        }
+
+        pub async fn rollup_watermark(pool: &Pool, res: super::super::rollup::Resolution) -> Result<Option<i64>, StoreError> {
+            Ok(sqlx::query_scalar("SELECT upto_ms FROM rollup_watermarks WHERE resolution = $1")
+                .bind(res.name())
+                .fetch_optional(pool)
+                .await?)
+        }
+
+        pub async fn oldest_sample(pool: &Pool) -> Result<Option<i64>, StoreError> {
+            Ok(sqlx::query_scalar("SELECT min(ts) FROM samples").fetch_one(pool).await?)
+        }
+
+        /// Builds `res` buckets from raw samples in `[from, to)` and moves the watermark.
+        pub async fn build_rollup(conn: &mut Conn, res: super::super::rollup::Resolution, from: i64, to: i64) -> Result<u64, StoreError> {
+            let n = sqlx::query(super::super::rollup::build_statement(res))
+                .bind(from)
+                .bind(to)
+                .bind(res.ms())
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            sqlx::query(super::super::rollup::UPSERT_WATERMARK)
+                .bind(res.name())
+                .bind(to)
+                .execute(&mut *conn)
+                .await?;
+            Ok(n)
+        }
+
         pub async fn hosts(pool: &Pool) -> Result<Vec<HostInfo>, StoreError> {
             let rows = sqlx::query(
                 "SELECT agent_id, hostname, roles, first_seen_ms, last_seen_ms, samples_stored

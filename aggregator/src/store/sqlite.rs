@@ -13,19 +13,57 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 use vigil_common::{BatchHeader, Series};
 
+use crate::query::Labels;
+
+use promql_parser::label::Matcher;
+
+use super::index::SeriesIndex;
+use super::rollup::{Bucket, Resolution, Table};
 use super::{
-    AgentRecord, CommitOutcome, HostInfo, SeriesCache, SeriesKey, Store, StoreError, TokenInfo,
-    TokenRecord, batch_series_keys, columns, shared,
+    AgentRecord, BucketRow, CommitOutcome, HostInfo, SeriesCache, SeriesKey, Store, StoreError,
+    TokenInfo, TokenRecord, batch_series_keys, bucket, columns, index_new, shared, sql_limit,
 };
 
 /// Rows per INSERT statement: 3 parameters each, under SQLite's 32766 limit.
 const ROWS_PER_INSERT: usize = 5_000;
+
+/// Series whose old rows one retention DELETE removes.
+const DELETE_SERIES_PER_STATEMENT: usize = 100;
+
+/// Reads the buckets of a rollup table.
+macro_rules! read_rollup_sql {
+    ($table:literal) => {
+        concat!(
+            "SELECT series_id, ts, min, max, sum, count, last FROM ",
+            $table,
+            " WHERE series_id IN (SELECT value FROM json_each($1)) AND ts >= $2 AND ts <= $3
+             ORDER BY series_id, ts LIMIT $4"
+        )
+    };
+}
+
+/// Deletes the rows of a chunk of series older than a time.
+macro_rules! delete_sql {
+    ($table:literal) => {
+        concat!(
+            "DELETE FROM ",
+            $table,
+            " WHERE series_id IN (SELECT value FROM json_each($1)) AND ts < $2"
+        )
+    };
+}
+
+/// An id list as one JSON array parameter (any number of ids).
+fn id_list(ids: &[i64]) -> Result<String, StoreError> {
+    serde_json::to_string(ids).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
 
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     series: SeriesCache,
+    index: SeriesIndex,
 }
 
 impl SqliteStore {
@@ -50,6 +88,7 @@ impl SqliteStore {
             writer,
             reader,
             series: SeriesCache::default(),
+            index: SeriesIndex::default(),
         })
     }
 
@@ -72,6 +111,43 @@ impl SqliteStore {
             out.push((key.clone(), id));
         }
         Ok(out)
+    }
+
+    /// Writes `series`' samples inside `tx` (creating missing series), and
+    /// returns how many were new with the series ids looked up, which the
+    /// caller adds to the cache once `tx` commits.
+    async fn insert_samples(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        series: &[Series],
+    ) -> Result<(u64, Vec<(SeriesKey, i64)>), StoreError> {
+        let missing: Vec<SeriesKey> = batch_series_keys(series)
+            .into_iter()
+            .filter(|k| self.series.get(k).is_none())
+            .collect();
+        let new_ids = Self::series_ids(tx, &missing).await?;
+        let lookup: std::collections::HashMap<&SeriesKey, i64> =
+            new_ids.iter().map(|(k, id)| (k, *id)).collect();
+        let cols = columns(series, |key| {
+            lookup.get(key).copied().or_else(|| self.series.get(key))
+        })?;
+
+        let mut stored = 0u64;
+        let rows: Vec<usize> = (0..cols.ids.len()).collect();
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let mut insert =
+                QueryBuilder::<Sqlite>::new("INSERT INTO samples (series_id, ts, value) ");
+            insert.push_values(chunk, |mut row, &i| {
+                let v = cols.values[i];
+                row.push_bind(cols.ids[i])
+                    .push_bind(cols.ts[i])
+                    .push_bind((!v.is_nan()).then_some(v));
+            });
+            insert.push(" ON CONFLICT DO NOTHING");
+            stored += insert.build().execute(&mut **tx).await?.rows_affected();
+        }
+
+        Ok((stored, new_ids))
     }
 }
 
@@ -122,40 +198,151 @@ impl Store for SqliteStore {
             });
         }
 
-        let missing: Vec<SeriesKey> = batch_series_keys(series)
-            .into_iter()
-            .filter(|k| self.series.get(k).is_none())
-            .collect();
-        let new_ids = Self::series_ids(&mut tx, &missing).await?;
-        let lookup: std::collections::HashMap<&SeriesKey, i64> =
-            new_ids.iter().map(|(k, id)| (k, *id)).collect();
-        let cols = columns(series, |key| {
-            lookup.get(key).copied().or_else(|| self.series.get(key))
-        })?;
-
-        let mut stored = 0u64;
-        let rows: Vec<usize> = (0..cols.ids.len()).collect();
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut insert =
-                QueryBuilder::<Sqlite>::new("INSERT INTO samples (series_id, ts, value) ");
-            insert.push_values(chunk, |mut row, &i| {
-                let v = cols.values[i];
-                row.push_bind(cols.ids[i])
-                    .push_bind(cols.ts[i])
-                    .push_bind((!v.is_nan()).then_some(v));
-            });
-            insert.push(" ON CONFLICT DO NOTHING");
-            stored += insert.build().execute(&mut *tx).await?.rows_affected();
-        }
+        let (stored, new_ids) = self.insert_samples(&mut tx, series).await?;
 
         shared::lite::upsert_host(&mut tx, header, stored).await?;
 
         tx.commit().await?;
+        index_new(&self.index, &new_ids);
         self.series.extend(new_ids);
         Ok(CommitOutcome {
             duplicate: false,
             samples_stored: stored,
         })
+    }
+
+    async fn write_series(&self, series: &[Series]) -> Result<u64, StoreError> {
+        if series.iter().all(|s| s.points.is_empty()) {
+            return Ok(0);
+        }
+        let mut tx = self.writer.begin().await?;
+        let (stored, new_ids) = self.insert_samples(&mut tx, series).await?;
+        tx.commit().await?;
+        index_new(&self.index, &new_ids);
+        self.series.extend(new_ids);
+        Ok(stored)
+    }
+
+    async fn select_series(&self, matchers: &[Matcher]) -> Result<Vec<(i64, Labels)>, StoreError> {
+        shared::lite::refresh_index(&self.reader, &self.index).await?;
+        Ok(self.index.select(matchers))
+    }
+
+    async fn read_samples(
+        &self,
+        ids: &[i64],
+        start_ms: i64,
+        end_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, i64, f64)>, StoreError> {
+        if ids.is_empty() || start_ms > end_ms {
+            return Ok(Vec::new());
+        }
+        // The id list travels as one JSON array parameter (no limit on the
+        // number of ids); each id is then a primary-key range scan.
+        let ids = id_list(ids)?;
+        let rows: Vec<(i64, i64, Option<f64>)> = sqlx::query_as(
+            "SELECT series_id, ts, value FROM samples
+             WHERE series_id IN (SELECT value FROM json_each($1)) AND ts >= $2 AND ts <= $3
+             ORDER BY series_id, ts LIMIT $4",
+        )
+        .bind(ids)
+        .bind(start_ms)
+        .bind(end_ms)
+        .bind(sql_limit(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        // NULL is how SQLite stores NaN.
+        Ok(rows
+            .into_iter()
+            .map(|(id, ts, v)| (id, ts, v.unwrap_or(f64::NAN)))
+            .collect())
+    }
+
+    async fn series_with_samples(
+        &self,
+        ids: &[i64],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        if ids.is_empty() || start_ms > end_ms {
+            return Ok(Vec::new());
+        }
+        // One primary-key probe per id.
+        let found: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM (SELECT value AS id FROM json_each($1)) AS u
+             WHERE EXISTS (SELECT 1 FROM samples
+                           WHERE series_id = u.id AND ts >= $2 AND ts <= $3)",
+        )
+        .bind(id_list(ids)?)
+        .bind(start_ms)
+        .bind(end_ms)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(found)
+    }
+
+    async fn rollup_watermark(&self, res: Resolution) -> Result<Option<i64>, StoreError> {
+        shared::lite::rollup_watermark(&self.reader, res).await
+    }
+
+    async fn oldest_sample(&self) -> Result<Option<i64>, StoreError> {
+        shared::lite::oldest_sample(&self.reader).await
+    }
+
+    async fn build_rollup(&self, res: Resolution, from: i64, to: i64) -> Result<u64, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let n = shared::lite::build_rollup(&mut tx, res, from, to).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn read_rollup(
+        &self,
+        res: Resolution,
+        ids: &[i64],
+        start_ms: i64,
+        end_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Bucket>, StoreError> {
+        if ids.is_empty() || start_ms > end_ms {
+            return Ok(Vec::new());
+        }
+        let sql = match res {
+            Resolution::Minute => read_rollup_sql!("samples_1m"),
+            Resolution::Hour => read_rollup_sql!("samples_1h"),
+        };
+        let rows: Vec<BucketRow> = sqlx::query_as(sql)
+            .bind(id_list(ids)?)
+            .bind(start_ms)
+            .bind(end_ms)
+            .bind(sql_limit(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows.into_iter().map(bucket).collect())
+    }
+
+    async fn drop_before(&self, table: Table, before_ms: i64) -> Result<u64, StoreError> {
+        let sql = match table {
+            Table::Raw => delete_sql!("samples"),
+            Table::Rollup(Resolution::Minute) => delete_sql!("samples_1m"),
+            Table::Rollup(Resolution::Hour) => delete_sql!("samples_1h"),
+        };
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM series ORDER BY id")
+            .fetch_all(&self.reader)
+            .await?;
+        // A chunk of series per statement (each a primary-key range delete),
+        // so the single writer is released between chunks.
+        let mut deleted = 0;
+        for chunk in ids.chunks(DELETE_SERIES_PER_STATEMENT) {
+            deleted += sqlx::query(sql)
+                .bind(id_list(chunk)?)
+                .bind(before_ms)
+                .execute(&self.writer)
+                .await?
+                .rows_affected();
+        }
+        Ok(deleted)
     }
 
     async fn hosts(&self) -> Result<Vec<HostInfo>, StoreError> {

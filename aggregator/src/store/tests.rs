@@ -241,6 +241,43 @@ async fn suite(store: Arc<dyn Store>) {
         .await
         .expect("re-create");
     assert!(store.token(&[8; 32]).await.expect("token").is_some());
+
+    // Samples not from agents: no dedup key, no host row, idempotent per
+    // (series, timestamp), partitions made on demand (ten days back).
+    let before = store.count_samples(None).await.expect("count");
+    let old = T0 - 10 * 86_400_000;
+    let remote = vec![
+        Series::new(
+            "remote_metric",
+            vec![Label::new("job", "prom")],
+            vec![
+                Point {
+                    timestamp_ms: old,
+                    value: 1.0,
+                },
+                Point {
+                    timestamp_ms: T0,
+                    value: 2.0,
+                },
+                Point {
+                    timestamp_ms: T0,
+                    value: 2.0,
+                },
+            ],
+        ),
+        // A series already stored by an agent batch: its stored point stays.
+        series("a1", "m_one", "a", &[T0, T0 + 9000], 7.0),
+        Series::new("empty_metric", vec![], vec![]),
+    ];
+    assert_eq!(store.write_series(&remote).await.expect("write"), 3);
+    assert_eq!(
+        store.write_series(&remote).await.expect("re-send"),
+        0,
+        "a re-sent sample is not stored twice"
+    );
+    assert_eq!(store.write_series(&[]).await.expect("nothing"), 0);
+    assert_eq!(store.count_samples(None).await.expect("count"), before + 3);
+    assert_eq!(store.hosts().await.expect("hosts").len(), 5, "no host row");
 }
 
 #[tokio::test]
@@ -266,7 +303,7 @@ async fn postgres_store() {
     .fetch_one(pg.pool())
     .await
     .expect("partitions");
-    assert_eq!(parts, 2);
+    assert_eq!(parts, 3, "two days from agents, one from write_series");
     pg.pool().close().await;
     drop(store);
     db.drop_db().await;

@@ -1,0 +1,402 @@
+//! The head: the most recent samples (`storage.head_duration`, 2 h by
+//! default) of every series, in memory, so alert evaluation, the live
+//! dashboard and short queries never wait on the database.
+//!
+//! [`HeadStore`] wraps the real [`Store`]: every call is delegated, and a
+//! write that committed (a batch that was not a duplicate, or
+//! [`Store::write_series`]) is then appended to the head. Ingest and HTTP code
+//! therefore see a plain `Store`.
+//!
+//! The head is complete from [`Head::covered_from`] on: every committed
+//! sample at or after that time is in it, for every series it holds. It is
+//! not ready (covers nothing) until warmed from the store at start
+//! ([`HeadStore::migrate`] warms it once the schema is in place), so a
+//! restart does not hide recent data. Memory is bounded by
+//! `storage.head_max_series`: a series first seen when the head is full is
+//! refused for the life of the process (so the head never holds part of a
+//! series' window) and is read from the store; refusals are counted.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use promql_parser::label::Matcher;
+use tracing::info;
+use vigil_common::{BatchHeader, Label, Series, now_ms};
+
+use super::rollup::{Bucket, Resolution, Table};
+use super::{AgentRecord, CommitOutcome, HostInfo, Store, StoreError, TokenInfo, TokenRecord};
+use crate::metrics::StorageMetrics;
+use crate::query::Labels;
+use crate::query::source::METRIC_NAME;
+
+/// Series read from the store per query while warming.
+const WARM_CHUNK: usize = 1_000;
+
+#[derive(Default)]
+struct State {
+    /// `None` until warmed.
+    covered_from: Option<i64>,
+    series: HashMap<Labels, Vec<(i64, f64)>>,
+    refused: HashSet<Labels>,
+    samples: usize,
+}
+
+/// Recent samples per series, sorted by time, one per timestamp.
+pub struct Head {
+    duration_ms: i64,
+    max_series: usize,
+    state: RwLock<State>,
+    metrics: StorageMetrics,
+}
+
+/// A series' label set with `__name__`, sorted.
+pub fn series_labels(s: &Series) -> Labels {
+    let mut labels = s.labels.clone();
+    labels.push(Label::new(METRIC_NAME, s.name.clone()));
+    labels.sort();
+    labels
+}
+
+/// Inserts `(ts, v)` keeping `samples` sorted; an existing timestamp keeps
+/// its value, as the store does. True if inserted.
+fn insert_sample(samples: &mut Vec<(i64, f64)>, ts: i64, v: f64) -> bool {
+    match samples.last() {
+        Some(&(last, _)) if last >= ts => match samples.binary_search_by_key(&ts, |&(t, _)| t) {
+            Ok(_) => false,
+            Err(at) => {
+                samples.insert(at, (ts, v));
+                true
+            }
+        },
+        _ => {
+            samples.push((ts, v));
+            true
+        }
+    }
+}
+
+impl Head {
+    pub fn new(duration: std::time::Duration, max_series: usize, metrics: StorageMetrics) -> Self {
+        Head {
+            duration_ms: i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2),
+            max_series,
+            state: RwLock::new(State::default()),
+            metrics,
+        }
+    }
+
+    /// From when on the head is complete; `None` before it is warmed.
+    pub fn covered_from(&self) -> Option<i64> {
+        self.state.read().ok()?.covered_from
+    }
+
+    /// Number of series and samples held.
+    pub fn size(&self) -> (usize, usize) {
+        self.state
+            .read()
+            .map(|s| (s.series.len(), s.samples))
+            .unwrap_or((0, 0))
+    }
+
+    fn publish(&self, st: &State) {
+        self.metrics.head_series.set(st.series.len() as i64);
+        self.metrics.head_samples.set(st.samples as i64);
+    }
+
+    /// Appends committed samples (those older than the covered range are
+    /// left to the store).
+    pub fn append(&self, series: &[Series]) {
+        let labelled: Vec<(Labels, &Series)> =
+            series.iter().map(|s| (series_labels(s), s)).collect();
+        let Ok(mut st) = self.state.write() else {
+            return;
+        };
+        let Some(from) = st.covered_from else {
+            return;
+        };
+        for (labels, s) in labelled {
+            let points = s.points.iter().filter(|p| p.timestamp_ms >= from);
+            if st.series.contains_key(&labels) {
+                let mut added = 0;
+                if let Some(samples) = st.series.get_mut(&labels) {
+                    for p in points {
+                        added += usize::from(insert_sample(samples, p.timestamp_ms, p.value));
+                    }
+                }
+                st.samples += added;
+            } else if st.refused.contains(&labels) {
+                continue;
+            } else if st.series.len() >= self.max_series {
+                st.refused.insert(labels);
+                self.metrics.head_series_refused.inc();
+            } else {
+                let mut samples = Vec::new();
+                for p in points {
+                    insert_sample(&mut samples, p.timestamp_ms, p.value);
+                }
+                if !samples.is_empty() {
+                    st.samples += samples.len();
+                    st.series.insert(labels, samples);
+                }
+            }
+        }
+        self.publish(&st);
+    }
+
+    /// Drops samples older than `now - head_duration` and series left empty.
+    pub fn trim(&self, now: i64) {
+        let cutoff = now.saturating_sub(self.duration_ms);
+        let Ok(mut st) = self.state.write() else {
+            return;
+        };
+        let Some(from) = st.covered_from else {
+            return;
+        };
+        if cutoff <= from {
+            return;
+        }
+        st.covered_from = Some(cutoff);
+        let mut removed = 0;
+        st.series.retain(|_, samples| {
+            let keep_from = samples.partition_point(|&(t, _)| t < cutoff);
+            removed += keep_from;
+            samples.drain(..keep_from);
+            samples.shrink_to(samples.len() * 2);
+            !samples.is_empty()
+        });
+        st.samples -= removed;
+        self.publish(&st);
+    }
+
+    /// Samples of `labels` in `[start, end]`; `None` if the head does not
+    /// hold the series (refused, or no sample in the covered range).
+    pub fn get(&self, labels: &Labels, start: i64, end: i64) -> Option<Vec<(i64, f64)>> {
+        let st = self.state.read().ok()?;
+        let samples = st.series.get(labels)?;
+        let lo = samples.partition_point(|&(t, _)| t < start);
+        let hi = samples.partition_point(|&(t, _)| t <= end);
+        Some(samples[lo..hi.max(lo)].to_vec())
+    }
+
+    /// Whether the head holds `labels` (so it is complete for the covered range).
+    pub fn holds(&self, labels: &Labels) -> bool {
+        self.state
+            .read()
+            .map(|st| st.series.contains_key(labels))
+            .unwrap_or(false)
+    }
+
+    /// Whether the head refused `labels` for being full.
+    pub fn refused(&self, labels: &Labels) -> bool {
+        self.state
+            .read()
+            .map(|st| st.refused.contains(labels))
+            .unwrap_or(false)
+    }
+
+    /// Fills the head from the store with the last `head_duration`.
+    ///
+    /// The covered range is set first, so writes committed while this runs
+    /// are appended as usual; samples read from the store are merged in
+    /// (a timestamp already present is kept).
+    pub async fn warm(&self, store: &dyn Store, now: i64) -> Result<(), StoreError> {
+        let from = now.saturating_sub(self.duration_ms);
+        if let Ok(mut st) = self.state.write() {
+            if st.covered_from.is_some() {
+                return Ok(());
+            }
+            st.covered_from = Some(from);
+        }
+        let result = self.load(store, from).await;
+        if result.is_err() {
+            // Not ready: queries go to the store until a later warm succeeds.
+            if let Ok(mut st) = self.state.write() {
+                *st = State::default();
+                self.publish(&st);
+            }
+        }
+        result
+    }
+
+    async fn load(&self, store: &dyn Store, from: i64) -> Result<(), StoreError> {
+        let all = store.select_series(&[]).await?;
+        let labels_of: HashMap<i64, &Labels> = all.iter().map(|(id, l)| (*id, l)).collect();
+        let ids: Vec<i64> = all.iter().map(|(id, _)| *id).collect();
+        let mut loaded = 0usize;
+        for chunk in ids.chunks(WARM_CHUNK) {
+            let rows = store.read_samples(chunk, from, i64::MAX, 0).await?;
+            loaded += rows.len();
+            let Ok(mut st) = self.state.write() else {
+                break;
+            };
+            let mut i = 0;
+            while i < rows.len() {
+                let id = rows[i].0;
+                let j = i + rows[i..].iter().take_while(|r| r.0 == id).count();
+                if let Some(&labels) = labels_of.get(&id) {
+                    let room = st.series.len() < self.max_series;
+                    let present = st.series.contains_key(labels);
+                    if present || room {
+                        let mut added = 0;
+                        let samples = st.series.entry(labels.clone()).or_default();
+                        for &(_, t, v) in &rows[i..j] {
+                            added += usize::from(insert_sample(samples, t, v));
+                        }
+                        st.samples += added;
+                    } else if st.refused.insert(labels.clone()) {
+                        self.metrics.head_series_refused.inc();
+                    }
+                }
+                i = j;
+            }
+            self.publish(&st);
+        }
+        let (series, samples) = self.size();
+        info!(series, samples, loaded, "head warmed from the store");
+        Ok(())
+    }
+}
+
+/// A [`Store`] that keeps the [`Head`] current.
+pub struct HeadStore {
+    inner: Arc<dyn Store>,
+    head: Arc<Head>,
+}
+
+impl HeadStore {
+    pub fn new(inner: Arc<dyn Store>, head: Arc<Head>) -> Self {
+        HeadStore { inner, head }
+    }
+
+    pub fn head(&self) -> &Arc<Head> {
+        &self.head
+    }
+
+    pub fn inner(&self) -> &Arc<dyn Store> {
+        &self.inner
+    }
+}
+
+#[async_trait]
+impl Store for HeadStore {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    /// Migrates, then warms the head (once).
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.inner.migrate().await?;
+        self.head.warm(self.inner.as_ref(), now_ms()).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+
+    async fn register_agent(&self, agent_id: &str, key: &[u8; 32]) -> Result<(), StoreError> {
+        self.inner.register_agent(agent_id, key).await
+    }
+
+    async fn revoke_agent(&self, agent_id: &str) -> Result<bool, StoreError> {
+        self.inner.revoke_agent(agent_id).await
+    }
+
+    async fn agent(&self, agent_id: &str) -> Result<Option<AgentRecord>, StoreError> {
+        self.inner.agent(agent_id).await
+    }
+
+    async fn commit_batch(
+        &self,
+        header: &BatchHeader,
+        series: &[Series],
+    ) -> Result<CommitOutcome, StoreError> {
+        let out = self.inner.commit_batch(header, series).await?;
+        if !out.duplicate {
+            self.head.append(series);
+        }
+        Ok(out)
+    }
+
+    async fn write_series(&self, series: &[Series]) -> Result<u64, StoreError> {
+        let stored = self.inner.write_series(series).await?;
+        self.head.append(series);
+        Ok(stored)
+    }
+
+    async fn select_series(&self, matchers: &[Matcher]) -> Result<Vec<(i64, Labels)>, StoreError> {
+        self.inner.select_series(matchers).await
+    }
+
+    async fn read_samples(
+        &self,
+        ids: &[i64],
+        start_ms: i64,
+        end_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, i64, f64)>, StoreError> {
+        self.inner.read_samples(ids, start_ms, end_ms, limit).await
+    }
+
+    async fn series_with_samples(
+        &self,
+        ids: &[i64],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.inner.series_with_samples(ids, start_ms, end_ms).await
+    }
+
+    async fn rollup_watermark(&self, res: Resolution) -> Result<Option<i64>, StoreError> {
+        self.inner.rollup_watermark(res).await
+    }
+
+    async fn oldest_sample(&self) -> Result<Option<i64>, StoreError> {
+        self.inner.oldest_sample().await
+    }
+
+    async fn build_rollup(&self, res: Resolution, from: i64, to: i64) -> Result<u64, StoreError> {
+        self.inner.build_rollup(res, from, to).await
+    }
+
+    async fn read_rollup(
+        &self,
+        res: Resolution,
+        ids: &[i64],
+        start_ms: i64,
+        end_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Bucket>, StoreError> {
+        self.inner
+            .read_rollup(res, ids, start_ms, end_ms, limit)
+            .await
+    }
+
+    async fn drop_before(&self, table: Table, before_ms: i64) -> Result<u64, StoreError> {
+        self.inner.drop_before(table, before_ms).await
+    }
+
+    async fn hosts(&self) -> Result<Vec<HostInfo>, StoreError> {
+        self.inner.hosts().await
+    }
+
+    async fn count_samples(&self, host: Option<&str>) -> Result<u64, StoreError> {
+        self.inner.count_samples(host).await
+    }
+
+    async fn put_token(&self, name: &str, sha256: &[u8; 32], role: &str) -> Result<(), StoreError> {
+        self.inner.put_token(name, sha256, role).await
+    }
+
+    async fn token(&self, sha256: &[u8; 32]) -> Result<Option<TokenInfo>, StoreError> {
+        self.inner.token(sha256).await
+    }
+
+    async fn revoke_token(&self, name: &str) -> Result<bool, StoreError> {
+        self.inner.revoke_token(name).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.inner.tokens().await
+    }
+}

@@ -1,0 +1,214 @@
+//! The in-memory index of the `series` table that label matchers run on.
+//!
+//! Each series id maps to its full label set (metric name as `__name__`,
+//! sorted), and postings map `label=value` to the sorted ids carrying it, so
+//! equality matchers cost a lookup and an intersection; other matchers are
+//! evaluated in Rust on the remaining candidates. The index is filled from
+//! the table (everything above the highest id read so far, so rows written
+//! by another process show up too) and kept current by the write path.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
+
+use promql_parser::label::{MatchOp, Matcher};
+use vigil_common::Label;
+
+use super::StoreError;
+use crate::query::Labels;
+use crate::query::source::{METRIC_NAME, matches};
+
+#[derive(Default)]
+struct Inner {
+    labels: HashMap<i64, Labels>,
+    /// `(name, value)` -> ids, sorted ascending.
+    postings: HashMap<(String, String), Vec<i64>>,
+    /// Highest id read from the table by [`SeriesIndex::load`].
+    loaded_upto: i64,
+}
+
+/// Series id -> labels, with postings for equality matchers.
+#[derive(Default)]
+pub struct SeriesIndex {
+    inner: RwLock<Inner>,
+}
+
+/// The label set of a stored series: `__name__` plus its canonical labels
+/// JSON, sorted by name.
+pub fn labels_of(metric: &str, labels_json: &str) -> Result<Labels, StoreError> {
+    let map: BTreeMap<String, String> = serde_json::from_str(labels_json)
+        .map_err(|e| StoreError::Corrupt(format!("series.labels {labels_json:?}: {e}")))?;
+    let mut out: Labels = map.into_iter().map(|(n, v)| Label::new(n, v)).collect();
+    out.push(Label::new(METRIC_NAME, metric));
+    out.sort();
+    Ok(out)
+}
+
+impl SeriesIndex {
+    /// Highest id loaded from the table so far.
+    pub fn loaded_upto(&self) -> i64 {
+        self.inner.read().map(|i| i.loaded_upto).unwrap_or(0)
+    }
+
+    /// Number of series indexed.
+    pub fn len(&self) -> usize {
+        self.inner.read().map(|i| i.labels.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds rows `(id, metric, labels JSON)` read from the table.
+    pub fn load(&self, rows: Vec<(i64, String, String)>) -> Result<(), StoreError> {
+        let parsed: Vec<(i64, Labels)> = rows
+            .into_iter()
+            .map(|(id, m, l)| Ok((id, labels_of(&m, &l)?)))
+            .collect::<Result<_, StoreError>>()?;
+        let max = parsed.iter().map(|(id, _)| *id).max();
+        self.insert(parsed);
+        if let (Some(max), Ok(mut inner)) = (max, self.inner.write()) {
+            inner.loaded_upto = inner.loaded_upto.max(max);
+        }
+        Ok(())
+    }
+
+    /// Adds series (already present ones are left as they are).
+    pub fn insert(&self, series: Vec<(i64, Labels)>) {
+        let Ok(mut inner) = self.inner.write() else {
+            return;
+        };
+        for (id, labels) in series {
+            if inner.labels.contains_key(&id) {
+                continue;
+            }
+            for l in &labels {
+                let ids = inner
+                    .postings
+                    .entry((l.name.clone(), l.value.clone()))
+                    .or_default();
+                // Ids mostly arrive ascending: push, else insert in place.
+                match ids.last() {
+                    Some(&last) if last > id => {
+                        if let Err(at) = ids.binary_search(&id) {
+                            ids.insert(at, id);
+                        }
+                    }
+                    _ => ids.push(id),
+                }
+            }
+            inner.labels.insert(id, labels);
+        }
+    }
+
+    /// Ids and labels of the series matching every matcher, sorted by labels.
+    pub fn select(&self, matchers: &[Matcher]) -> Vec<(i64, Labels)> {
+        let Ok(inner) = self.inner.read() else {
+            return Vec::new();
+        };
+        // Equality matchers on a non-empty value narrow by postings.
+        let mut candidates: Option<Vec<i64>> = None;
+        for m in matchers {
+            if matches!(m.op, MatchOp::Equal) && !m.value.is_empty() {
+                let ids = inner
+                    .postings
+                    .get(&(m.name.clone(), m.value.clone()))
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]);
+                candidates = Some(match candidates {
+                    None => ids.to_vec(),
+                    Some(c) => intersect(&c, ids),
+                });
+            }
+        }
+        let mut out: Vec<(i64, Labels)> = match candidates {
+            Some(ids) => ids
+                .into_iter()
+                .filter_map(|id| inner.labels.get(&id).map(|l| (id, l)))
+                .filter(|(_, l)| matches(l, matchers))
+                .map(|(id, l)| (id, l.clone()))
+                .collect(),
+            None => inner
+                .labels
+                .iter()
+                .filter(|(_, l)| matches(l, matchers))
+                .map(|(id, l)| (*id, l.clone()))
+                .collect(),
+        };
+        out.sort_by(|a, b| a.1.cmp(&b.1));
+        out
+    }
+}
+
+/// Intersection of two ascending id lists.
+fn intersect(a: &[i64], b: &[i64]) -> Vec<i64> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    fn m(op: MatchOp, name: &str, value: &str) -> Matcher {
+        Matcher::new(op, name, value)
+    }
+
+    /// The matchers of a PromQL vector selector.
+    pub(crate) fn selector(q: &str) -> Vec<Matcher> {
+        match promql_parser::parser::parse(q).expect("parse") {
+            promql_parser::parser::Expr::VectorSelector(vs) => {
+                let mut ms = vs.matchers.matchers;
+                if let Some(name) = vs.name {
+                    ms.push(Matcher::new(MatchOp::Equal, METRIC_NAME, &name));
+                }
+                ms
+            }
+            other => panic!("not a selector: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn postings_and_regex_select_the_right_series() {
+        let idx = SeriesIndex::default();
+        idx.load(vec![
+            (3, "up".into(), r#"{"host":"a","role":"db"}"#.into()),
+            (1, "up".into(), r#"{"host":"b"}"#.into()),
+            (2, "cpu".into(), r#"{"host":"a"}"#.into()),
+        ])
+        .expect("load");
+        assert_eq!(idx.loaded_upto(), 3);
+        let ids = |ms: &[Matcher]| {
+            idx.select(ms)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&[m(MatchOp::Equal, "__name__", "up")]), vec![3, 1]);
+        assert_eq!(
+            ids(&[
+                m(MatchOp::Equal, "__name__", "up"),
+                m(MatchOp::Equal, "host", "a")
+            ]),
+            vec![3]
+        );
+        assert_eq!(ids(&[m(MatchOp::NotEqual, "host", "a")]), vec![1]);
+        // A missing label reads as "".
+        assert_eq!(ids(&[m(MatchOp::Equal, "role", "")]), vec![2, 1]);
+        assert_eq!(ids(&selector(r#"{host=~"a|b"}"#)), vec![2, 3, 1]);
+        assert_eq!(ids(&selector(r#"up{host!~"a"}"#)), vec![1]);
+        assert!(ids(&[m(MatchOp::Equal, "host", "zzz")]).is_empty());
+        assert_eq!(idx.select(&[m(MatchOp::Equal, "host", "b")])[0].1.len(), 2);
+        assert!(idx.load(vec![(9, "x".into(), "not json".into())]).is_err());
+    }
+}

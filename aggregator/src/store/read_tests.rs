@@ -1,0 +1,479 @@
+//! The query read path (index, store reads, head, rollups, retention) against
+//! both real databases, checked against `MemorySource`, the reference
+//! semantics of a `Source`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use vigil_common::wire::PROTOCOL_VERSION;
+use vigil_common::{BatchHeader, Label, Point, Series, now_ms};
+
+use super::config::StorageConfig;
+use super::index::tests::selector;
+use super::reader::StoreSource;
+use super::rollup::{Resolution, Rollups};
+use super::*;
+use crate::metrics::StorageMetrics;
+use crate::query::{MemorySource, SelectHints, Source, SourceError};
+use crate::testing::PgTestDb;
+
+const MIN: i64 = 60_000;
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 86_400_000;
+
+fn series(name: &str, labels: &[(&str, &str)], points: &[(i64, f64)]) -> Series {
+    Series::new(
+        name,
+        labels.iter().map(|(n, v)| Label::new(*n, *v)).collect(),
+        points
+            .iter()
+            .map(|&(t, v)| Point {
+                timestamp_ms: t,
+                value: v,
+            })
+            .collect(),
+    )
+}
+
+fn memory_of(data: &[Series]) -> MemorySource {
+    let mut mem = MemorySource::new();
+    for s in data {
+        let labels = head::series_labels(s);
+        for p in &s.points {
+            mem.push(&labels, p.timestamp_ms, p.value);
+        }
+    }
+    mem
+}
+
+/// Three series over the last 3 h, a sample every 10 minutes.
+fn recent_data(now: i64) -> Vec<Series> {
+    let pts = |k: f64| -> Vec<(i64, f64)> {
+        (0..=18)
+            .map(|i| (now - 3 * HOUR + i * 10 * MIN, k + i as f64))
+            .collect()
+    };
+    vec![
+        series("up", &[("host", "a"), ("role", "db")], &pts(1.0)),
+        series("up", &[("host", "b")], &pts(100.0)),
+        series("cpu", &[("host", "a")], &pts(1000.0)),
+    ]
+}
+
+const SELECTORS: [&str; 7] = [
+    "up",
+    r#"up{host="a"}"#,
+    r#"up{host!="a"}"#,
+    r#"{host=~"a|b"}"#,
+    r#"{__name__=~"up|cpu", host!~"b"}"#,
+    r#"up{role=""}"#,
+    r#"nothing{host="a"}"#,
+];
+
+/// Every selector over several ranges gives what `MemorySource` gives.
+async fn same_as_memory(source: &dyn Source, mem: &MemorySource, now: i64, what: &str) {
+    let ranges = [
+        (now - 4 * HOUR, now),
+        (now - 30 * MIN, now),
+        (now - 2 * HOUR - 5 * MIN, now - 50 * MIN),
+        (now - 3 * HOUR, now - 3 * HOUR),
+        (now + MIN, now + HOUR),
+    ];
+    let hints = SelectHints::default();
+    for q in SELECTORS {
+        let ms = selector(q);
+        for (start, end) in ranges {
+            let got = source
+                .select(&ms, start, end, &hints)
+                .await
+                .expect("select");
+            let mut want = mem.select(&ms, start, end, &hints).await.expect("memory");
+            // The order of series is not part of the contract; ours is by labels.
+            want.sort_by(|a, b| a.labels.cmp(&b.labels));
+            assert_eq!(got, want, "{what}: {q} over [{start}, {end}]");
+        }
+        let got = source
+            .series(std::slice::from_ref(&ms), now - 4 * HOUR, now, usize::MAX)
+            .await
+            .expect("series");
+        let want = mem
+            .series(&[ms], now - 4 * HOUR, now, usize::MAX)
+            .await
+            .expect("memory");
+        assert_eq!(got, want, "{what}: series {q}");
+    }
+    assert_eq!(
+        source
+            .label_names(&[], now - HOUR, now)
+            .await
+            .expect("names"),
+        vec!["__name__", "host", "role"]
+    );
+    assert_eq!(
+        source
+            .label_values("host", &[selector("up")], now - HOUR, now)
+            .await
+            .expect("values"),
+        vec!["a", "b"]
+    );
+}
+
+fn config(head: Duration, max_series: usize) -> StorageConfig {
+    StorageConfig {
+        head_duration: head,
+        head_max_series: max_series,
+        ..StorageConfig::default()
+    }
+}
+
+async fn read_suite(open_store: impl Fn() -> Arc<dyn Store>) {
+    let now = now_ms();
+    let data = recent_data(now);
+    let mem = memory_of(&data);
+
+    // The store alone (a head that is not warmed covers nothing).
+    let inner = open_store();
+    inner.migrate().await.expect("migrate");
+    assert_eq!(inner.write_series(&data).await.expect("write"), 57);
+    let cold = Arc::new(head::Head::new(
+        Duration::from_secs(3600),
+        10,
+        StorageMetrics::default(),
+    ));
+    let store_only = StoreSource::new(inner.clone(), cold, None);
+    same_as_memory(&store_only, &mem, now, "store only").await;
+
+    // Limits stop the read.
+    let up = selector("up");
+    let err = store_only
+        .select(
+            &up,
+            now - 4 * HOUR,
+            now,
+            &SelectHints {
+                max_series: 1,
+                ..SelectHints::default()
+            },
+        )
+        .await
+        .expect_err("two series");
+    assert!(
+        matches!(err, SourceError::TooManySeries { limit: 1 }),
+        "{err}"
+    );
+    let err = store_only
+        .select(
+            &up,
+            now - 4 * HOUR,
+            now,
+            &SelectHints {
+                max_samples: 20,
+                ..SelectHints::default()
+            },
+        )
+        .await
+        .expect_err("38 samples");
+    assert!(
+        matches!(err, SourceError::TooManySamples { limit: 20 }),
+        "{err}"
+    );
+
+    // Head of 1 h in front of the store, warmed at migrate.
+    let metrics = StorageMetrics::default();
+    let layers = layered(
+        inner.clone(),
+        &config(Duration::from_secs(3600), 10),
+        metrics.clone(),
+    );
+    layers.store.migrate().await.expect("migrate + warm");
+    let from = layers.head.covered_from().expect("warmed");
+    assert!((now - HOUR..=now_ms() - HOUR).contains(&from));
+    // 6 or 7 samples per series lie in the last hour (every 10 min).
+    let (series_n, samples_n) = layers.head.size();
+    assert_eq!(series_n, 3);
+    assert!((18..=21).contains(&samples_n), "{samples_n}");
+    assert_eq!(metrics.head_series.get(), 3);
+    same_as_memory(layers.source.as_ref(), &mem, now, "head + store").await;
+
+    // Recent ranges are served by the head: a row written behind its back
+    // is not seen there, but is by the store alone.
+    let sneaky = series("up", &[("host", "b")], &[(now - 5 * MIN, -1.0)]);
+    inner
+        .write_series(std::slice::from_ref(&sneaky))
+        .await
+        .expect("write behind the head");
+    let hb = selector(r#"up{host="b"}"#);
+    let via_head = layers
+        .source
+        .select(&hb, now - 20 * MIN, now, &SelectHints::default())
+        .await
+        .expect("select");
+    assert!(via_head[0].samples.iter().all(|&(_, v)| v != -1.0));
+    let via_store = store_only
+        .select(&hb, now - 20 * MIN, now, &SelectHints::default())
+        .await
+        .expect("select");
+    assert!(via_store[0].samples.iter().any(|&(_, v)| v == -1.0));
+    // Put head and reference in line with the database again.
+    layers.head.append(std::slice::from_ref(&sneaky));
+    let mut mem = mem;
+    mem.push(&head::series_labels(&sneaky), now - 5 * MIN, -1.0);
+
+    // Writes through the head are appended once committed; a duplicate
+    // batch is not appended again.
+    let header = BatchHeader {
+        protocol_version: PROTOCOL_VERSION,
+        agent_id: "a1".into(),
+        boot_id: [1; 16],
+        sequence: 1,
+        created_at_ms: now,
+        host: "a".into(),
+        roles: vec!["db".into()],
+    };
+    let fresh = vec![series("cpu", &[("host", "a")], &[(now - MIN, 5.5)])];
+    let before = layers.head.size().1;
+    layers
+        .store
+        .commit_batch(&header, &fresh)
+        .await
+        .expect("commit");
+    layers
+        .store
+        .commit_batch(&header, &fresh)
+        .await
+        .expect("duplicate");
+    assert_eq!(layers.head.size().1, before + 1);
+    mem.push(&head::series_labels(&fresh[0]), now - MIN, 5.5);
+    let other = series("new_metric", &[("host", "c")], &[(now - MIN, 1.0)]);
+    layers
+        .store
+        .write_series(std::slice::from_ref(&other))
+        .await
+        .expect("write");
+    mem.push(&head::series_labels(&other), now - MIN, 1.0);
+    assert_eq!(layers.head.size().0, 4);
+    let got = layers
+        .source
+        .select(
+            &selector("new_metric"),
+            now - HOUR,
+            now,
+            &SelectHints::default(),
+        )
+        .await
+        .expect("select");
+    assert_eq!(got[0].samples, vec![(now - MIN, 1.0)]);
+
+    // Trimming moves the covered range; the store fills what the head let go.
+    layers.head.trim(now + 30 * MIN);
+    assert_eq!(layers.head.covered_from(), Some(now - 30 * MIN));
+    same_as_memory(layers.source.as_ref(), &mem, now, "after trim").await;
+
+    // A restart warms a new head from the store; a head capped at 2 series
+    // refuses the rest, which are read from the store.
+    let restarted = open_store();
+    let metrics = StorageMetrics::default();
+    let capped = layered(
+        restarted,
+        &config(Duration::from_secs(3600), 2),
+        metrics.clone(),
+    );
+    capped.store.migrate().await.expect("migrate + warm");
+    assert_eq!(capped.head.size().0, 2);
+    assert_eq!(metrics.head_series_refused.get(), 2);
+    same_as_memory(
+        capped.source.as_ref(),
+        &mem,
+        now,
+        "capped head after restart",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = dir.path().to_path_buf();
+    read_suite(move || open("sqlite:v.db", &base, 4).expect("open")).await;
+}
+
+#[tokio::test]
+async fn postgres_reads() {
+    let db = PgTestDb::create().await.expect("PostgreSQL for tests");
+    let url = db.url.clone();
+    read_suite(move || open(&url, Path::new("."), 4).expect("open")).await;
+    db.drop_db().await;
+}
+
+/// Old data: raw samples 20 and 16 days ago, beyond a 15-day raw retention;
+/// 1-minute rollups kept 18 days, 1-hour ones a year.
+async fn rollup_suite(store: Arc<dyn Store>) -> StorageMetrics {
+    store.migrate().await.expect("migrate");
+    let now = now_ms();
+    // 01:00 UTC on those days, so the 2 hours stay inside one day partition.
+    let day20 = (now - 20 * DAY).div_euclid(DAY) * DAY + HOUR;
+    let day16 = (now - 16 * DAY).div_euclid(DAY) * DAY + HOUR;
+    // Every 15 s for 2 hours: value = index, so a minute's last is 4k+3.
+    let pts =
+        |t0: i64| -> Vec<(i64, f64)> { (0..480).map(|i| (t0 + i * 15_000, i as f64)).collect() };
+    let old = vec![
+        series("load", &[("host", "a")], &pts(day20)),
+        series("load", &[("host", "a")], &pts(day16)),
+        series("load", &[("host", "a")], &[(now - MIN, 7.0)]),
+    ];
+    assert_eq!(store.write_series(&old).await.expect("write"), 961);
+
+    let metrics = StorageMetrics::default();
+    let cfg = StorageConfig {
+        retention_raw: Duration::from_secs(15 * 86_400),
+        retention_1m: Duration::from_secs(18 * 86_400),
+        retention_1h: Duration::from_secs(365 * 86_400),
+        ..StorageConfig::default()
+    };
+    let rollups = Arc::new(Rollups::new(store.clone(), cfg, metrics.clone()));
+    rollups.run_once(now).await.expect("rollups + retention");
+    for res in Resolution::ALL {
+        let wm = store
+            .rollup_watermark(res)
+            .await
+            .expect("watermark")
+            .expect("set");
+        assert!(wm <= now - rollup::SETTLE_MS && wm > now - rollup::SETTLE_MS - res.ms());
+    }
+    // Raw samples older than 15 days are gone; the recent one stays.
+    assert_eq!(store.count_samples(None).await.expect("count"), 1);
+    // Running again changes nothing.
+    rollups.run_once(now).await.expect("again");
+
+    let head = Arc::new(head::Head::new(
+        Duration::from_secs(3600),
+        10,
+        metrics.clone(),
+    ));
+    let source = StoreSource::new(store.clone(), head, Some(rollups.clone()));
+    let ms = selector("load");
+    // 16 days ago: 1-minute buckets (last value at the bucket start).
+    let got = source
+        .select(&ms, day16, day16 + 2 * HOUR - 1, &SelectHints::default())
+        .await
+        .expect("select");
+    let want: Vec<(i64, f64)> = (0..120)
+        .map(|m| (day16 + m * MIN, (4 * m + 3) as f64))
+        .collect();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].samples, want);
+    // max_over_time reads the bucket max (the same here), avg the mean.
+    let got = source
+        .select(
+            &ms,
+            day16,
+            day16 + MIN - 1,
+            &SelectHints {
+                func: Some("avg_over_time".into()),
+                ..SelectHints::default()
+            },
+        )
+        .await
+        .expect("select avg");
+    assert_eq!(got[0].samples, vec![(day16, 1.5)]);
+    // 20 days ago the 1-minute rollups are gone too: 1-hour buckets.
+    let got = source
+        .select(&ms, day20 - HOUR, day20 + 3 * HOUR, &SelectHints::default())
+        .await
+        .expect("select");
+    assert_eq!(got[0].samples, vec![(day20, 239.0), (day20 + HOUR, 479.0)]);
+    let got = source
+        .select(
+            &ms,
+            day20,
+            day20 + 3 * HOUR,
+            &SelectHints {
+                func: Some("min_over_time".into()),
+                ..SelectHints::default()
+            },
+        )
+        .await
+        .expect("select min");
+    assert_eq!(got[0].samples, vec![(day20, 0.0), (day20 + HOUR, 240.0)]);
+    // A range spanning everything: hourly, minutely, then the raw sample.
+    let all = source
+        .select(&ms, now - 30 * DAY, now, &SelectHints::default())
+        .await
+        .expect("select all");
+    assert_eq!(all[0].samples.len(), 2 + 120 + 1);
+    assert!(all[0].samples.windows(2).all(|w| w[0].0 < w[1].0));
+    assert_eq!(all[0].samples.last(), Some(&(now - MIN, 7.0)));
+    let listed = source
+        .series(&[ms], day20, day20 + HOUR, 10)
+        .await
+        .expect("series");
+    assert_eq!(
+        listed.len(),
+        1,
+        "series with only rolled-up data are listed"
+    );
+    metrics
+}
+
+#[tokio::test]
+async fn sqlite_rollups_and_retention() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open("sqlite:v.db", dir.path(), 4).expect("open");
+    let metrics = rollup_suite(store).await;
+    // 960 raw rows, then the 1-minute rows of 20 days ago (120).
+    assert_eq!(metrics.rows_deleted.get(), 960 + 120);
+    assert_eq!(metrics.partitions_dropped.get(), 0);
+}
+
+#[tokio::test]
+async fn postgres_rollups_drop_partitions() {
+    let db = PgTestDb::create().await.expect("PostgreSQL for tests");
+    let store = open(&db.url, Path::new("."), 4).expect("open");
+    let metrics = rollup_suite(store).await;
+    assert!(
+        metrics.partitions_dropped.get() >= 3,
+        "{}",
+        metrics.partitions_dropped.get()
+    );
+    assert_eq!(metrics.rows_deleted.get(), 0);
+    let pg = postgres::PgStore::connect_lazy(&db.url, 1).expect("pool");
+    let raw_parts: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_inherits WHERE inhparent = 'samples'::regclass",
+    )
+    .fetch_one(pg.pool())
+    .await
+    .expect("partitions");
+    assert_eq!(raw_parts, 1, "only today's raw partition is left");
+    pg.pool().close().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_dead_database_is_a_storage_error_for_queries() {
+    let store = open("postgres://postgres@127.0.0.1:1/none", Path::new("."), 1).expect("lazy");
+    let layers = layered(store, &StorageConfig::default(), StorageMetrics::default());
+    let err = layers
+        .source
+        .select(&selector("up"), 0, 1000, &SelectHints::default())
+        .await
+        .expect_err("unreachable");
+    assert!(matches!(err, SourceError::Storage(_)), "{err}");
+    let err = layers
+        .source
+        .series(&[], 0, 1000, 10)
+        .await
+        .expect_err("unreachable");
+    assert!(matches!(err, SourceError::Storage(_)), "{err}");
+    assert!(layers.rollups.run_once(now_ms()).await.is_err());
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = open("sqlite:no/such/dir/v.db", dir.path(), 1).expect("lazy");
+    let layers = layered(bad, &StorageConfig::default(), StorageMetrics::default());
+    let err = layers
+        .source
+        .select(&selector("up"), 0, 1000, &SelectHints::default())
+        .await
+        .expect_err("no file");
+    assert!(matches!(err, SourceError::Storage(_)), "{err}");
+}
