@@ -9,6 +9,10 @@ pub mod health;
 pub mod hosts;
 pub mod metrics;
 pub mod openapi;
+mod ops;
+pub mod reports;
+pub mod resources;
+pub mod summary;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -52,6 +56,9 @@ pub fn app_with_access(state: AppState, policy: &access::AccessPolicy) -> Router
         .nest("/api/v1", tokens::router())
         .merge(openapi::router())
         .nest("/api/v1", exports::router())
+        .nest("/api/v1", summary::router())
+        .nest("/api/v1", resources::router())
+        .nest("/api/v1", reports::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
