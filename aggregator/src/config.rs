@@ -24,6 +24,9 @@ pub struct Config {
     /// Limits on what agents may send.
     #[serde(default)]
     pub ingest: IngestConfig,
+    /// Size caps of remote_write and text import over HTTP.
+    #[serde(default)]
+    pub http_ingest: crate::http::ingest::config::HttpIngestConfig,
     /// The head, rollups and retention.
     #[serde(default)]
     pub storage: crate::store::config::StorageConfig,
@@ -258,6 +261,7 @@ impl Config {
         if i.max_sample_age < Duration::from_secs(60) {
             problems.push("ingest.max_sample_age must be at least 1m".into());
         }
+        self.http_ingest.validate(problems);
         self.storage.validate(problems);
         Some((http?, quic?, tls?))
     }

@@ -133,6 +133,9 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         engine: Arc::new(crate::query::Engine::default()),
     };
     let app = http::app_with_access(state.clone(), &config.http.access_policy())
+        .layer(axum::Extension(std::sync::Arc::new(
+            http::ingest::IngestLimits::from_config(config),
+        )))
         .into_make_service_with_connect_info::<SocketAddr>();
     let mut http_stop = stopped;
     servers.push(tokio::spawn(async move {

@@ -22,21 +22,9 @@ use vigil_aggregator::http::{AppState, app};
 use vigil_aggregator::metrics::Metrics;
 use vigil_aggregator::store;
 
-/// Documented routes that other work in progress serves; remove a path once
-/// its router is merged (the test then holds it to the document).
-const PENDING: &[&str] = &[
-    "/api/v1/write",
-    "/api/v1/import",
-    "/prometheus/api/v1/query",
-    "/prometheus/api/v1/query_range",
-    "/prometheus/api/v1/series",
-    "/prometheus/api/v1/labels",
-    "/prometheus/api/v1/label/{name}/values",
-    "/prometheus/api/v1/metadata",
-    "/prometheus/api/v1/rules",
-    "/prometheus/api/v1/alerts",
-    "/prometheus/api/v1/status/buildinfo",
-];
+/// Documented routes that work in progress does not serve yet (none now);
+/// a path listed here may answer 404 until its router is merged.
+const PENDING: &[&str] = &[];
 
 async fn setup(dir: &Path) -> (Router, String) {
     let store = store::open("sqlite:t.db", dir, 2).expect("open");

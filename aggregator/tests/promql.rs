@@ -436,3 +436,4 @@ script!(rate);
 script!(aggregations);
 script!(functions);
 script!(matching);
+script!(range);

@@ -7,9 +7,11 @@ pub mod error;
 pub mod exports;
 pub mod health;
 pub mod hosts;
+pub mod ingest;
 pub mod metrics;
 pub mod openapi;
 mod ops;
+pub mod prometheus;
 pub mod reports;
 pub mod resources;
 pub mod summary;
@@ -59,6 +61,8 @@ pub fn app_with_access(state: AppState, policy: &access::AccessPolicy) -> Router
         .nest("/api/v1", summary::router())
         .nest("/api/v1", resources::router())
         .nest("/api/v1", reports::router())
+        .nest("/prometheus/api/v1", prometheus::router())
+        .merge(ingest::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(

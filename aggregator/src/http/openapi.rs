@@ -84,6 +84,11 @@ const METADATA: &[Param] = &[
     p("metric", false, "only this metric"),
     p("limit", false, "maximum number of metrics"),
 ];
+const EXEMPLARS: &[Param] = &[
+    p("query", true, "PromQL expression"),
+    p("start", false, "RFC 3339 or unix seconds"),
+    p("end", false, "RFC 3339 or unix seconds"),
+];
 const RULES: &[Param] = &[p("type", false, "alert or record")];
 const FROM_TO: &[Param] = &[
     p(
@@ -157,13 +162,12 @@ pub const OPERATIONS: &[Operation] = &[
     op!("get", "/prometheus/api/v1/label/{name}/values", "prometheus", R, LABELS, JSON, "Values of one label"),
     op!("post", "/prometheus/api/v1/label/{name}/values", "prometheus", R, LABELS, JSON, "Values of one label (form body)"),
     op!("get", "/prometheus/api/v1/metadata", "prometheus", R, METADATA, JSON, "Metric metadata (type, help, unit)"),
-    op!("post", "/prometheus/api/v1/metadata", "prometheus", R, METADATA, JSON, "Metric metadata (form body)"),
     op!("get", "/prometheus/api/v1/rules", "prometheus", R, RULES, JSON, "Loaded alerting and recording rules"),
-    op!("post", "/prometheus/api/v1/rules", "prometheus", R, RULES, JSON, "Loaded rules (form body)"),
     op!("get", "/prometheus/api/v1/alerts", "prometheus", R, &[], JSON, "Active alerts"),
-    op!("post", "/prometheus/api/v1/alerts", "prometheus", R, &[], JSON, "Active alerts"),
+    op!("get", "/prometheus/api/v1/query_exemplars", "prometheus", R, EXEMPLARS, JSON, "Exemplars (Vigil stores none: always empty)"),
+    op!("post", "/prometheus/api/v1/query_exemplars", "prometheus", R, EXEMPLARS, JSON, "Exemplars (form body)"),
+    op!("get", "/prometheus/api/v1/status/flags", "prometheus", R, &[], JSON, "Flag values, as Prometheus reports them"),
     op!("get", "/prometheus/api/v1/status/buildinfo", "prometheus", R, &[], JSON, "Build information"),
-    op!("post", "/prometheus/api/v1/status/buildinfo", "prometheus", R, &[], JSON, "Build information"),
 ];
 
 /// The names of a path's `{parameters}`.

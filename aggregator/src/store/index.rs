@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use promql_parser::label::{MatchOp, Matcher};
 use vigil_common::Label;
@@ -30,7 +31,14 @@ struct Inner {
 #[derive(Default)]
 pub struct SeriesIndex {
     inner: RwLock<Inner>,
+    /// When the table was last read (ms), to read it at most once per
+    /// [`REFRESH_EVERY_MS`]: this process's own writes are indexed at once,
+    /// so only series other processes add wait that long.
+    last_refresh_ms: AtomicI64,
 }
+
+/// How often queries look for series other processes added.
+pub const REFRESH_EVERY_MS: i64 = 1_000;
 
 /// The label set of a stored series: `__name__` plus its canonical labels
 /// JSON, sorted by name.
@@ -47,6 +55,21 @@ impl SeriesIndex {
     /// Highest id loaded from the table so far.
     pub fn loaded_upto(&self) -> i64 {
         self.inner.read().map(|i| i.loaded_upto).unwrap_or(0)
+    }
+
+    /// Whether the table should be read again (and notes that it will be).
+    pub fn refresh_due(&self, now_ms: i64) -> bool {
+        let last = self.last_refresh_ms.load(Ordering::Acquire);
+        now_ms.saturating_sub(last) >= REFRESH_EVERY_MS
+            && self
+                .last_refresh_ms
+                .compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    /// Makes the next [`SeriesIndex::refresh_due`] true (after a failed read).
+    pub fn refresh_failed(&self) {
+        self.last_refresh_ms.store(0, Ordering::Release);
     }
 
     /// Number of series indexed.

@@ -107,10 +107,20 @@ macro_rules! shared_queries {
         /// Brings `index` up to date with rows added to `series` since it
         /// last read (by this or another process).
         pub async fn refresh_index(pool: &Pool, index: &super::super::index::SeriesIndex) -> Result<(), StoreError> {
-            let rows = sqlx::query("SELECT id, metric, labels FROM series WHERE id > $1 ORDER BY id")
+            if !index.refresh_due(now_ms()) {
+                return Ok(());
+            }
+            let rows = match sqlx::query("SELECT id, metric, labels FROM series WHERE id > $1 ORDER BY id")
                 .bind(index.loaded_upto())
                 .fetch_all(pool)
-                .await?;
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) => {
+                    index.refresh_failed();
+                    return Err(e.into());
+                }
+            };
             if rows.is_empty() {
                 return Ok(());
             }

@@ -160,11 +160,7 @@ impl Evaluator<'_> {
             }
         }
         if matches!(op, T_TOPK | T_BOTTOMK | T_COUNT_VALUES) {
-            self.count(
-                out.iter()
-                    .map(|s| s.values.iter().filter(|v| v.is_some()).count())
-                    .sum(),
-            )?;
+            self.count(out.iter().map(|s| s.values.len()).sum())?;
             return Ok(Val::Vector(out));
         }
         for (labels, values) in groups.into_iter().zip(result) {

@@ -11,6 +11,9 @@ mod eval;
 mod functions;
 mod mathfn;
 mod plan;
+mod range_fns;
+#[cfg(test)]
+mod tests;
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -191,8 +194,8 @@ impl Engine {
                 "end timestamp must not be before start time".into(),
             ));
         }
-        let points = (end_ms - start_ms) / step_ms + 1;
-        if points > i64::try_from(self.limits.max_points_per_series).unwrap_or(i64::MAX) {
+        let points = (i128::from(end_ms) - i128::from(start_ms)) / i128::from(step_ms) + 1;
+        if points > self.limits.max_points_per_series as i128 {
             return Err(QueryError::BadData(format!(
                 "exceeded maximum resolution of {} points per timeseries. Try decreasing the query resolution (?step=XX)",
                 thousands(self.limits.max_points_per_series)

@@ -1,0 +1,187 @@
+//! Ingest from the Prometheus ecosystem over HTTP, next to the agents' QUIC:
+//!
+//! - `POST /api/v1/write` ([`remote_write`]): Prometheus remote_write 1.0
+//!   (snappy block format + protobuf `WriteRequest`), so Prometheus, Grafana
+//!   Alloy or vmagent can push into Vigil;
+//! - `POST /api/v1/import` ([`import`]): Prometheus text exposition (or
+//!   OpenMetrics) with timestamps, for backfill.
+//!
+//! Both need a `write` token, cap the body ([`config::HttpIngestConfig`]),
+//! validate every series as agents' are (names, labels, the
+//! `ingest.max_sample_age` / `ingest.max_future_skew` window), write the
+//! valid ones with [`crate::store::Store::write_series`] and report what was
+//! accepted and rejected ([`tally`]).
+//!
+//! The caps reach the handlers as an [`IngestLimits`] request extension
+//! (`server.rs` adds it from the config); without one the defaults apply.
+
+pub mod config;
+pub mod import;
+pub mod remote_write;
+pub mod tally;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::json;
+use tracing::warn;
+use vigil_common::Series;
+
+use crate::http::AppState;
+use config::HttpIngestConfig;
+use tally::{Endpoint, IngestMetrics};
+
+/// What the ingest endpoints accept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestLimits {
+    /// `[http_ingest]` size caps.
+    pub http: HttpIngestConfig,
+    /// `ingest.max_sample_age`: older samples are rejected.
+    pub max_sample_age: Duration,
+    /// `ingest.max_future_skew`: samples further ahead are rejected.
+    pub max_future_skew: Duration,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        let ingest = crate::config::IngestConfig::default();
+        IngestLimits {
+            http: HttpIngestConfig::default(),
+            max_sample_age: ingest.max_sample_age,
+            max_future_skew: ingest.max_future_skew,
+        }
+    }
+}
+
+impl IngestLimits {
+    /// The limits a configuration sets.
+    pub fn from_config(config: &crate::Config) -> Self {
+        IngestLimits {
+            http: config.http_ingest.clone(),
+            max_sample_age: config.ingest.max_sample_age,
+            max_future_skew: config.ingest.max_future_skew,
+        }
+    }
+}
+
+/// The limits in force for a request: the extension, or the defaults.
+pub(crate) type Limits = Option<axum::Extension<Arc<IngestLimits>>>;
+
+pub(crate) fn limits(ext: Limits) -> Arc<IngestLimits> {
+    ext.map(|axum::Extension(l)| l).unwrap_or_default()
+}
+
+/// The routes (full paths: they sit beside the REST API under `/api/v1`).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/write", post(remote_write::write))
+        .route("/api/v1/import", post(import::import))
+}
+
+/// Why a request was refused as a whole.
+#[derive(Debug)]
+pub enum IngestError {
+    /// 400: the body cannot be decoded.
+    Malformed(String),
+    /// 413: the body (or its decompressed form) is over a cap.
+    TooLarge(String),
+    /// 415: a content type or encoding this endpoint does not speak.
+    UnsupportedMediaType(String),
+    /// 503: the store failed; the sender should retry.
+    Unavailable(String),
+}
+
+impl IngestError {
+    /// Counts the request, then replies.
+    pub fn respond(self, metrics: &IngestMetrics, endpoint: Endpoint) -> Response {
+        let (status, result, kind, message) = match self {
+            IngestError::Malformed(m) => (StatusCode::BAD_REQUEST, "malformed", "bad_data", m),
+            IngestError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", "bad_data", m),
+            IngestError::UnsupportedMediaType(m) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "bad_data",
+                m,
+            ),
+            IngestError::Unavailable(detail) => {
+                warn!(%detail, ?endpoint, "write failed: storage unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "unavailable",
+                    "storage is unavailable, retry shortly".to_string(),
+                )
+            }
+        };
+        metrics.request(endpoint, result);
+        (
+            status,
+            Json(json!({"status": "error", "errorType": kind, "error": message})),
+        )
+            .into_response()
+    }
+}
+
+/// Reads a body of at most `cap` bytes; `what` names the cap in the error.
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    cap: usize,
+    what: &str,
+) -> Result<Bytes, IngestError> {
+    let too_large = || IngestError::TooLarge(format!("body larger than {cap} bytes ({what})"));
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > cap as u64) {
+        return Err(too_large());
+    }
+    // Past the announced length, the limit is enforced while reading; any
+    // other read error is a client that went away, whom no reply reaches.
+    axum::body::to_bytes(body, cap)
+        .await
+        .map_err(|_| too_large())
+}
+
+/// Samples per store call: bounds one transaction's size on big imports.
+const WRITE_CHUNK_SAMPLES: usize = 20_000;
+
+/// Writes `series` in chunks; returns how many samples the store added.
+pub(crate) async fn write(state: &AppState, series: &[Series]) -> Result<u64, IngestError> {
+    let mut stored = 0;
+    let mut start = 0;
+    while start < series.len() {
+        let mut end = start;
+        let mut samples = 0;
+        while end < series.len() && (end == start || samples < WRITE_CHUNK_SAMPLES) {
+            samples += series[end].points.len();
+            end += 1;
+        }
+        stored += state
+            .store
+            .write_series(&series[start..end])
+            .await
+            .map_err(|e| IngestError::Unavailable(e.to_string()))?;
+        start = end;
+    }
+    Ok(stored)
+}
+
+/// The media type of a header value, lower-cased, without parameters.
+pub(crate) fn media_type(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers.get(name).map(|v| {
+        String::from_utf8_lossy(v.as_bytes())
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+    })
+}
