@@ -568,7 +568,7 @@ async fn metrics_report_as_json_and_csv() {
     assert_eq!(lines[1], "2023-11-14T22:13:20.000Z,20,21.5");
     assert_eq!(lines.len(), 6);
 
-    // Bad parameters: each a 400 (or 422 for a query that cannot run) that says why.
+    // Bad parameters: each a 400 that names the parameter and says why.
     for (q, code, want) in [
         (range.clone(), 400, "query: a PromQL expression is required"),
         (
