@@ -401,6 +401,20 @@ async fn limits_are_422_and_timeouts_503() {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
 
+    let engine = Engine::new(Limits {
+        max_samples: 10,
+        ..Limits::default()
+    });
+    let (state, tokens) = setup(dir.path(), Arc::new(data()), engine).await;
+    let end = format!("&time={}", secs(T0 + 300_000));
+    let r = get(
+        &state,
+        &format!("{API}/query?query=count_over_time(up[5m]){end}"),
+        Some(&tokens.read),
+    )
+    .await;
+    assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "execution", "samples");
+
     let (state, tokens) = setup(dir.path(), Arc::new(Slow(data())), Engine::default()).await;
     let started = std::time::Instant::now();
     let r = get(
