@@ -59,6 +59,13 @@ async fn rate_limits_over_real_http() {
     // The address's burst of 3 is spent now too: even without a token.
     let r = client.get(&url).send().await.expect("4");
     assert_eq!(r.status(), 429);
+    // The limit is per TCP peer: another loopback address still gets through.
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("client");
+    let r = other.get(&url).send().await.expect("other address");
+    assert_eq!(r.status(), 401, "not limited, just without a token");
     // Health is never limited.
     let health = format!("http://{}/healthz", running.http_addr);
     assert_eq!(
