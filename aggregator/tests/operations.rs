@@ -746,3 +746,34 @@ async fn end_to_end_over_postgres() {
     through_a_real_store(store::open(&db.url, std::path::Path::new("."), 4).expect("open")).await;
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn engine_limits_are_422_not_500() {
+    let t = recent();
+    let mut d = Data::new();
+    d.gauge("pg_up", &[("host", "db-1")], &t, 1.0)
+        .gauge("pg_up", &[("host", "db-2")], &t, 1.0);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut state, token) = state_with(dir.path(), d.0).await;
+    state.engine = Arc::new(vigil_aggregator::query::Engine::new(
+        vigil_aggregator::query::Limits {
+            max_series: 1,
+            ..Default::default()
+        },
+    ));
+    for uri in [
+        "/api/v1/summary".to_string(),
+        format!(
+            "/api/v1/reports/metrics?query=pg_up&from={}",
+            (t[0] - MIN) / 1000
+        ),
+    ] {
+        let (status, body) = get_json(&state, &token, &uri).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}: {body}");
+        assert_eq!(body["errorType"], "execution");
+        assert!(
+            body["error"].as_str().expect("error").contains("series"),
+            "{body}"
+        );
+    }
+}

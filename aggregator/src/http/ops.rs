@@ -129,15 +129,24 @@ pub struct Point {
     pub value: f64,
 }
 
+/// A failed engine call on one of Vigil's own (fixed) queries: a limit is
+/// 422 with its message (the estate outgrew the engine's limits); anything
+/// else is the storage's fault or a defect, logged and answered 503.
+fn own_query_error(query: &str, e: QueryError) -> ApiError {
+    match e {
+        QueryError::Limit(m) => ApiError::Unprocessable(m),
+        e => ApiError::Unavailable(format!("{query}: {e}")),
+    }
+}
+
 /// Evaluates one of Vigil's own queries at `at_ms`, as a list of points
-/// (a scalar is one point without labels). Our queries are fixed, so any
-/// failure is the storage's or a defect: both are logged and answered 503.
+/// (a scalar is one point without labels); errors as [`own_query_error`].
 pub async fn instant(state: &AppState, query: &str, at_ms: i64) -> Result<Vec<Point>, ApiError> {
     let value = state
         .engine
         .instant(state.source.as_ref(), query, at_ms)
         .await
-        .map_err(|e| ApiError::Unavailable(format!("{query}: {e}")))?;
+        .map_err(|e| own_query_error(query, e))?;
     Ok(match value {
         Value::Vector(samples) => samples
             .into_iter()
@@ -166,7 +175,7 @@ pub async fn range(
         .engine
         .range(state.source.as_ref(), query, from_ms, to_ms, step_ms)
         .await
-        .map_err(|e| ApiError::Unavailable(format!("{query}: {e}")))?
+        .map_err(|e| own_query_error(query, e))?
     {
         Value::Matrix(series) => Ok(series),
         _ => Ok(Vec::new()),
