@@ -24,6 +24,9 @@ pub struct Config {
     /// Limits on what agents may send.
     #[serde(default)]
     pub ingest: IngestConfig,
+    /// Size caps of remote_write and text import over HTTP.
+    #[serde(default)]
+    pub http_ingest: crate::http::ingest::config::HttpIngestConfig,
     /// The head, rollups and retention.
     #[serde(default)]
     pub storage: crate::store::config::StorageConfig,
@@ -35,12 +38,35 @@ pub struct HttpConfig {
     /// Address to listen on for HTTP.
     #[serde(default = "default_http_listen")]
     pub listen: String,
+    /// Let requests without a token use read-only routes (default: off).
+    #[serde(default)]
+    pub anonymous_read: bool,
+    /// Requests per second (and burst) one API token may make; `per_second = 0` turns it off.
+    #[serde(default = "crate::http::access::default_rate_limit_per_token")]
+    pub rate_limit_per_token: crate::http::access::RateLimit,
+    /// Requests per second (and burst) one client address may make; `per_second = 0` turns it off.
+    #[serde(default = "crate::http::access::default_rate_limit_per_ip")]
+    pub rate_limit_per_ip: crate::http::access::RateLimit,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: default_http_listen(),
+            anonymous_read: false,
+            rate_limit_per_token: crate::http::access::default_rate_limit_per_token(),
+            rate_limit_per_ip: crate::http::access::default_rate_limit_per_ip(),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The access policy these settings describe.
+    pub fn access_policy(&self) -> crate::http::access::AccessPolicy {
+        crate::http::access::AccessPolicy {
+            anonymous_read: self.anonymous_read,
+            per_token: Some(self.rate_limit_per_token),
+            per_ip: Some(self.rate_limit_per_ip),
         }
     }
 }
@@ -235,6 +261,7 @@ impl Config {
         if i.max_sample_age < Duration::from_secs(60) {
             problems.push("ingest.max_sample_age must be at least 1m".into());
         }
+        self.http_ingest.validate(problems);
         self.storage.validate(problems);
         Some((http?, quic?, tls?))
     }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use vigil_aggregator::config::{Config, Loaded};
+use vigil_aggregator::http::access::{ANONYMOUS, Scope};
 use vigil_aggregator::{auth, quickstart, store};
 use vigil_common::config::EXIT_CONFIG;
 
@@ -79,14 +80,27 @@ enum Command {
         #[arg(long)]
         agent_id: String,
     },
-    /// Create (or replace) a named API token and print it.
+    /// Create (or replace) a named API token and print it (shown only once).
     CreateToken {
         #[arg(long)]
         config: PathBuf,
         #[arg(long)]
         name: String,
-        #[arg(long, default_value = "admin")]
-        role: String,
+        /// read, write or admin (`--role` is an alias).
+        #[arg(long, alias = "role", default_value = "admin")]
+        scope: String,
+    },
+    /// Revoke a named API token: it is rejected from then on.
+    RevokeToken {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+    /// List API tokens: name, scope, created, revoked (never the secret).
+    ListTokens {
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -108,7 +122,9 @@ fn main() -> ExitCode {
         | Command::CheckConfig { config }
         | Command::RegisterAgent { config, .. }
         | Command::RevokeAgent { config, .. }
-        | Command::CreateToken { config, .. } => match load(config) {
+        | Command::CreateToken { config, .. }
+        | Command::RevokeToken { config, .. }
+        | Command::ListTokens { config } => match load(config) {
             Ok(l) => Some(l),
             Err(code) => return code,
         },
@@ -144,15 +160,18 @@ fn main() -> ExitCode {
                 println!("revoked agent {agent_id}");
                 Ok(())
             }
-            (Command::CreateToken { name, role, .. }, Some(loaded)) => {
+            (Command::CreateToken { name, scope, .. }, Some(loaded)) => {
+                create_token(loaded, &name, &scope).await
+            }
+            (Command::RevokeToken { name, .. }, Some(loaded)) => {
                 let store = open_store(&loaded).await?;
-                let token = auth::new_token().map_err(|_| anyhow::anyhow!("random failed"))?;
-                store
-                    .put_token(&name, &auth::token_hash(&token), &role)
-                    .await?;
-                println!("{token}");
+                if !store.revoke_token(&name).await? {
+                    bail!("no live token named {name:?} (see list-tokens)");
+                }
+                println!("revoked token {name}");
                 Ok(())
             }
+            (Command::ListTokens { .. }, Some(loaded)) => list_tokens(loaded).await,
             (
                 Command::Quickstart {
                     data_dir,
@@ -207,6 +226,45 @@ async fn register_agent(loaded: Loaded, agent_id: &str, public_key: &str) -> Res
     let store = open_store(&loaded).await?;
     store.register_agent(agent_id, key.as_bytes()).await?;
     println!("registered agent {agent_id}");
+    Ok(())
+}
+
+async fn create_token(loaded: Loaded, name: &str, scope: &str) -> Result<()> {
+    let scope: Scope = scope.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    if name.is_empty() || name == ANONYMOUS || name.chars().any(char::is_control) {
+        bail!("invalid token name {name:?}");
+    }
+    let store = open_store(&loaded).await?;
+    let token = auth::new_token().map_err(|_| anyhow::anyhow!("random failed"))?;
+    store
+        .put_token(name, &auth::token_hash(&token), scope.as_str())
+        .await?;
+    println!("{token}");
+    Ok(())
+}
+
+async fn list_tokens(loaded: Loaded) -> Result<()> {
+    let store = open_store(&loaded).await?;
+    let when = |ms: i64| {
+        let t = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+        humantime::format_rfc3339_seconds(t).to_string()
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<24} {:<6} {:<21} REVOKED",
+        "NAME", "SCOPE", "CREATED"
+    )?;
+    for t in store.tokens().await? {
+        let revoked = t.revoked_at_ms.map_or_else(|| "-".to_string(), when);
+        writeln!(
+            out,
+            "{:<24} {:<6} {:<21} {revoked}",
+            t.name,
+            t.role,
+            when(t.created_at_ms)
+        )?;
+    }
     Ok(())
 }
 

@@ -112,6 +112,8 @@ pub struct Metrics {
     pub handshake_failures: Counter,
     pub commit_duration: Histogram,
     pub database_up: Gauge,
+    /// `/api/v1/write` and `/api/v1/import`.
+    pub http_ingest: crate::http::ingest::tally::IngestMetrics,
     pub storage: StorageMetrics,
 }
 
@@ -137,6 +139,7 @@ impl Metrics {
             handshake_failures: Counter::default(),
             commit_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             database_up: Gauge::default(),
+            http_ingest: Default::default(),
             storage: StorageMetrics::default(),
         };
         // Every reason exists from the start, so dashboards see zeros, not gaps.
@@ -209,6 +212,7 @@ impl Metrics {
             "1 when the store is reachable and migrated",
             m.database_up.clone(),
         );
+        m.http_ingest.register(&mut registry);
         m.storage.register(&mut registry);
         Metrics { registry, ..m }
     }

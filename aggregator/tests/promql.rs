@@ -418,21 +418,34 @@ async fn run_script(path: &Path) -> Vec<String> {
     failures
 }
 
-macro_rules! script {
-    ($name:ident) => {
-        #[tokio::test]
-        async fn $name() {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/promql")
-                .join(concat!(stringify!($name), ".test"));
-            let failures = run_script(&path).await;
-            assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+macro_rules! scripts {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/promql")
+                    .join(concat!(stringify!($name), ".test"));
+                let failures = run_script(&path).await;
+                assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+            }
+        )*
+
+        /// A script added to the folder but not listed here would never run.
+        #[test]
+        fn every_script_is_listed() {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/promql");
+            let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+                .expect("list tests/promql")
+                .filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str()?.strip_suffix(".test").map(str::to_string))
+                .collect();
+            on_disk.sort();
+            let mut listed = vec![$(stringify!($name).to_string()),*];
+            listed.sort();
+            assert_eq!(on_disk, listed);
         }
     };
 }
 
-script!(selectors);
-script!(rate);
-script!(aggregations);
-script!(functions);
-script!(matching);
+scripts!(selectors, rate, aggregations, functions, matching, range);

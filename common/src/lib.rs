@@ -3,10 +3,13 @@
 //! Everything that crosses the wire lives here and only here: the data model
 //! ([`model`]), the encoded batch and replies ([`wire`]), length-prefixed
 //! framing ([`frame`]), Ed25519 signing of the exact encoded bytes ([`sign`]),
-//! and the mutual-TLS setup both ends share ([`tls`]).
+//! the mutual-TLS setup both ends share ([`tls`]), and the Prometheus text
+//! exposition parser the agent scrapes with and the aggregator imports with
+//! ([`exposition`]).
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod exposition;
 pub mod frame;
 pub mod model;
 pub mod sign;

@@ -1,11 +1,28 @@
-//! Who may call what: API token scopes as axum extractors.
+//! Who may call what, and how often.
 //!
-//! A token's scope is one of `read` < `write` < `admin`; each includes the
-//! ones before it. A handler states what it needs by taking [`ReadAccess`],
-//! [`WriteAccess`] or [`AdminAccess`] as an argument.
+//! - Scopes: a token's scope is one of `read` < `write` < `admin`; each
+//!   includes the ones before it. A handler states what it needs by taking
+//!   [`ReadAccess`], [`WriteAccess`] or [`AdminAccess`] as an argument.
+//! - [`guard`], a middleware on every `/api` and `/prometheus` route, runs
+//!   before the handlers: it applies the per-IP rate limit (before touching
+//!   the database, so token guessing is throttled too), resolves the bearer
+//!   token once (401 for a malformed, unknown or revoked one), then applies
+//!   the per-token rate limit. Over a limit the answer is 429 with
+//!   `Retry-After`. `/healthz`, `/readyz` and `/metrics` are never guarded.
+//! - Anonymous reads: with `[http] anonymous_read = true` a request *without*
+//!   a token passes read-scope routes (a wrong token is still 401).
 
-use axum::extract::FromRequestParts;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use serde::Deserialize;
 
 use super::error::ApiError;
 use super::{AppState, Caller};
@@ -39,11 +56,228 @@ impl Scope {
     }
 }
 
+impl std::str::FromStr for Scope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Scope, String> {
+        Scope::of_role(s).ok_or_else(|| format!("unknown scope {s:?}: use read, write or admin"))
+    }
+}
+
+/// A token bucket: `per_second` requests per second on average, up to
+/// `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained requests per second; 0 turns the limit off.
+    pub per_second: u32,
+    /// Requests allowed at once before the rate applies (at least 1).
+    pub burst: NonZeroU32,
+}
+
+impl RateLimit {
+    fn quota(self) -> Option<Quota> {
+        NonZeroU32::new(self.per_second).map(|rate| Quota::per_second(rate).allow_burst(self.burst))
+    }
+}
+
+/// Default per-token limit: generous for Grafana (a dashboard refresh sends
+/// one query per panel at once) while stopping a runaway script.
+pub fn default_rate_limit_per_token() -> RateLimit {
+    RateLimit {
+        per_second: 50,
+        burst: NonZeroU32::new(200).unwrap_or(NonZeroU32::MIN),
+    }
+}
+
+/// Default per-IP limit (all requests from one address, with or without a
+/// token): above the per-token one so several tokens behind one NAT work.
+pub fn default_rate_limit_per_ip() -> RateLimit {
+    RateLimit {
+        per_second: 100,
+        burst: NonZeroU32::new(400).unwrap_or(NonZeroU32::MIN),
+    }
+}
+
+/// The `[http]` settings [`guard`] enforces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessPolicy {
+    /// Requests without a token may use read-scope routes.
+    pub anonymous_read: bool,
+    pub per_token: Option<RateLimit>,
+    pub per_ip: Option<RateLimit>,
+}
+
+impl Default for AccessPolicy {
+    /// Tokens required, no rate limits (what [`super::app`] uses for tests).
+    fn default() -> Self {
+        AccessPolicy {
+            anonymous_read: false,
+            per_token: None,
+            per_ip: None,
+        }
+    }
+}
+
+/// Keyed limiters beyond this many keys are pruned of idle keys, so a flood
+/// from many addresses cannot grow memory without bound.
+const PRUNE_ABOVE_KEYS: usize = 10_000;
+
+/// The state [`guard`] keeps: the policy and one keyed limiter per kind.
+pub struct Guard {
+    anonymous_read: bool,
+    per_token: Option<DefaultKeyedRateLimiter<String>>,
+    per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+impl Guard {
+    pub fn new(policy: &AccessPolicy) -> Guard {
+        // governor's keyed GCRA limiters: lock-free per key, exact
+        // Retry-After from the bucket state, and `retain_recent` to prune.
+        Guard {
+            anonymous_read: policy.anonymous_read,
+            per_token: policy
+                .per_token
+                .and_then(RateLimit::quota)
+                .map(governor::RateLimiter::keyed),
+            per_ip: policy
+                .per_ip
+                .and_then(RateLimit::quota)
+                .map(governor::RateLimiter::keyed),
+        }
+    }
+}
+
+/// Whether [`guard`] applies to `path`.
+fn guarded(path: &str) -> bool {
+    path == "/api"
+        || path.starts_with("/api/")
+        || path == "/prometheus"
+        || path.starts_with("/prometheus/")
+}
+
+fn check<K>(limiter: &Option<DefaultKeyedRateLimiter<K>>, key: &K) -> Result<(), ApiError>
+where
+    K: Clone + std::hash::Hash + Eq,
+{
+    let Some(limiter) = limiter else {
+        return Ok(());
+    };
+    if limiter.len() > PRUNE_ABOVE_KEYS {
+        limiter.retain_recent();
+    }
+    limiter.check_key(key).map_err(|not_until| {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        // Round up: retrying after a truncated delay would be refused again.
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        ApiError::RateLimited {
+            retry_after_secs: secs.max(1),
+        }
+    })
+}
+
+/// The token a request resolved to, left in its extensions by [`guard`].
+#[derive(Debug, Clone)]
+struct Authenticated(TokenInfo);
+
+/// Left in the extensions by [`guard`] when anonymous reads are open.
+#[derive(Debug, Clone, Copy)]
+struct AnonymousRead;
+
+/// The bearer token of a request: `Ok(None)` without an Authorization header.
+pub(crate) fn bearer(parts_headers: &axum::http::HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(header) = parts_headers.get(axum::http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    header
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(Some)
+        .ok_or(ApiError::Unauthorized(
+            "malformed Authorization header: expected Bearer <token>",
+        ))
+}
+
+/// Looks a presented token up; 401 if it is unknown or revoked.
+pub(crate) async fn resolve(state: &AppState, token: &str) -> Result<TokenInfo, ApiError> {
+    match state.store.token(&crate::auth::token_hash(token)).await {
+        Ok(Some(info)) => Ok(info),
+        Ok(None) => Err(ApiError::Unauthorized("invalid or revoked token")),
+        Err(e) => Err(ApiError::Unavailable(e.to_string())),
+    }
+}
+
+/// The middleware described in the module docs.
+pub async fn guard(
+    State((state, guard)): State<(AppState, Arc<Guard>)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if !guarded(request.uri().path()) {
+        return next.run(request).await;
+    }
+    match admit(&state, &guard, &mut request).await {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn admit(state: &AppState, guard: &Guard, request: &mut Request) -> Result<(), ApiError> {
+    // Without connection info (in-process tests) every caller shares one
+    // address, which errs on the side of limiting.
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    check(&guard.per_ip, &ip)?;
+    if let Some(token) = bearer(request.headers())? {
+        let info = resolve(state, token).await?;
+        check(&guard.per_token, &info.name)?;
+        request.extensions_mut().insert(Authenticated(info));
+    } else if guard.anonymous_read {
+        request.extensions_mut().insert(AnonymousRead);
+    }
+    Ok(())
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(Authenticated(info)) = parts.extensions.get::<Authenticated>() {
+            return Ok(Caller(info.clone()));
+        }
+        match bearer(&parts.headers)? {
+            Some(token) => resolve(state, token).await.map(Caller),
+            None => Err(ApiError::Unauthorized(
+                "missing bearer token: send Authorization: Bearer <token> (quickstart writes one to admin.token)",
+            )),
+        }
+    }
+}
+
+/// The identity anonymous reads run under.
+pub const ANONYMOUS: &str = "anonymous";
+
 async fn require(
     parts: &mut Parts,
     state: &AppState,
     needed: Scope,
 ) -> Result<TokenInfo, ApiError> {
+    if needed == Scope::Read
+        && parts.extensions.get::<AnonymousRead>().is_some()
+        && !parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION)
+    {
+        return Ok(TokenInfo {
+            name: ANONYMOUS.into(),
+            role: Scope::Read.as_str().into(),
+        });
+    }
     let Caller(info) = Caller::from_request_parts(parts, state).await?;
     match Scope::of_role(&info.role) {
         Some(have) if have >= needed => Ok(info),
@@ -75,7 +309,7 @@ macro_rules! scoped_extractor {
 }
 
 scoped_extractor!(
-    /// A caller whose token may read.
+    /// A caller whose token may read (or anyone, when anonymous reads are open).
     ReadAccess,
     Scope::Read
 );
@@ -89,3 +323,40 @@ scoped_extractor!(
     AdminAccess,
     Scope::Admin
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_parse_and_order() {
+        assert_eq!("write".parse::<Scope>(), Ok(Scope::Write));
+        assert!(Scope::Read < Scope::Write && Scope::Write < Scope::Admin);
+        let err = "root".parse::<Scope>().expect_err("unknown");
+        assert!(err.contains("read, write or admin"), "{err}");
+    }
+
+    #[test]
+    fn guarded_paths() {
+        for p in [
+            "/api/v1/hosts",
+            "/api/openapi.json",
+            "/prometheus/api/v1/query",
+        ] {
+            assert!(guarded(p), "{p}");
+        }
+        for p in ["/healthz", "/readyz", "/metrics", "/apis", "/"] {
+            assert!(!guarded(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn a_zero_rate_turns_the_limit_off() {
+        let off = RateLimit {
+            per_second: 0,
+            burst: NonZeroU32::MIN,
+        };
+        assert!(off.quota().is_none());
+        assert!(default_rate_limit_per_token().quota().is_some());
+    }
+}

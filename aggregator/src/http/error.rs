@@ -17,6 +17,11 @@ pub enum ApiError {
     Forbidden(String),
     /// 404.
     NotFound(String),
+    /// 422: a well-formed query that cannot be executed (a limit, an
+    /// evaluation error), as Prometheus' `execution` error.
+    Unprocessable(String),
+    /// 429: over a rate limit; retry after this many seconds.
+    RateLimited { retry_after_secs: u64 },
     /// 503: a dependency (the database) is down; the detail is logged, not shown.
     Unavailable(String),
 }
@@ -28,6 +33,22 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m.to_string()),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
+            ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, "execution", m),
+            ApiError::RateLimited { retry_after_secs } => {
+                let mut response = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(json!({
+                        "status": "error",
+                        "errorType": "rate_limited",
+                        "error": format!("too many requests: retry after {retry_after_secs} s"),
+                    })),
+                )
+                    .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                return response;
+            }
             ApiError::Unavailable(detail) => {
                 warn!(%detail, "request failed: storage unavailable");
                 (

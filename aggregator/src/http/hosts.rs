@@ -1,8 +1,10 @@
-//! `GET /api/v1/hosts`: every agent that has sent data, with what it stored.
+//! `GET /api/v1/hosts`: every agent that has sent data, with what it stored;
+//! `GET /api/v1/hosts/{id}`: one of them (by agent id or hostname) with its
+//! latest resource figures.
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
@@ -13,7 +15,9 @@ use super::error::ApiError;
 use crate::store::HostInfo;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/hosts", get(list))
+    Router::new()
+        .route("/hosts", get(list))
+        .route("/hosts/{id}", get(one))
 }
 
 /// One host in the response.
@@ -52,4 +56,40 @@ async fn list(
         })
         .collect();
     Ok(Json(HostsResponse { hosts }))
+}
+
+/// One host with its latest figures.
+#[derive(Debug, Serialize)]
+pub struct HostDetail {
+    #[serde(flatten)]
+    pub host: HostView,
+    /// Null when the host has sent no host metrics in the last 5 minutes.
+    pub resources: Option<super::resources::HostResources>,
+}
+
+async fn one(
+    _caller: ReadAccess,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<HostDetail>, ApiError> {
+    let host = state
+        .store
+        .hosts()
+        .await?
+        .into_iter()
+        .find(|h| h.agent_id == id || h.hostname == id)
+        .ok_or_else(|| ApiError::NotFound(format!("no host with agent id or hostname {id:?}")))?;
+    let at = super::ops::now_ms();
+    let resources = super::resources::collect(&state, Some(&host.hostname), at)
+        .await?
+        .into_iter()
+        .next();
+    Ok(Json(HostDetail {
+        host: HostView {
+            first_seen: rfc3339(host.first_seen_ms),
+            last_seen: rfc3339(host.last_seen_ms),
+            host,
+        },
+        resources,
+    }))
 }

@@ -4,18 +4,25 @@
 
 pub mod access;
 pub mod error;
+pub mod exports;
 pub mod health;
 pub mod hosts;
+pub mod ingest;
 pub mod metrics;
+pub mod openapi;
+mod ops;
+pub mod prometheus;
+pub mod reports;
+pub mod resources;
+pub mod summary;
+pub mod tokens;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequestParts};
-use axum::http::request::Parts;
+use axum::extract::DefaultBodyLimit;
 
-use crate::auth::token_hash;
 use crate::metrics::Metrics;
 use crate::query::{Engine, Source};
 use crate::store::{Store, TokenInfo};
@@ -36,43 +43,35 @@ pub struct AppState {
     pub engine: Arc<Engine>,
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application, tokens required and no rate limits (tests).
 pub fn app(state: AppState) -> Router {
+    app_with_access(state, &access::AccessPolicy::default())
+}
+
+/// The whole HTTP application under the `[http]` access policy.
+pub fn app_with_access(state: AppState, policy: &access::AccessPolicy) -> Router {
+    let guard = std::sync::Arc::new(access::Guard::new(policy));
     Router::new()
         .merge(health::router())
         .merge(metrics::router())
         .nest("/api/v1", hosts::router())
+        .nest("/api/v1", tokens::router())
+        .merge(openapi::router())
+        .nest("/api/v1", exports::router())
+        .nest("/api/v1", summary::router())
+        .nest("/api/v1", resources::router())
+        .nest("/api/v1", reports::router())
+        .nest("/prometheus/api/v1", prometheus::router())
+        .merge(ingest::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            (state.clone(), guard),
+            access::guard,
+        ))
         .with_state(state)
 }
 
-/// A caller that presented a valid API token (`Authorization: Bearer <token>`).
+/// A caller that presented a valid API token (`Authorization: Bearer <token>`);
+/// the extractor lives in [`access`].
 pub struct Caller(pub TokenInfo);
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized(
-                "missing bearer token: send Authorization: Bearer <token> (quickstart writes one to admin.token)",
-            ))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(ApiError::Unauthorized(
-                "malformed Authorization header: expected Bearer <token>",
-            ))?;
-        match state.store.token(&token_hash(token)).await {
-            Ok(Some(info)) => Ok(Caller(info)),
-            Ok(None) => Err(ApiError::Unauthorized("invalid token")),
-            Err(e) => Err(ApiError::Unavailable(e.to_string())),
-        }
-    }
-}

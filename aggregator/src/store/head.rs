@@ -25,7 +25,7 @@ use tracing::info;
 use vigil_common::{BatchHeader, Label, Series, now_ms};
 
 use super::rollup::{Bucket, Resolution, Table};
-use super::{AgentRecord, CommitOutcome, HostInfo, Store, StoreError, TokenInfo};
+use super::{AgentRecord, CommitOutcome, HostInfo, Store, StoreError, TokenInfo, TokenRecord};
 use crate::metrics::StorageMetrics;
 use crate::query::Labels;
 use crate::query::source::METRIC_NAME;
@@ -401,5 +401,13 @@ impl Store for HeadStore {
 
     async fn token(&self, sha256: &[u8; 32]) -> Result<Option<TokenInfo>, StoreError> {
         self.inner.token(sha256).await
+    }
+
+    async fn revoke_token(&self, name: &str) -> Result<bool, StoreError> {
+        self.inner.revoke_token(name).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.inner.tokens().await
     }
 }

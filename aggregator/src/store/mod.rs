@@ -8,7 +8,7 @@
 //! - `series`: metric name + canonical label JSON -> id;
 //! - `samples`: (series id, timestamp ms, value), one value per series and timestamp;
 //! - `hosts`: per agent: hostname, roles, first/last seen, samples stored;
-//! - `api_tokens`: SHA-256 of API tokens with their role.
+//! - `api_tokens`: SHA-256 of API tokens with their role (scope) and revocation.
 //!
 //! A batch is committed in one transaction: dedup row, series, samples, host
 //! row. Only after that transaction commits does the aggregator ack.
@@ -103,6 +103,17 @@ pub struct TokenInfo {
     pub role: String,
 }
 
+/// An API token as `list-tokens` shows it (never the secret or its hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenRecord {
+    pub name: String,
+    /// The scope: `read`, `write` or `admin`.
+    pub role: String,
+    pub created_at_ms: i64,
+    /// Set once revoked; a revoked token is rejected.
+    pub revoked_at_ms: Option<i64>,
+}
+
 /// The storage interface the rest of the aggregator uses.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -186,7 +197,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores the SHA-256 of a token under `name` (replacing an older one).
     async fn put_token(&self, name: &str, sha256: &[u8; 32], role: &str) -> Result<(), StoreError>;
+    /// The token with this hash, unless it was revoked.
     async fn token(&self, sha256: &[u8; 32]) -> Result<Option<TokenInfo>, StoreError>;
+    /// Revokes the token called `name`; false if there is no such live token.
+    async fn revoke_token(&self, name: &str) -> Result<bool, StoreError>;
+    /// Every token, revoked ones included, by name.
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
 }
 
 /// Opens the store a URL names: `postgres://...` / `postgresql://...`, or

@@ -19,7 +19,7 @@ use super::index::SeriesIndex;
 use super::rollup::{Bucket, Resolution, Table};
 use super::{
     AgentRecord, BucketRow, CommitOutcome, HostInfo, SeriesCache, SeriesKey, Store, StoreError,
-    TokenInfo, batch_series_keys, bucket, columns, index_new, shared, sql_limit,
+    TokenInfo, TokenRecord, batch_series_keys, bucket, columns, index_new, shared, sql_limit,
 };
 
 const DAY_MS: i64 = 86_400_000;
@@ -396,5 +396,13 @@ impl Store for PgStore {
 
     async fn token(&self, sha256: &[u8; 32]) -> Result<Option<TokenInfo>, StoreError> {
         shared::pg::token(&self.pool, sha256).await
+    }
+
+    async fn revoke_token(&self, name: &str) -> Result<bool, StoreError> {
+        shared::pg::revoke_token(&self.pool, name).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        shared::pg::tokens(&self.pool).await
     }
 }

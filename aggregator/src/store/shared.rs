@@ -4,7 +4,7 @@
 
 use vigil_common::{BatchHeader, now_ms};
 
-use super::{AgentRecord, HostInfo, StoreError, TokenInfo, host_from_row};
+use super::{AgentRecord, HostInfo, StoreError, TokenInfo, TokenRecord, host_from_row};
 
 /// Inserted once per committed batch; a conflict means a retry or replay.
 const INSERT_BATCH: &str =
@@ -174,7 +174,7 @@ macro_rules! shared_queries {
                 "INSERT INTO api_tokens (name, token_sha256, role, created_at_ms) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (name) DO UPDATE
                  SET token_sha256 = excluded.token_sha256, role = excluded.role,
-                     created_at_ms = excluded.created_at_ms",
+                     created_at_ms = excluded.created_at_ms, revoked_at_ms = NULL",
             )
             .bind(name)
             .bind(&sha256[..])
@@ -186,7 +186,9 @@ macro_rules! shared_queries {
         }
 
         pub async fn token(pool: &Pool, sha256: &[u8; 32]) -> Result<Option<TokenInfo>, StoreError> {
-            let row = sqlx::query("SELECT name, role FROM api_tokens WHERE token_sha256 = $1")
+            let row = sqlx::query(
+                "SELECT name, role FROM api_tokens WHERE token_sha256 = $1 AND revoked_at_ms IS NULL",
+            )
                 .bind(&sha256[..])
                 .fetch_optional(pool)
                 .await?;
@@ -197,6 +199,35 @@ macro_rules! shared_queries {
                 })
             })
             .transpose()
+        }
+
+        pub async fn revoke_token(pool: &Pool, name: &str) -> Result<bool, StoreError> {
+            let done = sqlx::query(
+                "UPDATE api_tokens SET revoked_at_ms = $1 WHERE name = $2 AND revoked_at_ms IS NULL",
+            )
+            .bind(now_ms())
+            .bind(name)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        }
+
+        pub async fn tokens(pool: &Pool) -> Result<Vec<TokenRecord>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT name, role, created_at_ms, revoked_at_ms FROM api_tokens ORDER BY name",
+            )
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(TokenRecord {
+                        name: r.try_get("name")?,
+                        role: r.try_get("role")?,
+                        created_at_ms: r.try_get("created_at_ms")?,
+                        revoked_at_ms: r.try_get("revoked_at_ms")?,
+                    })
+                })
+                .collect()
         }
     };
 }

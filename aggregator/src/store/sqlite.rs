@@ -21,7 +21,7 @@ use super::index::SeriesIndex;
 use super::rollup::{Bucket, Resolution, Table};
 use super::{
     AgentRecord, BucketRow, CommitOutcome, HostInfo, SeriesCache, SeriesKey, Store, StoreError,
-    TokenInfo, batch_series_keys, bucket, columns, index_new, shared, sql_limit,
+    TokenInfo, TokenRecord, batch_series_keys, bucket, columns, index_new, shared, sql_limit,
 };
 
 /// Rows per INSERT statement: 3 parameters each, under SQLite's 32766 limit.
@@ -375,5 +375,13 @@ impl Store for SqliteStore {
 
     async fn token(&self, sha256: &[u8; 32]) -> Result<Option<TokenInfo>, StoreError> {
         shared::lite::token(&self.reader, sha256).await
+    }
+
+    async fn revoke_token(&self, name: &str) -> Result<bool, StoreError> {
+        shared::lite::revoke_token(&self.writer, name).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        shared::lite::tokens(&self.reader).await
     }
 }

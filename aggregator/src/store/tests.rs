@@ -219,6 +219,29 @@ async fn suite(store: Arc<dyn Store>) {
         "replaced token no longer works"
     );
 
+    // Revocation: the token stops working, stays listed, and re-creating the
+    // name issues a live token again.
+    store.put_token("ro", &[7; 32], "read").await.expect("put");
+    assert!(store.revoke_token("ro").await.expect("revoke"));
+    assert!(
+        !store.revoke_token("ro").await.expect("revoke"),
+        "already revoked"
+    );
+    assert!(!store.revoke_token("nobody").await.expect("revoke"));
+    assert_eq!(store.token(&[7; 32]).await.expect("token"), None);
+    let listed = store.tokens().await.expect("tokens");
+    assert_eq!(
+        listed.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        ["admin", "ro"]
+    );
+    assert!(listed[0].revoked_at_ms.is_none() && listed[1].revoked_at_ms.is_some());
+    assert!(listed[1].created_at_ms > 0);
+    store
+        .put_token("ro", &[8; 32], "read")
+        .await
+        .expect("re-create");
+    assert!(store.token(&[8; 32]).await.expect("token").is_some());
+
     // Samples not from agents: no dedup key, no host row, idempotent per
     // (series, timestamp), partitions made on demand (ten days back).
     let before = store.count_samples(None).await.expect("count");

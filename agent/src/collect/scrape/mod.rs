@@ -3,7 +3,7 @@
 //!
 //! Each cycle (or each `interval`, when set): GET the URL over the kept-alive
 //! connection ([`http`](crate::collect::http)) under the timeout and body cap,
-//! parse it ([`parse`]), attach labels and relabel ([`series`], [`relabel`]).
+//! parse it (`vigil_common::exposition`), attach labels and relabel ([`series`], [`relabel`]).
 //! A failed scrape is not a collector error: it yields `up 0` with the other
 //! synthetic series, and the rest of the batch goes out as usual.
 
@@ -20,15 +20,14 @@ use super::http::{self, BodyPolicy, Client, FailureLog, HttpError, Target};
 use super::{CollectError, Collector, Context};
 
 mod config;
-pub mod parse;
 pub mod relabel;
 pub mod series;
 
 pub use config::{config_problems, file_problems, scrapes};
 
-use parse::Format;
 use relabel::{RelabelConfig, Rule};
 use series::Origin;
+use vigil_common::exposition::{self as parse, Format};
 
 /// What a scrape asks for, in Prometheus' order of preference.
 const ACCEPT: &str = "application/openmetrics-text;version=1.0.0;q=0.5,\

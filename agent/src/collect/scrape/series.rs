@@ -12,9 +12,9 @@ use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
+use vigil_common::exposition::Sample;
 use vigil_common::{Label, Point, Series};
 
-use super::parse::Sample;
 use super::relabel::{self, Labels, NAME, Rule};
 use crate::collect::Context;
 

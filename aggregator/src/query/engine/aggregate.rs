@@ -27,6 +27,9 @@ impl Evaluator<'_> {
             T_TOPK | T_BOTTOMK | T_QUANTILE => self.eval_scalar(param("scalar")?, grid)?,
             _ => Vec::new(),
         };
+        if matches!(op, T_TOPK | T_BOTTOMK) && scalar_param.iter().any(|k| k.is_nan()) {
+            return Err(QueryError::Execution("Parameter value is NaN".into()));
+        }
         let string_param = match op {
             T_COUNT_VALUES => {
                 let name = self.eval_string(param("string")?, grid)?;
@@ -100,7 +103,7 @@ impl Evaluator<'_> {
                 match op {
                     T_TOPK | T_BOTTOMK => {
                         let k = scalar_param[i];
-                        if k.is_nan() || k < 1.0 {
+                        if k < 1.0 {
                             continue;
                         }
                         let k = if k >= m.len() as f64 {
@@ -160,11 +163,7 @@ impl Evaluator<'_> {
             }
         }
         if matches!(op, T_TOPK | T_BOTTOMK | T_COUNT_VALUES) {
-            self.count(
-                out.iter()
-                    .map(|s| s.values.iter().filter(|v| v.is_some()).count())
-                    .sum(),
-            )?;
+            self.count(out.iter().map(|s| s.values.len()).sum())?;
             return Ok(Val::Vector(out));
         }
         for (labels, values) in groups.into_iter().zip(result) {

@@ -322,11 +322,7 @@ impl Evaluator<'_> {
             .into_iter()
             .filter(|s| s.values.iter().any(Option::is_some))
             .collect();
-        self.count(
-            out.iter()
-                .map(|s| s.values.iter().filter(|v| v.is_some()).count())
-                .sum(),
-        )?;
+        self.count(out.iter().map(|s| s.values.len()).sum())?;
         Ok(out)
     }
 }

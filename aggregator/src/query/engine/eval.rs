@@ -3,15 +3,17 @@
 //! series, so a range query walks each series' samples once with a moving
 //! window instead of re-evaluating the tree per step.
 
+use std::borrow::Cow;
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use promql_parser::parser::{Expr, VectorSelector};
 use vigil_common::Label;
 
 use super::QueryError;
-use super::plan::{DEFAULT_SUBQUERY_STEP_MS, at_ms, dur_ms, key, offset_ms, too_many_samples};
+use super::plan::{
+    DEFAULT_SUBQUERY_STEP_MS, Fetched, at_ms, dur_ms, key, offset_ms, too_many_samples,
+};
 use crate::query::source::{Labels, METRIC_NAME, RawSeries, is_stale_marker};
 
 /// The timestamps a node is evaluated at: `start + i * step` for `i < n`.
@@ -24,7 +26,11 @@ pub(crate) struct Grid {
 
 impl Grid {
     pub fn ts(&self, i: usize) -> i64 {
-        self.start + self.step * i as i64
+        // Saturating: timestamps come from the request.
+        self.start.saturating_add(
+            self.step
+                .saturating_mul(i64::try_from(i).unwrap_or(i64::MAX)),
+        )
     }
 }
 
@@ -48,14 +54,16 @@ pub(crate) enum Val {
 
 /// Range-vector argument of a function: per series, its samples (stale
 /// markers removed), and how each step's window is placed.
-pub(crate) struct RangeArg {
-    pub series: Vec<RawSeries>,
+pub(crate) struct RangeArg<'a> {
+    /// Borrowed from the fetched data unless stale markers had to go (or
+    /// the samples come from a subquery).
+    pub series: Vec<Cow<'a, RawSeries>>,
     pub at: Option<i64>,
     pub offset: i64,
     pub range: i64,
 }
 
-impl RangeArg {
+impl RangeArg<'_> {
     /// Calls `f(step, window, window_start, window_end)` for every step of
     /// `grid`, with the samples in the left-open window `(end - range, end]`,
     /// walking `samples` once.
@@ -67,8 +75,11 @@ impl RangeArg {
     ) {
         let (mut lo, mut hi) = (0usize, 0usize);
         for i in 0..grid.n {
-            let end = self.at.unwrap_or_else(|| grid.ts(i)) - self.offset;
-            let start = end - self.range;
+            let end = self
+                .at
+                .unwrap_or_else(|| grid.ts(i))
+                .saturating_sub(self.offset);
+            let start = end.saturating_sub(self.range);
             while hi < samples.len() && samples[hi].0 <= end {
                 hi += 1;
             }
@@ -82,7 +93,7 @@ impl RangeArg {
 
 /// Evaluates nodes against fetched data.
 pub(crate) struct Evaluator<'a> {
-    pub data: &'a HashMap<usize, Vec<RawSeries>>,
+    pub data: &'a Fetched,
     pub query_start: i64,
     pub query_end: i64,
     pub lookback_ms: i64,
@@ -92,7 +103,7 @@ pub(crate) struct Evaluator<'a> {
     pub samples: Cell<usize>,
 }
 
-impl Evaluator<'_> {
+impl<'a> Evaluator<'a> {
     /// Fails once the query's wall-clock budget is spent.
     pub fn check_deadline(&self) -> Result<(), QueryError> {
         if Instant::now() > self.deadline {
@@ -101,7 +112,8 @@ impl Evaluator<'_> {
         Ok(())
     }
 
-    /// Counts `n` materialised samples against the query's limit.
+    /// Counts `n` materialised samples against the query's limit. A series
+    /// counts a slot per step, present or not, so the budget bounds memory.
     pub fn count(&self, n: usize) -> Result<(), QueryError> {
         let total = self.samples.get().saturating_add(n);
         self.samples.set(total);
@@ -118,9 +130,8 @@ impl Evaluator<'_> {
         labels: Labels,
         values: Vec<Option<f64>>,
     ) -> Result<(), QueryError> {
-        let n = values.iter().filter(|v| v.is_some()).count();
-        if n > 0 {
-            self.count(n)?;
+        if values.iter().any(Option::is_some) {
+            self.count(values.len())?;
             out.push(Series { labels, values });
         }
         Ok(())
@@ -156,7 +167,7 @@ impl Evaluator<'_> {
             }
             Expr::Unary(u) => match self.eval(&u.expr, grid)? {
                 Val::Scalar(v) => Ok(Val::Scalar(v.into_iter().map(|x| -x).collect())),
-                Val::Vector(series) => Ok(Val::Vector(
+                Val::Vector(series) => Ok(Val::Vector(merge_same_labels(
                     series
                         .into_iter()
                         .map(|s| Series {
@@ -164,7 +175,7 @@ impl Evaluator<'_> {
                             values: s.values.into_iter().map(|v| v.map(|x| -x)).collect(),
                         })
                         .collect(),
-                )),
+                )?)),
                 _ => Err(QueryError::BadData(
                     "unary minus is only allowed on scalars and instant vectors".into(),
                 )),
@@ -221,13 +232,13 @@ impl Evaluator<'_> {
             let mut values = vec![None; grid.n];
             let mut hi = 0usize;
             for (i, slot) in values.iter_mut().enumerate() {
-                let t = at.unwrap_or_else(|| grid.ts(i)) - off;
+                let t = at.unwrap_or_else(|| grid.ts(i)).saturating_sub(off);
                 while hi < s.samples.len() && s.samples[hi].0 <= t {
                     hi += 1;
                 }
                 if hi > 0 {
                     let (st, v) = s.samples[hi - 1];
-                    if st > t - self.lookback_ms && !is_stale_marker(v) {
+                    if st > t.saturating_sub(self.lookback_ms) && !is_stale_marker(v) {
                         *slot = Some(if timestamps { st as f64 / 1000.0 } else { v });
                     }
                 }
@@ -237,29 +248,34 @@ impl Evaluator<'_> {
         Ok(out)
     }
 
-    fn selected(&self, vs: &VectorSelector) -> Result<&[RawSeries], QueryError> {
+    fn selected(&self, vs: &VectorSelector) -> Result<&'a [RawSeries], QueryError> {
         self.data
-            .get(&key(vs))
-            .map(Vec::as_slice)
+            .get(key(vs))
             .ok_or_else(|| QueryError::Execution("internal: selector was not fetched".into()))
     }
 
     /// Resolves a range-vector argument (range selector or subquery).
-    pub fn range_arg(&self, expr: &Expr, grid: &Grid) -> Result<RangeArg, QueryError> {
+    pub fn range_arg(&self, expr: &Expr, grid: &Grid) -> Result<RangeArg<'a>, QueryError> {
         match expr {
             Expr::Paren(p) => self.range_arg(&p.expr, grid),
             Expr::MatrixSelector(ms) => {
                 let series = self
                     .selected(&ms.vs)?
                     .iter()
-                    .map(|s| RawSeries {
-                        labels: s.labels.clone(),
-                        samples: s
-                            .samples
-                            .iter()
-                            .filter(|(_, v)| !is_stale_marker(*v))
-                            .copied()
-                            .collect(),
+                    .map(|s| {
+                        if s.samples.iter().any(|(_, v)| is_stale_marker(*v)) {
+                            Cow::Owned(RawSeries {
+                                labels: s.labels.clone(),
+                                samples: s
+                                    .samples
+                                    .iter()
+                                    .filter(|(_, v)| !is_stale_marker(*v))
+                                    .copied()
+                                    .collect(),
+                            })
+                        } else {
+                            Cow::Borrowed(s)
+                        }
                     })
                     .collect();
                 Ok(RangeArg {
@@ -285,28 +301,39 @@ impl Evaluator<'_> {
                 };
                 // Inner steps are multiples of the step, after the window's
                 // (left-open) start.
-                let lo = first - offset - range;
-                let start = lo.div_euclid(step) * step + step;
-                let end = last - offset;
+                let lo = first.saturating_sub(offset).saturating_sub(range);
+                let start = lo
+                    .div_euclid(step)
+                    .saturating_mul(step)
+                    .saturating_add(step);
+                let end = last.saturating_sub(offset);
                 let n = if end < start {
                     0
                 } else {
-                    ((end - start) / step + 1) as usize
+                    usize::try_from((i128::from(end) - i128::from(start)) / i128::from(step) + 1)
+                        .unwrap_or(usize::MAX)
                 };
+                // Every series of the body holds a slot per step: even one
+                // must fit the sample budget.
+                if n > self.max_samples {
+                    return Err(QueryError::Limit(too_many_samples()));
+                }
                 let inner = Grid { start, step, n };
                 let series = if n == 0 {
                     Vec::new()
                 } else {
                     self.eval_vector(&sq.expr, &inner)?
                         .into_iter()
-                        .map(|s| RawSeries {
-                            samples: s
-                                .values
-                                .iter()
-                                .enumerate()
-                                .filter_map(|(i, v)| v.map(|v| (inner.ts(i), v)))
-                                .collect(),
-                            labels: s.labels,
+                        .map(|s| {
+                            Cow::Owned(RawSeries {
+                                samples: s
+                                    .values
+                                    .iter()
+                                    .enumerate()
+                                    .filter_map(|(i, v)| v.map(|v| (inner.ts(i), v)))
+                                    .collect(),
+                                labels: s.labels,
+                            })
                         })
                         .collect()
                 };

@@ -14,39 +14,15 @@ use super::eval::{
     Evaluator, Grid, Series, Val, drop_name, label_value, merge_same_labels, set_label,
 };
 use super::mathfn;
+use super::range_fns::RangeFn;
 use crate::query::source::{Labels, METRIC_NAME};
-
-/// Range-vector functions whose value depends only on the window and an
-/// optional scalar parameter.
-const RANGE_FUNCS: &[&str] = &[
-    "rate",
-    "irate",
-    "increase",
-    "delta",
-    "idelta",
-    "deriv",
-    "predict_linear",
-    "resets",
-    "changes",
-    "avg_over_time",
-    "min_over_time",
-    "max_over_time",
-    "sum_over_time",
-    "count_over_time",
-    "last_over_time",
-    "first_over_time",
-    "quantile_over_time",
-    "stddev_over_time",
-    "stdvar_over_time",
-    "present_over_time",
-];
 
 impl Evaluator<'_> {
     pub(crate) fn call(&self, c: &Call, grid: &Grid) -> Result<Val, QueryError> {
         let name = c.func.name;
         let args: Vec<&Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
-        if RANGE_FUNCS.contains(&name) {
-            return self.range_func(name, &args, grid).map(Val::Vector);
+        if let Some(f) = RangeFn::from_name(name) {
+            return self.range_func(f, &args, grid).map(Val::Vector);
         }
         let arg = |i: usize| {
             args.get(i).copied().ok_or_else(|| {
@@ -101,7 +77,9 @@ impl Evaluator<'_> {
                 let lo = self.eval_scalar(arg(1)?, grid)?;
                 let hi = self.eval_scalar(arg(2)?, grid)?;
                 Ok(Val::Vector(map_values(v, true, |i, x| {
-                    (lo[i] <= hi[i]).then(|| mathfn::go_max(lo[i], mathfn::go_min(hi[i], x)))
+                    // Empty only when max < min; a NaN bound yields NaN.
+                    (hi[i] >= lo[i] || hi[i].is_nan() || lo[i].is_nan())
+                        .then(|| mathfn::go_max(lo[i], mathfn::go_min(hi[i], x)))
                 })?))
             }
             "clamp_min" | "clamp_max" => {
@@ -280,98 +258,15 @@ impl Evaluator<'_> {
         }
     }
 
-    fn range_func(
-        &self,
-        name: &str,
-        args: &[&Expr],
-        grid: &Grid,
-    ) -> Result<Vec<Series>, QueryError> {
-        // The range argument is first, except for quantile_over_time(q, m).
-        let (m, param) = match name {
-            "quantile_over_time" => (args.get(1), args.first()),
-            "predict_linear" => (args.first(), args.get(1)),
-            _ => (args.first(), None),
-        };
-        let m = m.ok_or_else(|| QueryError::BadData(format!("missing argument of {name}()")))?;
-        let param = match param {
-            Some(p) => self.eval_scalar(p, grid)?,
-            None => Vec::new(),
-        };
-        let arg = self.range_arg(m, grid)?;
-        let keep_name = matches!(name, "last_over_time" | "first_over_time");
-        let range_secs = arg.range as f64 / 1000.0;
-        let mut out = Vec::new();
-        for s in &arg.series {
-            self.check_deadline()?;
-            let mut values = vec![None; grid.n];
-            arg.windows(&s.samples, grid, |i, w, start, end| {
-                values[i] = match name {
-                    "rate" => mathfn::extrapolated_rate(w, start, end, range_secs, true, true),
-                    "increase" => mathfn::extrapolated_rate(w, start, end, range_secs, true, false),
-                    "delta" => mathfn::extrapolated_rate(w, start, end, range_secs, false, false),
-                    "irate" => mathfn::instant_delta(w, true),
-                    "idelta" => mathfn::instant_delta(w, false),
-                    "deriv" => (w.len() >= 2).then(|| mathfn::linear_regression(w, w[0].0).0),
-                    "predict_linear" => (w.len() >= 2).then(|| {
-                        let eval_ts = arg.at.unwrap_or_else(|| grid.ts(i));
-                        let (slope, intercept) = mathfn::linear_regression(w, eval_ts);
-                        slope * param[i] + intercept
-                    }),
-                    "resets" => (!w.is_empty())
-                        .then(|| w.windows(2).filter(|p| p[1].1 < p[0].1).count() as f64),
-                    "changes" => (!w.is_empty()).then(|| {
-                        w.windows(2)
-                            .filter(|p| !(p[1].1 == p[0].1 || (p[1].1.is_nan() && p[0].1.is_nan())))
-                            .count() as f64
-                    }),
-                    _ => {
-                        if w.is_empty() {
-                            None
-                        } else {
-                            let vals = w.iter().map(|p| p.1);
-                            Some(match name {
-                                "avg_over_time" => mathfn::avg(vals),
-                                "min_over_time" => vals
-                                    .fold(f64::NAN, |m, x| if x < m || m.is_nan() { x } else { m }),
-                                "max_over_time" => vals
-                                    .fold(f64::NAN, |m, x| if x > m || m.is_nan() { x } else { m }),
-                                "sum_over_time" => mathfn::kahan_sum(vals),
-                                "count_over_time" => w.len() as f64,
-                                "last_over_time" => w[w.len() - 1].1,
-                                "first_over_time" => w[0].1,
-                                "quantile_over_time" => {
-                                    let mut v: Vec<f64> = vals.collect();
-                                    mathfn::quantile(param[i], &mut v)
-                                }
-                                "stddev_over_time" => mathfn::stdvar(vals).sqrt(),
-                                "stdvar_over_time" => mathfn::stdvar(vals),
-                                _ => 1.0, // present_over_time
-                            })
-                        }
-                    }
-                };
-            });
-            let labels = if keep_name {
-                s.labels.clone()
-            } else {
-                drop_name(s.labels.clone())
-            };
-            self.push_series(&mut out, labels, values)?;
-        }
-        if keep_name {
-            Ok(out)
-        } else {
-            merge_same_labels(out)
-        }
-    }
-
     fn histogram_quantile(
         &self,
         q: &[f64],
         input: Vec<Series>,
         grid: &Grid,
     ) -> Result<Vec<Series>, QueryError> {
-        // Group the bucket series by their labels without `le` (and name).
+        // Group the bucket series by their labels without `le`; the result
+        // drops the name, so two histograms differing only by name collide
+        // (an error, as in Prometheus).
         let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
         let mut index = std::collections::HashMap::new();
         for (j, s) in input.iter().enumerate() {
@@ -381,7 +276,7 @@ impl Evaluator<'_> {
             let key: Labels = s
                 .labels
                 .iter()
-                .filter(|l| l.name != "le" && l.name != METRIC_NAME)
+                .filter(|l| l.name != "le")
                 .cloned()
                 .collect();
             let g = *index.entry(key.clone()).or_insert_with(|| {
@@ -406,9 +301,9 @@ impl Evaluator<'_> {
                     *slot = Some(mathfn::bucket_quantile(q[i], &mut buckets));
                 }
             }
-            self.push_series(&mut out, labels, values)?;
+            self.push_series(&mut out, drop_name(labels), values)?;
         }
-        Ok(out)
+        merge_same_labels(out)
     }
 }
 
@@ -439,8 +334,9 @@ fn map_values(
     }
 }
 
-/// Labels of `absent(sel)`: the selector's equality matchers (a label named
-/// twice is left out), without the metric name.
+/// Labels of `absent(sel)`: each label's first equality matcher sets it;
+/// any later matcher on the same label, or a non-equality matcher, removes
+/// it (Prometheus' `createLabelsForAbsentFunction`). No metric name.
 fn absent_labels(expr: &Expr) -> Labels {
     let vs = match expr {
         Expr::VectorSelector(vs) => vs,
@@ -448,18 +344,18 @@ fn absent_labels(expr: &Expr) -> Labels {
         _ => return Vec::new(),
     };
     let mut labels: Labels = Vec::new();
-    let mut dup: Vec<String> = Vec::new();
+    let mut has: Vec<&str> = Vec::new();
     for m in &vs.matchers.matchers {
-        if m.name == METRIC_NAME || !matches!(m.op, promql_parser::label::MatchOp::Equal) {
+        if m.name == METRIC_NAME {
             continue;
         }
-        if label_value(&labels, &m.name).is_empty() && !labels.iter().any(|l| l.name == m.name) {
+        if matches!(m.op, promql_parser::label::MatchOp::Equal) && !has.contains(&m.name.as_str()) {
             set_label(&mut labels, &m.name, &m.value);
+            has.push(&m.name);
         } else {
-            dup.push(m.name.clone());
+            set_label(&mut labels, &m.name, "");
         }
     }
-    labels.retain(|l| !dup.contains(&l.name));
     labels
 }
 

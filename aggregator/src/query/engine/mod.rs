@@ -11,6 +11,9 @@ mod eval;
 mod functions;
 mod mathfn;
 mod plan;
+mod range_fns;
+#[cfg(test)]
+mod tests;
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -142,7 +145,7 @@ impl Engine {
             step: 1,
             n: 1,
         };
-        let (val, grid) = self.run(source, query, grid, 0).await?;
+        let (val, grid) = self.run(source, query, grid, None).await?;
         Ok(match val {
             Val::Scalar(v) => Value::Scalar {
                 timestamp_ms: time_ms,
@@ -191,8 +194,8 @@ impl Engine {
                 "end timestamp must not be before start time".into(),
             ));
         }
-        let points = (end_ms - start_ms) / step_ms + 1;
-        if points > i64::try_from(self.limits.max_points_per_series).unwrap_or(i64::MAX) {
+        let points = (i128::from(end_ms) - i128::from(start_ms)) / i128::from(step_ms) + 1;
+        if points > self.limits.max_points_per_series as i128 {
             return Err(QueryError::BadData(format!(
                 "exceeded maximum resolution of {} points per timeseries. Try decreasing the query resolution (?step=XX)",
                 thousands(self.limits.max_points_per_series)
@@ -203,7 +206,7 @@ impl Engine {
             step: step_ms,
             n: points as usize,
         };
-        let (val, grid) = self.run(source, query, grid, end_ms).await?;
+        let (val, grid) = self.run(source, query, grid, Some(end_ms)).await?;
         let series = match val {
             Val::Scalar(v) => vec![Series {
                 labels: Vec::new(),
@@ -234,21 +237,29 @@ impl Engine {
     }
 
     /// Parses, plans, fetches (within the timeout) and evaluates (on a
-    /// blocking thread, checking the deadline as it goes).
+    /// blocking thread, checking the deadline as it goes). `range_end` is
+    /// the end of a range query (`None` for an instant query).
     async fn run(
         &self,
         source: &dyn Source,
         query: &str,
         grid: Grid,
-        end_ms: i64,
+        range_end: Option<i64>,
     ) -> Result<(Val, Grid), QueryError> {
         let started = Instant::now();
         let deadline = started + self.limits.timeout;
         // The expression is pinned behind an Arc: fetched data is keyed by
         // the addresses of its selector nodes.
         let expr = Arc::new(promql_parser::parser::parse(query).map_err(QueryError::BadData)?);
-        let end_ms = if grid.n == 1 { grid.start } else { end_ms };
-        if grid.n > 1 {
+        let is_range = range_end.is_some();
+        let end_ms = range_end.unwrap_or(grid.start);
+        if plan::depth(&expr) > plan::MAX_DEPTH {
+            return Err(QueryError::BadData(format!(
+                "query is nested more than {} levels deep",
+                plan::MAX_DEPTH
+            )));
+        }
+        if is_range {
             match expr.value_type() {
                 ValueType::Scalar | ValueType::Vector => {}
                 t => {
@@ -265,7 +276,7 @@ impl Engine {
         let ctx = plan::PlanCtx {
             query_start: grid.start,
             query_end: end_ms,
-            step_ms: if grid.n > 1 { grid.step } else { 0 },
+            step_ms: if is_range { grid.step } else { 0 },
             lookback_ms: self.limits.lookback_ms,
         };
         let mut fetches = HashMap::new();
@@ -275,7 +286,6 @@ impl Engine {
             plan::fetch(
                 source,
                 fetches,
-                ctx.step_ms,
                 self.limits.max_series,
                 self.limits.max_samples,
             ),

@@ -8,7 +8,7 @@
 //! range selector (Prometheus 3 windows are left-open). `@` pins the
 //! timestamp. Every selector is fetched once; evaluation then runs in memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::{MatchOp, Matcher};
@@ -85,6 +85,38 @@ pub(crate) fn matcher_sets(vs: &VectorSelector) -> Vec<Vec<Matcher>> {
     }
 }
 
+/// Deepest expression the engine evaluates: evaluation recurses per level,
+/// and no real query comes close.
+pub(crate) const MAX_DEPTH: usize = 200;
+
+/// Nesting depth of `expr`, walked with an explicit stack (so a hostile
+/// query cannot overflow ours while being measured).
+pub(crate) fn depth(expr: &Expr) -> usize {
+    let mut max = 0;
+    let mut stack = vec![(expr, 1usize)];
+    while let Some((e, d)) = stack.pop() {
+        max = max.max(d);
+        match e {
+            Expr::Aggregate(a) => {
+                stack.push((&a.expr, d + 1));
+                if let Some(p) = &a.param {
+                    stack.push((p, d + 1));
+                }
+            }
+            Expr::Unary(u) => stack.push((&u.expr, d + 1)),
+            Expr::Binary(b) => {
+                stack.push((&b.lhs, d + 1));
+                stack.push((&b.rhs, d + 1));
+            }
+            Expr::Paren(p) => stack.push((&p.expr, d + 1)),
+            Expr::Subquery(s) => stack.push((&s.expr, d + 1)),
+            Expr::Call(c) => stack.extend(c.args.args.iter().map(|a| (a.as_ref(), d + 1))),
+            _ => {}
+        }
+    }
+    max
+}
+
 /// One selector's fetch: its closed ms range and hints.
 #[derive(Debug)]
 pub(crate) struct Fetch {
@@ -93,9 +125,13 @@ pub(crate) struct Fetch {
     pub end: i64,
     pub range_ms: i64,
     pub func: Option<String>,
+    /// Step the selector is evaluated at (0 for one timestamp).
+    pub step_ms: i64,
 }
 
-/// What the walk knows about the whole query.
+/// What the walk knows about the whole query (`step_ms` is that of the
+/// innermost enclosing subquery, if any).
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct PlanCtx {
     pub query_start: i64,
     pub query_end: i64,
@@ -126,12 +162,21 @@ pub(crate) fn plan(
                 None => (min, max),
             };
             let range = dur_ms(&sq.range);
+            let inner = PlanCtx {
+                step_ms: sq
+                    .step
+                    .as_ref()
+                    .map(dur_ms)
+                    .filter(|s| *s > 0)
+                    .unwrap_or(DEFAULT_SUBQUERY_STEP_MS),
+                ..*ctx
+            };
             plan(
                 &sq.expr,
                 lo.saturating_sub(off).saturating_sub(range),
                 hi.saturating_sub(off),
                 None,
-                ctx,
+                &inner,
                 out,
             );
         }
@@ -184,34 +229,77 @@ fn add(
         end,
         range_ms,
         func: func.map(str::to_string),
+        step_ms: ctx.step_ms,
     });
     f.start = f.start.min(start);
     f.end = f.end.max(end);
 }
 
-/// Fetches every planned selector from `source`; the result is keyed like
-/// the plan. Series matched by several `or` sets are kept once.
+/// The finer of two steps, 0 meaning "one timestamp".
+fn finer(a: i64, b: i64) -> i64 {
+    match (a, b) {
+        (0, x) | (x, 0) => x,
+        (a, b) => a.min(b),
+    }
+}
+
+/// The fetched series of every selector node. Selectors that are written
+/// the same way (same matchers, range and function) share one fetch.
+#[derive(Debug, Default)]
+pub(crate) struct Fetched {
+    slots: Vec<Vec<RawSeries>>,
+    index: HashMap<usize, usize>,
+}
+
+impl Fetched {
+    /// The series of the selector node with [`key`] `k`.
+    pub fn get(&self, k: usize) -> Option<&[RawSeries]> {
+        self.index.get(&k).map(|&i| self.slots[i].as_slice())
+    }
+}
+
+/// Fetches every planned selector from `source`, once per distinct
+/// selector. Series matched by several `or` sets are kept once.
 pub(crate) async fn fetch(
     source: &dyn Source,
     plan: HashMap<usize, Fetch>,
-    step_ms: i64,
     max_series: usize,
     max_samples: usize,
-) -> Result<HashMap<usize, Vec<RawSeries>>, QueryError> {
-    let mut data = HashMap::with_capacity(plan.len());
-    let mut loaded = 0usize;
+) -> Result<Fetched, QueryError> {
+    // Merge the nodes of identical selectors, widening the time range.
+    let mut merged: Vec<(Fetch, Vec<usize>)> = Vec::new();
+    let mut by_text: HashMap<String, usize> = HashMap::new();
     for (k, f) in plan {
+        let text = format!("{:?}|{}|{:?}", set_texts(&f.sets), f.range_ms, f.func);
+        match by_text.get(&text) {
+            Some(&i) => {
+                let (m, keys) = &mut merged[i];
+                m.start = m.start.min(f.start);
+                m.end = m.end.max(f.end);
+                m.step_ms = finer(m.step_ms, f.step_ms);
+                keys.push(k);
+            }
+            None => {
+                by_text.insert(text, merged.len());
+                merged.push((f, vec![k]));
+            }
+        }
+    }
+    let mut out = Fetched::default();
+    let mut loaded = 0usize;
+    for (f, keys) in merged {
         let hints = SelectHints {
-            step_ms,
+            step_ms: f.step_ms,
             range_ms: f.range_ms,
             func: f.func.clone(),
             max_series,
             max_samples: max_samples.saturating_sub(loaded).max(1),
         };
         let mut series: Vec<RawSeries> = Vec::new();
+        let mut seen: HashSet<Vec<vigil_common::Label>> = HashSet::new();
         for set in &f.sets {
             for s in source.select(set, f.start, f.end, &hints).await? {
-                if !series.iter().any(|x| x.labels == s.labels) {
+                if f.sets.len() == 1 || seen.insert(s.labels.clone()) {
                     series.push(s);
                 }
             }
@@ -221,9 +309,23 @@ pub(crate) async fn fetch(
             return Err(QueryError::Limit(too_many_samples()));
         }
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
-        data.insert(k, series);
+        for k in keys {
+            out.index.insert(k, out.slots.len());
+        }
+        out.slots.push(series);
     }
-    Ok(data)
+    Ok(out)
+}
+
+/// A canonical text of matcher sets (order-independent within a set).
+fn set_texts(sets: &[Vec<Matcher>]) -> Vec<Vec<String>> {
+    sets.iter()
+        .map(|set| {
+            let mut t: Vec<String> = set.iter().map(|m| m.to_string()).collect();
+            t.sort();
+            t
+        })
+        .collect()
 }
 
 /// Prometheus' message when a query would hold too many samples.

@@ -16,8 +16,8 @@
 
 use std::collections::HashMap;
 
-use vigil_common::model::is_valid_metric_name;
-use vigil_common::{MetricKind, MetricMetadata};
+use crate::model::is_valid_metric_name;
+use crate::{MetricKind, MetricMetadata};
 
 mod line;
 #[cfg(test)]

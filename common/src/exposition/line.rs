@@ -1,7 +1,7 @@
 //! One sample line: `name[{labels}] value [timestamp] [# exemplar]`, and the
 //! float syntax of values, timestamps and `le`/`quantile` labels.
 
-use vigil_common::model::{is_valid_label_name, is_valid_metric_name};
+use crate::model::{is_valid_label_name, is_valid_metric_name};
 
 use super::{Format, Sample};
 

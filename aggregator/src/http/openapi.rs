@@ -1,0 +1,303 @@
+//! `GET /api/openapi.json`: the OpenAPI 3.1 document of every route.
+//!
+//! The document is generated from [`OPERATIONS`], one row per (method, path).
+//! `tests/openapi.rs` keeps the table honest in both directions: it probes
+//! the app with every documented operation (none may answer 404/405), and it
+//! reads the route registrations in `src/http/` and probes every method on
+//! every registered path, so a route added without a row here fails the test.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use serde_json::{Map, Value, json};
+
+use super::AppState;
+use super::access::{ReadAccess, Scope};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/openapi.json", get(serve))
+}
+
+/// A query (or form) parameter.
+#[derive(Debug, Clone, Copy)]
+pub struct Param {
+    pub name: &'static str,
+    pub required: bool,
+    pub description: &'static str,
+}
+
+const fn p(name: &'static str, required: bool, description: &'static str) -> Param {
+    Param {
+        name,
+        required,
+        description,
+    }
+}
+
+/// One documented operation.
+#[derive(Debug, Clone, Copy)]
+pub struct Operation {
+    pub method: &'static str,
+    /// With `{name}` path parameters, as axum and OpenAPI both write them.
+    pub path: &'static str,
+    pub tag: &'static str,
+    pub summary: &'static str,
+    /// `None`: open to everyone.
+    pub scope: Option<Scope>,
+    pub params: &'static [Param],
+    /// Media type of the success body.
+    pub produces: &'static str,
+}
+
+const JSON: &str = "application/json";
+const TEXT: &str = "text/plain";
+
+const QUERY: &[Param] = &[
+    p("query", true, "PromQL expression"),
+    p(
+        "time",
+        false,
+        "evaluation time: RFC 3339 or unix seconds (default: now)",
+    ),
+    p("timeout", false, "evaluation timeout, e.g. 30s"),
+];
+const QUERY_RANGE: &[Param] = &[
+    p("query", true, "PromQL expression"),
+    p("start", true, "RFC 3339 or unix seconds"),
+    p("end", true, "RFC 3339 or unix seconds"),
+    p("step", true, "duration (15s) or float seconds"),
+    p("timeout", false, "evaluation timeout"),
+];
+const SERIES: &[Param] = &[
+    p("match[]", true, "series selector; repeatable"),
+    p("start", false, "RFC 3339 or unix seconds"),
+    p("end", false, "RFC 3339 or unix seconds"),
+    p("limit", false, "maximum number of series returned"),
+];
+const LABELS: &[Param] = &[
+    p("match[]", false, "series selector; repeatable"),
+    p("start", false, "RFC 3339 or unix seconds"),
+    p("end", false, "RFC 3339 or unix seconds"),
+];
+const METADATA: &[Param] = &[
+    p("metric", false, "only this metric"),
+    p("limit", false, "maximum number of metrics"),
+];
+const EXEMPLARS: &[Param] = &[
+    p("query", true, "PromQL expression"),
+    p("start", false, "RFC 3339 or unix seconds"),
+    p("end", false, "RFC 3339 or unix seconds"),
+];
+const RULES: &[Param] = &[p("type", false, "alert or record")];
+const FROM_TO: &[Param] = &[
+    p(
+        "from",
+        false,
+        "start: RFC 3339 or unix seconds (default: 24 h ago)",
+    ),
+    p("to", false, "end: RFC 3339 or unix seconds (default: now)"),
+];
+const REPORT_METRICS: &[Param] = &[
+    p("query", true, "PromQL expression"),
+    p(
+        "from",
+        false,
+        "start: RFC 3339 or unix seconds (default: 1 h ago)",
+    ),
+    p("to", false, "end: RFC 3339 or unix seconds (default: now)"),
+    p(
+        "step",
+        false,
+        "duration (60s) or float seconds (default: 60s)",
+    ),
+    p("format", false, "json (default) or csv"),
+];
+
+macro_rules! op {
+    ($method:literal, $path:literal, $tag:literal, $scope:expr, $params:expr, $produces:expr, $summary:literal) => {
+        Operation {
+            method: $method,
+            path: $path,
+            tag: $tag,
+            summary: $summary,
+            scope: $scope,
+            params: $params,
+            produces: $produces,
+        }
+    };
+}
+
+const R: Option<Scope> = Some(Scope::Read);
+const W: Option<Scope> = Some(Scope::Write);
+const A: Option<Scope> = Some(Scope::Admin);
+
+/// Every route the aggregator serves (one row per operation, kept tabular).
+#[rustfmt::skip]
+pub const OPERATIONS: &[Operation] = &[
+    op!("get", "/healthz", "health", None, &[], TEXT, "Liveness: the process answers"),
+    op!("get", "/readyz", "health", None, &[], TEXT, "Readiness: the database is reachable and migrated"),
+    op!("get", "/metrics", "health", None, &[], TEXT, "The aggregator's own metrics (Prometheus text format)"),
+    op!("get", "/api/openapi.json", "meta", R, &[], JSON, "This document"),
+    op!("get", "/api/v1/tokens", "access", A, &[], JSON, "API tokens: name, scope, created, revoked (never the secret)"),
+    op!("get", "/api/v1/hosts", "operations", R, &[], JSON, "Every agent that has sent data"),
+    op!("get", "/api/v1/hosts/{id}", "operations", R, &[], JSON, "One host by agent id or hostname, with its latest resource figures"),
+    op!("get", "/api/v1/summary", "operations", R, &[], JSON, "Health per component (api, ml-models, database, cache, system): green/yellow/red with the reason"),
+    op!("get", "/api/v1/system/resources", "operations", R, &[], JSON, "Latest CPU, memory, disk, network, database and cache figures per host"),
+    op!("get", "/api/v1/reports/availability", "reports", R, FROM_TO, JSON, "Uptime % per host and per service over a time range"),
+    op!("get", "/api/v1/reports/metrics", "reports", R, REPORT_METRICS, JSON, "A range query as JSON or CSV"),
+    op!("get", "/api/v1/export/grafana", "exports", R, &[], JSON, "The Grafana dashboards Vigil ships"),
+    op!("get", "/api/v1/export/grafana/{uid}", "exports", R, &[], JSON, "One Grafana dashboard (JSON model, import-ready)"),
+    op!("get", "/api/v1/export/prometheus-rules", "exports", R, &[], "application/yaml", "Vigil's default alerting and recording rules as a Prometheus rule file"),
+    op!("post", "/api/v1/write", "ingest", W, &[], JSON, "Prometheus remote_write 1.0 receiver (snappy-compressed protobuf)"),
+    op!("post", "/api/v1/import", "ingest", W, &[], JSON, "Backfill: Prometheus text exposition with timestamps"),
+    op!("get", "/prometheus/api/v1/query", "prometheus", R, QUERY, JSON, "Instant query"),
+    op!("post", "/prometheus/api/v1/query", "prometheus", R, QUERY, JSON, "Instant query (form body)"),
+    op!("get", "/prometheus/api/v1/query_range", "prometheus", R, QUERY_RANGE, JSON, "Range query"),
+    op!("post", "/prometheus/api/v1/query_range", "prometheus", R, QUERY_RANGE, JSON, "Range query (form body)"),
+    op!("get", "/prometheus/api/v1/series", "prometheus", R, SERIES, JSON, "Series matching selectors"),
+    op!("post", "/prometheus/api/v1/series", "prometheus", R, SERIES, JSON, "Series matching selectors (form body)"),
+    op!("get", "/prometheus/api/v1/labels", "prometheus", R, LABELS, JSON, "Label names"),
+    op!("post", "/prometheus/api/v1/labels", "prometheus", R, LABELS, JSON, "Label names (form body)"),
+    op!("get", "/prometheus/api/v1/label/{name}/values", "prometheus", R, LABELS, JSON, "Values of one label"),
+    op!("post", "/prometheus/api/v1/label/{name}/values", "prometheus", R, LABELS, JSON, "Values of one label (form body)"),
+    op!("get", "/prometheus/api/v1/metadata", "prometheus", R, METADATA, JSON, "Metric metadata (type, help, unit)"),
+    op!("get", "/prometheus/api/v1/rules", "prometheus", R, RULES, JSON, "Loaded alerting and recording rules"),
+    op!("get", "/prometheus/api/v1/alerts", "prometheus", R, &[], JSON, "Active alerts"),
+    op!("get", "/prometheus/api/v1/query_exemplars", "prometheus", R, EXEMPLARS, JSON, "Exemplars (Vigil stores none: always empty)"),
+    op!("post", "/prometheus/api/v1/query_exemplars", "prometheus", R, EXEMPLARS, JSON, "Exemplars (form body)"),
+    op!("get", "/prometheus/api/v1/status/flags", "prometheus", R, &[], JSON, "Flag values, as Prometheus reports them"),
+    op!("get", "/prometheus/api/v1/status/buildinfo", "prometheus", R, &[], JSON, "Build information"),
+];
+
+/// The names of a path's `{parameters}`.
+fn path_params(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+}
+
+fn error_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}
+    })
+}
+
+fn operation(op: &Operation) -> Value {
+    let mut params: Vec<Value> = path_params(op.path)
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect();
+    let form = op.method == "post" && op.path.starts_with("/prometheus/");
+    if !form {
+        params.extend(op.params.iter().map(|p| {
+            json!({"name": p.name, "in": "query", "required": p.required,
+                   "description": p.description, "schema": {"type": "string"}})
+        }));
+    }
+    let mut responses = Map::new();
+    responses.insert(
+        "200".into(),
+        json!({"description": "success", "content": {op.produces: {"schema": {}}}}),
+    );
+    if !op.params.is_empty() || op.path.contains('{') || op.method == "post" {
+        responses.insert("400".into(), error_response("invalid parameters or body"));
+    }
+    if op.path.contains('{') {
+        responses.insert("404".into(), error_response("no such item"));
+    }
+    let mut out = json!({
+        "tags": [op.tag],
+        "summary": op.summary,
+        "operationId": format!("{}{}", op.method, op.path.replace(['/', '{', '}', '.', '-'], "_")),
+        "parameters": params,
+        "responses": responses,
+    });
+    if let Some(scope) = op.scope {
+        responses_for_auth(&mut out);
+        out["security"] = json!([{"bearer": [scope.as_str()]}]);
+        out["x-vigil-scope"] = json!(scope.as_str());
+    } else {
+        out["security"] = json!([]);
+    }
+    if form {
+        let props: Map<String, Value> = op
+            .params
+            .iter()
+            .map(|p| {
+                (
+                    p.name.to_string(),
+                    json!({"type": "string", "description": p.description}),
+                )
+            })
+            .collect();
+        let required: Vec<&str> = op
+            .params
+            .iter()
+            .filter(|p| p.required)
+            .map(|p| p.name)
+            .collect();
+        out["requestBody"] = json!({"content": {"application/x-www-form-urlencoded":
+            {"schema": {"type": "object", "properties": props, "required": required}}}});
+    } else if op.method == "post" {
+        let media = if op.path.ends_with("/write") {
+            "application/x-protobuf"
+        } else {
+            TEXT
+        };
+        out["requestBody"] = json!({"required": true, "content": {media: {"schema": {"type": "string", "format": "binary"}}}});
+    }
+    out
+}
+
+fn responses_for_auth(op: &mut Value) {
+    if let Some(r) = op["responses"].as_object_mut() {
+        r.insert(
+            "401".into(),
+            error_response("missing, invalid or revoked token"),
+        );
+        r.insert("403".into(), error_response("the token lacks the scope"));
+        r.insert(
+            "429".into(),
+            json!({"description": "rate limited; see the Retry-After header",
+                   "headers": {"Retry-After": {"schema": {"type": "integer"}}}}),
+        );
+    }
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for op in OPERATIONS {
+        let item = paths
+            .entry(op.path.to_string())
+            .or_insert_with(|| json!({}));
+        item[op.method] = operation(op);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Vigil aggregator API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Operations REST API, Prometheus-compatible query API and ingest. \
+                Authenticate with `Authorization: Bearer <token>`; scopes are read < write < admin. \
+                See docs/operations-api.md.",
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": {
+                "type": "object",
+                "required": ["status", "errorType", "error"],
+                "properties": {
+                    "status": {"const": "error"},
+                    "errorType": {"type": "string"},
+                    "error": {"type": "string"},
+                },
+            }},
+        },
+    })
+}
+
+async fn serve(_caller: ReadAccess, State(_): State<AppState>) -> Json<Value> {
+    Json(document())
+}
