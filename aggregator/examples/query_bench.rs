@@ -51,12 +51,23 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn time<F, Fut>(what: &str, iterations: usize, mut f: F) -> anyhow::Result<()>
+/// Times `f`; fails if it returns no points where the loaded data says it must
+/// (the smoke run in CI relies on this).
+async fn time<F, Fut>(
+    what: &str,
+    iterations: usize,
+    expect_data: bool,
+    mut f: F,
+) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<usize>>,
 {
     let points = f().await?; // warm-up, and a sanity figure
+    anyhow::ensure!(
+        points > 0 || !expect_data,
+        "{what}: no points returned from loaded data"
+    );
     let mut times = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         let t = Instant::now();
@@ -146,6 +157,7 @@ async fn main() -> anyhow::Result<()> {
     time(
         &format!("(a) {one} over {} h at 60 s", args.hours),
         args.iterations,
+        true,
         || async {
             let v = engine
                 .range(source.as_ref(), one, start, end, 60_000)
@@ -158,6 +170,7 @@ async fn main() -> anyhow::Result<()> {
     time(
         "(b) sum by (host) (rate(x[5m])), last 1 h at 15 s (head)",
         args.iterations,
+        true,
         || async {
             let v = engine
                 .range(source.as_ref(), agg, end - HOUR, end, STEP)
@@ -170,6 +183,7 @@ async fn main() -> anyhow::Result<()> {
     time(
         "(b') the same for an hour 12 h ago (database)",
         args.iterations,
+        args.hours >= 13,
         || async {
             let v = engine
                 .range(source.as_ref(), agg, old_end - HOUR, old_end, STEP)
