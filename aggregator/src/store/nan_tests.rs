@@ -176,9 +176,21 @@ async fn sqlite_null_from_older_versions_is_nan() {
         .execute(&pool)
         .await
         .expect("as an older version wrote NaN");
+    // A value no version writes is a storage error, not a panic.
+    sqlx::query("INSERT INTO samples (series_id, ts, value) VALUES (1, ?1, x'01')")
+        .bind(t0 + 2 * MIN)
+        .execute(&pool)
+        .await
+        .expect("a broken row");
     pool.close().await;
-
     let id = store.select_series(&[]).await.expect("series")[0].0;
+    assert!(
+        store
+            .read_samples(&[id], t0, t0 + 3 * MIN, 0)
+            .await
+            .is_err()
+    );
+
     let got = store
         .read_samples(&[id], t0, t0 + MIN, 0)
         .await
