@@ -419,6 +419,8 @@ where
 }
 
 #[cfg(test)]
+mod nan_tests;
+#[cfg(test)]
 mod read_tests;
 #[cfg(test)]
 mod tests;

@@ -134,21 +134,50 @@ impl Pick {
     }
 }
 
+/// The SQL dialect a build statement is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
 /// SQL that aggregates raw samples in `[$1, $2)` into buckets of `$3` ms of
-/// `table`, replacing buckets built before. The same text runs on both
-/// databases; the last value is found by a primary-key probe per bucket.
+/// `table`, replacing buckets built before; the last value is found by a
+/// primary-key probe per bucket. The text is shared; the dialect supplies how
+/// a stored value is tested (PostgreSQL keeps NaN in `float8` and orders it
+/// above every number; SQLite holds NaN as a BLOB of its bits, or NULL from
+/// older versions, see `sqlite.rs`), so both backends follow one rule:
+///
+/// - stale markers are skipped: not in min, max, sum, count or last (a bucket
+///   of only stale markers is not built);
+/// - an ordinary NaN counts, makes `sum` NaN (so the mean is NaN, as
+///   `avg_over_time` is), may be `last`, and is ignored by `min` / `max`
+///   unless the bucket has nothing else (then they are NaN), as
+///   `min_over_time` / `max_over_time` do.
+///
+/// Arguments: table; `$num` is the value as a number, NULL for a NaN;
+/// `$fresh` is true for a value that is not a stale marker; `$sum` sums a
+/// bucket (NaN if it holds a NaN); `$last` is the last value (`s2.value`) as
+/// the rollup column holds it.
 macro_rules! build_sql {
-    ($table:literal) => {
+    ($table:literal, num: $num:literal, fresh: $fresh:literal, sum: $sum:literal, last: $last:literal) => {
         concat!(
             "INSERT INTO ",
             $table,
             " (series_id, ts, min, max, sum, count, last)
              SELECT g.series_id, g.b, g.mn, g.mx, g.sm, g.n,
-                    (SELECT s2.value FROM samples s2 WHERE s2.series_id = g.series_id AND s2.ts = g.lt)
-             FROM (SELECT series_id, b, min(value) AS mn, max(value) AS mx, sum(value) AS sm,
-                          count(*) AS n, max(ts) AS lt
-                   FROM (SELECT series_id, ts, value, (ts / $3) * $3 AS b FROM samples
-                         WHERE ts >= $1 AND ts < $2) AS x
+                    (SELECT ",
+            $last,
+            " FROM samples s2 WHERE s2.series_id = g.series_id AND s2.ts = g.lt)
+             FROM (SELECT series_id, b, min(num) AS mn, max(num) AS mx, ",
+            $sum,
+            " AS sm, count(*) AS n, max(ts) AS lt
+                   FROM (SELECT series_id, ts, value, ",
+            $num,
+            " AS num, (ts / $3) * $3 AS b FROM samples
+                         WHERE ts >= $1 AND ts < $2 AND ",
+            $fresh,
+            ") AS x
                    GROUP BY series_id, b) AS g
              WHERE true
              ON CONFLICT (series_id, ts) DO UPDATE
@@ -158,11 +187,44 @@ macro_rules! build_sql {
     };
 }
 
+/// PostgreSQL: every NaN equals `'NaN'`; the marker is told by its bits
+/// (`float8send` is the big-endian IEEE 754 encoding).
+macro_rules! build_sql_pg {
+    ($table:literal) => {
+        build_sql!(
+            $table,
+            num: "CASE WHEN value <> 'NaN'::float8 THEN value END",
+            fresh: "(value <> 'NaN'::float8 OR float8send(value) <> '\\x7ff0000000000002'::bytea)",
+            sum: "sum(value)",
+            last: "s2.value"
+        )
+    };
+}
+
+/// SQLite: numbers are REAL (INTEGER if written by hand); a BLOB is a NaN or
+/// -0 (`sqlite.rs`), NULL a NaN from older versions. A REAL never equals a
+/// BLOB. A NaN result is stored as NULL, -0 as 0.
+macro_rules! build_sql_lite {
+    ($table:literal) => {
+        build_sql!(
+            $table,
+            num: "CASE WHEN typeof(value) IN ('real', 'integer') THEN value
+                       WHEN value = x'8000000000000000' THEN 0.0 END",
+            fresh: "value IS NOT x'7ff0000000000002'",
+            sum: "CASE WHEN count(num) = count(*) THEN sum(num) END",
+            last: "CASE WHEN typeof(s2.value) IN ('real', 'integer') THEN s2.value
+                        WHEN s2.value = x'8000000000000000' THEN 0.0 END"
+        )
+    };
+}
+
 /// The build statement of a resolution.
-pub(crate) fn build_statement(res: Resolution) -> &'static str {
-    match res {
-        Resolution::Minute => build_sql!("samples_1m"),
-        Resolution::Hour => build_sql!("samples_1h"),
+pub(crate) fn build_statement(res: Resolution, dialect: Dialect) -> &'static str {
+    match (dialect, res) {
+        (Dialect::Postgres, Resolution::Minute) => build_sql_pg!("samples_1m"),
+        (Dialect::Postgres, Resolution::Hour) => build_sql_pg!("samples_1h"),
+        (Dialect::Sqlite, Resolution::Minute) => build_sql_lite!("samples_1m"),
+        (Dialect::Sqlite, Resolution::Hour) => build_sql_lite!("samples_1h"),
     }
 }
 

@@ -35,7 +35,7 @@ fn agent_record(agent_id: &str, key: Vec<u8>, revoked: bool) -> Result<AgentReco
 }
 
 macro_rules! shared_queries {
-    ($db:ty) => {
+    ($db:ty, $dialect:expr) => {
         use sqlx::Row as _;
 
         use super::*;
@@ -144,7 +144,7 @@ macro_rules! shared_queries {
 
         /// Builds `res` buckets from raw samples in `[from, to)` and moves the watermark.
         pub async fn build_rollup(conn: &mut Conn, res: super::super::rollup::Resolution, from: i64, to: i64) -> Result<u64, StoreError> {
-            let n = sqlx::query(super::super::rollup::build_statement(res))
+            let n = sqlx::query(super::super::rollup::build_statement(res, $dialect))
                 .bind(from)
                 .bind(to)
                 .bind(res.ms())
@@ -234,10 +234,10 @@ macro_rules! shared_queries {
 
 /// The shared queries for PostgreSQL.
 pub mod pg {
-    shared_queries!(sqlx::Postgres);
+    shared_queries!(sqlx::Postgres, super::super::rollup::Dialect::Postgres);
 }
 
 /// The shared queries for SQLite.
 pub mod lite {
-    shared_queries!(sqlx::Sqlite);
+    shared_queries!(sqlx::Sqlite, super::super::rollup::Dialect::Sqlite);
 }

@@ -7,10 +7,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteArgumentsBuffer, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous, SqliteTypeInfo, SqliteValueRef,
 };
-use sqlx::{QueryBuilder, Sqlite, Transaction};
+use sqlx::{Decode, Encode, QueryBuilder, Sqlite, Transaction, Type, TypeInfo, ValueRef};
 use vigil_common::{BatchHeader, Series};
 
 use crate::query::Labels;
@@ -56,6 +59,60 @@ macro_rules! delete_sql {
 /// An id list as one JSON array parameter (any number of ids).
 fn id_list(ids: &[i64]) -> Result<String, StoreError> {
     serde_json::to_string(ids).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A sample value as the `samples.value` column holds it. SQLite turns a NaN
+/// REAL into NULL, which would make Prometheus' staleness marker (a NaN with
+/// its own bits) an ordinary NaN, and stores -0.0 as the integer 0. So a
+/// number is a REAL, and a NaN or -0.0 is an 8-byte BLOB of its bits,
+/// big-endian (the marker is `x'7ff0000000000002'`): every bit pattern comes
+/// back. NULL, written by older versions for any NaN,
+/// reads as NaN. Decoded per row from the value's own type, so reads stay
+/// typed (no text formatting or SQL-side conversion).
+#[derive(Debug, Clone, Copy)]
+struct LiteValue(f64);
+
+impl LiteValue {
+    /// Whether `v` is stored as a BLOB (a REAL would not keep it).
+    fn as_blob(v: f64) -> bool {
+        v.is_nan() || (v == 0.0 && v.is_sign_negative())
+    }
+}
+
+impl Type<Sqlite> for LiteValue {
+    fn type_info() -> SqliteTypeInfo {
+        <f64 as Type<Sqlite>>::type_info()
+    }
+
+    fn compatible(ty: &SqliteTypeInfo) -> bool {
+        matches!(ty.name(), "REAL" | "INTEGER" | "BLOB" | "NULL")
+    }
+}
+
+impl Encode<'_, Sqlite> for LiteValue {
+    fn encode_by_ref(&self, buf: &mut SqliteArgumentsBuffer) -> Result<IsNull, BoxDynError> {
+        if Self::as_blob(self.0) {
+            Encode::<Sqlite>::encode(self.0.to_bits().to_be_bytes().to_vec(), buf)
+        } else {
+            Encode::<Sqlite>::encode_by_ref(&self.0, buf)
+        }
+    }
+}
+
+impl<'r> Decode<'r, Sqlite> for LiteValue {
+    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+        if value.is_null() {
+            return Ok(LiteValue(f64::NAN));
+        }
+        if value.type_info().name() == "BLOB" {
+            let bytes = <&[u8] as Decode<Sqlite>>::decode(value)?;
+            let bits: [u8; 8] = bytes
+                .try_into()
+                .map_err(|_| format!("a sample value BLOB of {} bytes, not 8", bytes.len()))?;
+            return Ok(LiteValue(f64::from_be_bytes(bits)));
+        }
+        Ok(LiteValue(<f64 as Decode<Sqlite>>::decode(value)?))
+    }
 }
 
 /// The SQLite implementation of [`Store`].
@@ -138,10 +195,9 @@ impl SqliteStore {
             let mut insert =
                 QueryBuilder::<Sqlite>::new("INSERT INTO samples (series_id, ts, value) ");
             insert.push_values(chunk, |mut row, &i| {
-                let v = cols.values[i];
                 row.push_bind(cols.ids[i])
                     .push_bind(cols.ts[i])
-                    .push_bind((!v.is_nan()).then_some(v));
+                    .push_bind(LiteValue(cols.values[i]));
             });
             insert.push(" ON CONFLICT DO NOTHING");
             stored += insert.build().execute(&mut **tx).await?.rows_affected();
@@ -241,7 +297,7 @@ impl Store for SqliteStore {
         // The id list travels as one JSON array parameter (no limit on the
         // number of ids); each id is then a primary-key range scan.
         let ids = id_list(ids)?;
-        let rows: Vec<(i64, i64, Option<f64>)> = sqlx::query_as(
+        let rows: Vec<(i64, i64, LiteValue)> = sqlx::query_as(
             "SELECT series_id, ts, value FROM samples
              WHERE series_id IN (SELECT value FROM json_each($1)) AND ts >= $2 AND ts <= $3
              ORDER BY series_id, ts LIMIT $4",
@@ -252,11 +308,7 @@ impl Store for SqliteStore {
         .bind(sql_limit(limit))
         .fetch_all(&self.reader)
         .await?;
-        // NULL is how SQLite stores NaN.
-        Ok(rows
-            .into_iter()
-            .map(|(id, ts, v)| (id, ts, v.unwrap_or(f64::NAN)))
-            .collect())
+        Ok(rows.into_iter().map(|(id, ts, v)| (id, ts, v.0)).collect())
     }
 
     async fn series_with_samples(
