@@ -200,9 +200,14 @@ pub(crate) mod lite {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
     use vigil_common::MetricKind;
 
     use super::*;
+    use crate::store::{Store, open};
+    use crate::testing::PgTestDb;
 
     fn md(name: &str, kind: MetricKind, help: &str) -> MetricMetadata {
         MetricMetadata {
@@ -239,5 +244,76 @@ mod tests {
         let cut = stored(&md("a", MetricKind::Gauge, &help)).help;
         assert!(cut.len() <= MAX_HELP_BYTES && cut.len() >= MAX_HELP_BYTES - 1);
         assert!(cut.chars().all(|c| c == 'é'));
+    }
+
+    /// `open_again` opens a second store on the same database: a process
+    /// that restarted, with an empty cache.
+    async fn round_trip(store: Arc<dyn Store>, open_again: impl Fn() -> Arc<dyn Store>) {
+        store.migrate().await.expect("migrate");
+        assert!(store.metadata(None).await.expect("read").is_empty());
+        let batch = [
+            md("up", MetricKind::Gauge, "1 if the target is up"),
+            md(
+                "http_requests_total",
+                MetricKind::Counter,
+                "Requests \"served\".",
+            ),
+            md("not valid", MetricKind::Gauge, "dropped"),
+        ];
+        assert_eq!(store.put_metadata(&batch).await.expect("put"), 2);
+        assert_eq!(
+            store.put_metadata(&batch).await.expect("again"),
+            0,
+            "unchanged"
+        );
+        let all = store.metadata(None).await.expect("read");
+        let names: Vec<&str> = all.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["http_requests_total", "up"]);
+        assert_eq!(
+            all[0],
+            StoredMetadata {
+                name: "http_requests_total".into(),
+                kind: "counter".into(),
+                help: "Requests \"served\".".into(),
+                unit: String::new(),
+            }
+        );
+
+        // A change is written; the rest of the batch is not.
+        let mut changed = batch.clone();
+        changed[0].help = "new help".into();
+        changed[0].unit = "seconds".into();
+        assert_eq!(store.put_metadata(&changed).await.expect("put"), 1);
+        let up = store.metadata(Some("up")).await.expect("one");
+        assert_eq!(up.len(), 1);
+        assert_eq!(
+            (up[0].help.as_str(), up[0].unit.as_str()),
+            ("new help", "seconds")
+        );
+        assert!(store.metadata(Some("nope")).await.expect("none").is_empty());
+
+        // It is in the database: a restarted store reads it, and its empty
+        // cache makes it rewrite (not duplicate) the rows once.
+        let again = open_again();
+        assert_eq!(again.metadata(None).await.expect("read").len(), 2);
+        assert_eq!(again.put_metadata(&changed).await.expect("put"), 2);
+        assert_eq!(again.put_metadata(&changed).await.expect("put"), 0);
+        assert_eq!(again.metadata(None).await.expect("read").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn sqlite_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().to_path_buf();
+        let store = open("sqlite:v.db", &path, 2).expect("open");
+        round_trip(store, || open("sqlite:v.db", &path, 2).expect("open")).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_round_trip() {
+        let db = PgTestDb::create().await.expect("PostgreSQL for tests");
+        let store = open(&db.url, Path::new("."), 4).expect("open");
+        round_trip(store, || open(&db.url, Path::new("."), 2).expect("open")).await;
+        db.drop_db().await;
     }
 }
