@@ -88,7 +88,7 @@ pub async fn metadata(
 ) -> Result<Response, PromError> {
     let limit = int_param(&params, "limit")?;
     int_param(&params, "limit_per_metric")?;
-    let metric = params.get("metric").filter(|m| !m.is_empty());
+    let metric = params.get("metric");
     let mut found =
         (state.store.metadata(metric).await).map_err(|e| PromError::Unavailable(e.to_string()))?;
     if let Some(n) = limit.and_then(|n| usize::try_from(n).ok()) {
