@@ -189,6 +189,15 @@ async fn remote_write_round_trip(inner: Arc<dyn Store>) {
     );
     assert_eq!(inner.count_samples(None).await.expect("count"), 11);
 
+    // The request's metadata (field 3) is served by /metadata.
+    let r = get(&state, "/prometheus/api/v1/metadata", Some(&tokens.read)).await;
+    assert_eq!(
+        r.json,
+        json!({"status": "success", "data": {
+            "rw_requests_total": [{"type": "counter", "help": "help text", "unit": ""}]
+        }})
+    );
+
     // Read back through the Prometheus API.
     let got = range(&state, &tokens.read, "rw_up", t0, t0 + 105_000, "15").await;
     assert_eq!(got.len(), 1);
@@ -535,6 +544,15 @@ async fn import_round_trip(inner: Arc<dyn Store>) {
         json!({"malformed_line": 1, "missing_timestamp": 1})
     );
     assert_eq!(inner.count_samples(None).await.expect("count"), 12);
+
+    // # HELP / # TYPE became metadata (jobs_total has neither: no entry).
+    let r = get(&state, "/prometheus/api/v1/metadata", Some(&tokens.read)).await;
+    assert_eq!(
+        r.json,
+        json!({"status": "success", "data": {
+            "lat_seconds": [{"type": "histogram", "help": "Request latency.", "unit": ""}],
+        }})
+    );
 
     // The buckets come back as the exact series, le normalised.
     let got = range(

@@ -48,6 +48,17 @@ async fn post(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+async fn get(client: &reqwest::Client, url: String, token: &str) -> (u16, Value) {
+    let r = client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
 #[tokio::test]
 async fn agent_and_imported_samples_are_queryable_over_http() {
     // A tiny import cap, set in the config file, proves the section is wired.
@@ -104,9 +115,32 @@ async fn agent_and_imported_samples_are_queryable_over_http() {
         .expect("number");
     assert_eq!(count as usize, series.len());
 
+    // The metadata the agent sends with its batches is served as Prometheus does.
+    let (status, body) = get(&client, api("metadata"), &token).await;
+    assert_eq!(status, 200, "{body}");
+    let all = body["data"].as_object().expect("metadata map");
+    assert!(all.len() > 5, "{body}");
+    let sent = &all["vigil_agent_batches_sent_total"];
+    assert_eq!(sent[0]["type"], "counter", "{body}");
+    assert!(
+        !sent[0]["help"].as_str().expect("help").is_empty(),
+        "{body}"
+    );
+    let (status, body) = get(
+        &client,
+        api("metadata?metric=vigil_agent_batches_sent_total&limit_per_metric=1"),
+        &token,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"].as_object().expect("map").len(), 1, "{body}");
+    assert_eq!(body["data"]["vigil_agent_batches_sent_total"], *sent);
+
     // Backfill over HTTP, then read it back with query_range.
     let t0 = (vigil_common::now_ms() / 60_000 - 30) * 60_000;
-    let text: String = (0..5)
+    let mut text =
+        String::from("# HELP backfill_total Jobs backfilled.\n# TYPE backfill_total counter\n");
+    text += &(0..5)
         .map(|i| {
             format!(
                 "backfill_total{{job=\"e2e\"}} {} {}\n",
@@ -114,7 +148,7 @@ async fn agent_and_imported_samples_are_queryable_over_http() {
                 t0 + i * 60_000
             )
         })
-        .collect();
+        .collect::<String>();
     let (status, body) = post(
         &client,
         agg.url("/api/v1/import"),
@@ -125,6 +159,12 @@ async fn agent_and_imported_samples_are_queryable_over_http() {
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["samples_accepted"], 5);
+    let (status, body) = get(&client, api("metadata?metric=backfill_total"), &token).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"],
+        serde_json::json!({"backfill_total": [{"type": "counter", "help": "Jobs backfilled.", "unit": ""}]})
+    );
     let (status, body) = post(
         &client,
         api("query_range"),

@@ -82,7 +82,12 @@ const LABELS: &[Param] = &[
 ];
 const METADATA: &[Param] = &[
     p("metric", false, "only this metric"),
-    p("limit", false, "maximum number of metrics"),
+    p(
+        "limit",
+        false,
+        "maximum number of metrics (0: none, negative: all)",
+    ),
+    p("limit_per_metric", false, "maximum entries per metric"),
 ];
 const EXEMPLARS: &[Param] = &[
     p("query", true, "PromQL expression"),

@@ -243,6 +243,12 @@ async fn handle(frame: &[u8], agent_id: &str, ingest: &Ingest) -> Result<Ack, Re
         .metrics
         .commit_duration
         .observe(started.elapsed().as_secs_f64());
+    // After the commit, and not fatal: the samples are stored, and the
+    // agent resends its metadata with the next batch (the store writes only
+    // what changed, so this is no write in the steady state).
+    if let Err(e) = ingest.store.put_metadata(&batch.metadata).await {
+        warn!(agent = %agent_id, seq, error = %e, "could not store metric metadata");
+    }
 
     if outcome.duplicate {
         ingest.metrics.batches_duplicate.inc();

@@ -22,8 +22,9 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use promql_parser::label::Matcher;
 use tracing::info;
-use vigil_common::{BatchHeader, Label, Series, now_ms};
+use vigil_common::{BatchHeader, Label, MetricMetadata, Series, now_ms};
 
+use super::metadata::StoredMetadata;
 use super::rollup::{Bucket, Resolution, Table};
 use super::{AgentRecord, CommitOutcome, HostInfo, Store, StoreError, TokenInfo, TokenRecord};
 use crate::metrics::StorageMetrics;
@@ -409,5 +410,13 @@ impl Store for HeadStore {
 
     async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
         self.inner.tokens().await
+    }
+
+    async fn put_metadata(&self, metadata: &[MetricMetadata]) -> Result<u64, StoreError> {
+        self.inner.put_metadata(metadata).await
+    }
+
+    async fn metadata(&self, metric: Option<&str>) -> Result<Vec<StoredMetadata>, StoreError> {
+        self.inner.metadata(metric).await
     }
 }

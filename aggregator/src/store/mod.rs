@@ -8,7 +8,8 @@
 //! - `series`: metric name + canonical label JSON -> id;
 //! - `samples`: (series id, timestamp ms, value), one value per series and timestamp;
 //! - `hosts`: per agent: hostname, roles, first/last seen, samples stored;
-//! - `api_tokens`: SHA-256 of API tokens with their role (scope) and revocation.
+//! - `api_tokens`: SHA-256 of API tokens with their role (scope) and revocation;
+//! - `metric_metadata`: type, help and unit per metric name ([`metadata`]).
 //!
 //! A batch is committed in one transaction: dedup row, series, samples, host
 //! row. Only after that transaction commits does the aggregator ack.
@@ -16,6 +17,7 @@
 pub mod config;
 pub mod head;
 pub mod index;
+pub mod metadata;
 pub mod postgres;
 pub mod reader;
 pub mod rollup;
@@ -30,7 +32,7 @@ use async_trait::async_trait;
 use promql_parser::label::Matcher;
 use serde::Serialize;
 use thiserror::Error;
-use vigil_common::{BatchHeader, Series};
+use vigil_common::{BatchHeader, MetricMetadata, Series};
 
 use crate::query::Labels;
 use index::SeriesIndex;
@@ -203,6 +205,16 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_token(&self, name: &str) -> Result<bool, StoreError>;
     /// Every token, revoked ones included, by name.
     async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+
+    /// Upserts metric metadata, skipping entries identical to what this
+    /// store last wrote (agents resend it with every batch); returns the
+    /// number of rows written.
+    async fn put_metadata(&self, metadata: &[MetricMetadata]) -> Result<u64, StoreError>;
+    /// Stored metadata by metric name, or only that of `metric`.
+    async fn metadata(
+        &self,
+        metric: Option<&str>,
+    ) -> Result<Vec<metadata::StoredMetadata>, StoreError>;
 }
 
 /// Opens the store a URL names: `postgres://...` / `postgresql://...`, or

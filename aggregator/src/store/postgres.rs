@@ -9,13 +9,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
-use vigil_common::{BatchHeader, Series};
+use vigil_common::{BatchHeader, MetricMetadata, Series};
 
 use crate::query::Labels;
 
 use promql_parser::label::Matcher;
 
 use super::index::SeriesIndex;
+use super::metadata::{self, MetadataCache, StoredMetadata};
 use super::rollup::{Bucket, Resolution, Table};
 use super::{
     AgentRecord, BucketRow, CommitOutcome, HostInfo, SeriesCache, SeriesKey, Store, StoreError,
@@ -39,6 +40,7 @@ macro_rules! read_rollup_sql {
 pub struct PgStore {
     pool: PgPool,
     series: SeriesCache,
+    metadata: MetadataCache,
     index: SeriesIndex,
     /// Day starts (ms) whose partition is known to exist.
     partitions: Mutex<HashSet<i64>>,
@@ -57,6 +59,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             series: SeriesCache::default(),
+            metadata: MetadataCache::default(),
             index: SeriesIndex::default(),
             partitions: Mutex::new(HashSet::new()),
         })
@@ -404,5 +407,13 @@ impl Store for PgStore {
 
     async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
         shared::pg::tokens(&self.pool).await
+    }
+
+    async fn put_metadata(&self, metadata: &[MetricMetadata]) -> Result<u64, StoreError> {
+        metadata::pg::put(&self.pool, &self.metadata, metadata).await
+    }
+
+    async fn metadata(&self, metric: Option<&str>) -> Result<Vec<StoredMetadata>, StoreError> {
+        metadata::pg::read(&self.pool, metric).await
     }
 }

@@ -13,14 +13,20 @@ use sqlx::sqlite::{
     SqliteArgumentsBuffer, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous, SqliteTypeInfo, SqliteValueRef,
 };
+<<<<<<< HEAD
 use sqlx::{Decode, Encode, QueryBuilder, Sqlite, Transaction, Type, TypeInfo, ValueRef};
 use vigil_common::{BatchHeader, Series};
+=======
+use sqlx::{QueryBuilder, Sqlite, Transaction};
+use vigil_common::{BatchHeader, MetricMetadata, Series};
+>>>>>>> q-meta
 
 use crate::query::Labels;
 
 use promql_parser::label::Matcher;
 
 use super::index::SeriesIndex;
+use super::metadata::{self, MetadataCache, StoredMetadata};
 use super::rollup::{Bucket, Resolution, Table};
 use super::{
     AgentRecord, BucketRow, CommitOutcome, HostInfo, SeriesCache, SeriesKey, Store, StoreError,
@@ -120,6 +126,7 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     series: SeriesCache,
+    metadata: MetadataCache,
     index: SeriesIndex,
 }
 
@@ -145,6 +152,7 @@ impl SqliteStore {
             writer,
             reader,
             series: SeriesCache::default(),
+            metadata: MetadataCache::default(),
             index: SeriesIndex::default(),
         })
     }
@@ -435,5 +443,13 @@ impl Store for SqliteStore {
 
     async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
         shared::lite::tokens(&self.reader).await
+    }
+
+    async fn put_metadata(&self, metadata: &[MetricMetadata]) -> Result<u64, StoreError> {
+        metadata::lite::put(&self.writer, &self.metadata, metadata).await
+    }
+
+    async fn metadata(&self, metric: Option<&str>) -> Result<Vec<StoredMetadata>, StoreError> {
+        metadata::lite::read(&self.reader, metric).await
     }
 }

@@ -19,10 +19,12 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use vigil_common::exposition::{self, Format};
-use vigil_common::{Label, Point};
+use vigil_common::{Label, MetricMetadata, Point};
 
 use super::tally::{Endpoint, MALFORMED_LINE, MISSING_TIMESTAMP, Tally};
-use super::{IngestError, Limits, limits, media_type, read_body, write as store_write};
+use super::{
+    IngestError, Limits, limits, media_type, read_body, write as store_write, write_metadata,
+};
 use crate::http::AppState;
 use crate::http::access::WriteAccess;
 use crate::http::prometheus::params::parse_time;
@@ -57,8 +59,13 @@ pub async fn import(
         Err(e) => return e.respond(metrics, Endpoint::Import),
     };
     let mut tally = Tally::new(&limits, now);
-    collect(&mut tally, &body, format, default_ts);
-    match store_write(&state, &tally.series).await {
+    let metadata = collect(&mut tally, &body, format, default_ts);
+    let written = async {
+        let stored = store_write(&state, &tally.series).await?;
+        write_metadata(&state, &metadata).await?;
+        Ok::<_, IngestError>(stored)
+    };
+    match written.await {
         Ok(stored) => tally.finish(metrics, Endpoint::Import, stored),
         Err(e) => e.respond(metrics, Endpoint::Import),
     }
@@ -107,8 +114,14 @@ fn format(headers: &HeaderMap) -> Result<Format, IngestError> {
 /// Metric name and sorted label pairs.
 type SeriesKey = (String, Vec<(String, String)>);
 
-/// Parses the exposition into the tally, one series per name + label set.
-fn collect(tally: &mut Tally, body: &[u8], format: Format, default_ts: Option<i64>) {
+/// Parses the exposition into the tally, one series per name + label set;
+/// returns the metadata of its `# TYPE`/`# HELP`/`# UNIT` lines.
+fn collect(
+    tally: &mut Tally,
+    body: &[u8],
+    format: Format,
+    default_ts: Option<i64>,
+) -> Vec<MetricMetadata> {
     let parsed = exposition::parse(body, format);
     tally.reject(MALFORMED_LINE, parsed.malformed, || {
         match parsed.first_error {
@@ -148,6 +161,7 @@ fn collect(tally: &mut Tally, body: &[u8], format: Format, default_ts: Option<i6
         let labels = labels.into_iter().map(|(n, v)| Label::new(n, v)).collect();
         tally.add(name, labels, points);
     }
+    parsed.metadata
 }
 
 #[cfg(test)]

@@ -214,6 +214,20 @@ pub(crate) async fn write(state: &AppState, series: &[Series]) -> Result<u64, In
     Ok(stored)
 }
 
+/// Stores metric metadata that came with written samples; a failure is a
+/// 503 so the sender retries (rewriting the samples is idempotent).
+pub(crate) async fn write_metadata(
+    state: &AppState,
+    metadata: &[vigil_common::MetricMetadata],
+) -> Result<(), IngestError> {
+    if metadata.is_empty() {
+        return Ok(());
+    }
+    (state.store.put_metadata(metadata).await)
+        .map(|_| ())
+        .map_err(|e| IngestError::Unavailable(e.to_string()))
+}
+
 /// The media type of a header value, lower-cased, without parameters.
 pub(crate) fn media_type(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
     headers.get(name).map(|v| {

@@ -5,8 +5,8 @@
 //! `Content-Type: application/x-protobuf`). The messages are declared here
 //! with `prost`'s derive, field numbers as in Prometheus'
 //! `prompb/types.proto` and `remote.proto`, so no `protoc` runs at build
-//! time. Fields Vigil does not use (exemplars, metadata) are skipped by the
-//! decoder; native histograms are counted as rejected samples, since Vigil
+//! time. Metric metadata (`WriteRequest.metadata`) is stored for the
+//! Prometheus API's `/metadata`; exemplars are skipped by the decoder; native histograms are counted as rejected samples, since Vigil
 //! stores classic `_bucket` series only.
 //!
 //! Replies: 200 with the counts (some or all samples accepted), 400 when the
@@ -20,10 +20,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use prost::Message;
-use vigil_common::{Label, Point};
+use vigil_common::{Label, MetricKind, MetricMetadata, Point};
 
 use super::tally::{Endpoint, INVALID_SERIES, NATIVE_HISTOGRAM, Tally};
-use super::{IngestError, Limits, limits, media_type, read_body, write as store_write};
+use super::{
+    IngestError, Limits, limits, media_type, read_body, write as store_write, write_metadata,
+};
 use crate::http::AppState;
 use crate::http::access::WriteAccess;
 use crate::query::source::METRIC_NAME;
@@ -33,6 +35,43 @@ use crate::query::source::METRIC_NAME;
 pub struct WriteRequest {
     #[prost(message, repeated, tag = "1")]
     pub timeseries: Vec<TimeSeries>,
+    #[prost(message, repeated, tag = "3")]
+    pub metadata: Vec<ProtoMetadata>,
+}
+
+/// `prometheus.MetricMetadata`
+#[derive(Clone, PartialEq, Message)]
+pub struct ProtoMetadata {
+    /// `MetricType`: 0 unknown, 1 counter, 2 gauge, 3 histogram,
+    /// 4 gaugehistogram, 5 summary, 6 info, 7 stateset.
+    #[prost(int32, tag = "1")]
+    pub kind: i32,
+    #[prost(string, tag = "2")]
+    pub metric_family_name: String,
+    #[prost(string, tag = "4")]
+    pub help: String,
+    #[prost(string, tag = "5")]
+    pub unit: String,
+}
+
+impl ProtoMetadata {
+    /// As Vigil keeps it: the OpenMetrics-only types become gauges, as the
+    /// text import maps them.
+    fn into_metadata(self) -> MetricMetadata {
+        let kind = match self.kind {
+            1 => MetricKind::Counter,
+            2 | 4 | 6 | 7 => MetricKind::Gauge,
+            3 => MetricKind::Histogram,
+            5 => MetricKind::Summary,
+            _ => MetricKind::Unknown,
+        };
+        MetricMetadata {
+            name: self.metric_family_name,
+            kind,
+            help: self.help,
+            unit: self.unit,
+        }
+    }
 }
 
 /// `prometheus.TimeSeries`
@@ -91,7 +130,15 @@ pub async fn write(
     for ts in request.timeseries {
         add(&mut tally, ts);
     }
-    match store_write(&state, &tally.series).await {
+    let metadata: Vec<MetricMetadata> = (request.metadata.into_iter())
+        .map(ProtoMetadata::into_metadata)
+        .collect();
+    let written = async {
+        let stored = store_write(&state, &tally.series).await?;
+        write_metadata(&state, &metadata).await?;
+        Ok::<_, IngestError>(stored)
+    };
+    match written.await {
         Ok(stored) => tally.finish(metrics, Endpoint::RemoteWrite, stored),
         Err(e) => e.respond(metrics, Endpoint::RemoteWrite),
     }

@@ -76,15 +76,52 @@ pub async fn label_values(
 }
 
 /// `GET /metadata?metric=&limit=&limit_per_metric=`: type, help and unit
-/// per metric name. Vigil does not keep metadata yet, so this is an empty
-/// map (Grafana then shows no help text); the parameters are still checked.
-pub async fn metadata(_: ReadAccess, params: Params) -> Result<Response, PromError> {
-    params.limit()?;
-    if let Some(raw) = params.get("limit_per_metric") {
-        raw.parse::<i64>()
-            .map_err(|_| PromError::param("limit_per_metric", format!("cannot parse {raw:?}")))?;
+/// per metric name, as agents, `/api/v1/import` (`# TYPE`/`# HELP`/`# UNIT`)
+/// and remote_write sent them. As in Prometheus, `limit` caps the number of
+/// metrics (0 gives none, a negative value or none all) and
+/// `limit_per_metric` the entries per metric (Vigil keeps one per metric, so
+/// it only has to parse); `metric` picks one name.
+pub async fn metadata(
+    _: ReadAccess,
+    State(state): State<AppState>,
+    params: Params,
+) -> Result<Response, PromError> {
+    let limit = int_param(&params, "limit")?;
+    int_param(&params, "limit_per_metric")?;
+    let metric = params.get("metric");
+    let mut found =
+        (state.store.metadata(metric).await).map_err(|e| PromError::Unavailable(e.to_string()))?;
+    if let Some(n) = limit.and_then(|n| usize::try_from(n).ok()) {
+        found.truncate(n);
     }
-    Ok(respond(json::success("{}", &[])))
+    let mut data = String::from("{");
+    for (i, m) in found.iter().enumerate() {
+        if i > 0 {
+            data.push(',');
+        }
+        json::string(&mut data, &m.name);
+        data.push_str(":[{\"type\":");
+        json::string(&mut data, &m.kind);
+        data.push_str(",\"help\":");
+        json::string(&mut data, &m.help);
+        data.push_str(",\"unit\":");
+        json::string(&mut data, &m.unit);
+        data.push_str("}]");
+    }
+    data.push('}');
+    Ok(respond(json::success(&data, &[])))
+}
+
+/// An optional integer parameter, any sign.
+fn int_param(params: &Params, name: &str) -> Result<Option<i64>, PromError> {
+    params
+        .get(name)
+        .map(|raw| {
+            raw.parse::<i64>().map_err(|_| {
+                PromError::param(name, format!("cannot parse {raw:?}: must be an integer"))
+            })
+        })
+        .transpose()
 }
 
 /// `GET /rules`: no rule groups until alerting is built (issue 5).
