@@ -13,13 +13,8 @@ use sqlx::sqlite::{
     SqliteArgumentsBuffer, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous, SqliteTypeInfo, SqliteValueRef,
 };
-<<<<<<< HEAD
 use sqlx::{Decode, Encode, QueryBuilder, Sqlite, Transaction, Type, TypeInfo, ValueRef};
-use vigil_common::{BatchHeader, Series};
-=======
-use sqlx::{QueryBuilder, Sqlite, Transaction};
 use vigil_common::{BatchHeader, MetricMetadata, Series};
->>>>>>> q-meta
 
 use crate::query::Labels;
 
