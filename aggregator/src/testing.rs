@@ -107,6 +107,39 @@ impl PgTestDb {
     }
 }
 
+/// An [`AppState`](crate::http::AppState) for HTTP tests: a migrated SQLite
+/// store in `dir`, fresh metrics, ready, reading queries from `source`.
+pub async fn sqlite_app_state(
+    dir: &std::path::Path,
+    source: std::sync::Arc<dyn crate::query::Source>,
+) -> Result<crate::http::AppState, crate::store::StoreError> {
+    use std::sync::Arc;
+    let store = crate::store::open("sqlite:t.db", dir, 2)?;
+    store.migrate().await?;
+    Ok(crate::http::AppState {
+        store,
+        metrics: Arc::new(crate::metrics::Metrics::new()),
+        store_ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        source,
+        engine: Arc::new(crate::query::Engine::default()),
+    })
+}
+
+/// Creates an API token named `name` with `scope` in `state`'s store and
+/// returns its secret.
+pub async fn add_token(
+    state: &crate::http::AppState,
+    name: &str,
+    scope: &str,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let token = crate::auth::new_token().map_err(|_| "no randomness")?;
+    state
+        .store
+        .put_token(name, &crate::auth::token_hash(&token), scope)
+        .await?;
+    Ok(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use axum::Router;
 use axum::body::Body;
@@ -15,19 +14,12 @@ use tower::ServiceExt;
 use vigil_aggregator::auth::{new_token, token_hash};
 use vigil_aggregator::http::access::{AccessPolicy, RateLimit};
 use vigil_aggregator::http::{AppState, app, app_with_access};
-use vigil_aggregator::metrics::Metrics;
-use vigil_aggregator::store;
+use vigil_aggregator::testing;
 
 async fn state(dir: &std::path::Path) -> AppState {
-    let store = store::open("sqlite:t.db", dir, 2).expect("open");
-    store.migrate().await.expect("migrate");
-    AppState {
-        store,
-        metrics: Arc::new(Metrics::new()),
-        store_ready: Arc::new(AtomicBool::new(true)),
-        source: Arc::new(vigil_aggregator::query::MemorySource::new()),
-        engine: Arc::new(vigil_aggregator::query::Engine::default()),
-    }
+    testing::sqlite_app_state(dir, Arc::new(vigil_aggregator::query::MemorySource::new()))
+        .await
+        .expect("state")
 }
 
 async fn token(state: &AppState, name: &str, scope: &str) -> String {

@@ -3,34 +3,24 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use serde_json::Value;
 use tower::ServiceExt;
-use vigil_aggregator::auth::{new_token, token_hash};
+use vigil_aggregator::http::app;
 use vigil_aggregator::http::exports::{DASHBOARDS, DEFAULT_RULES};
-use vigil_aggregator::http::{AppState, app};
-use vigil_aggregator::metrics::Metrics;
-use vigil_aggregator::store;
+use vigil_aggregator::testing;
 
 async fn setup(dir: &std::path::Path) -> (Router, String) {
-    let store = store::open("sqlite:t.db", dir, 2).expect("open");
-    store.migrate().await.expect("migrate");
-    let token = new_token().expect("token");
-    store
-        .put_token("reader", &token_hash(&token), "read")
+    let state =
+        testing::sqlite_app_state(dir, Arc::new(vigil_aggregator::query::MemorySource::new()))
+            .await
+            .expect("state");
+    let token = testing::add_token(&state, "reader", "read")
         .await
         .expect("token");
-    let state = AppState {
-        store,
-        metrics: Arc::new(Metrics::new()),
-        store_ready: Arc::new(AtomicBool::new(true)),
-        source: Arc::new(vigil_aggregator::query::MemorySource::new()),
-        engine: Arc::new(vigil_aggregator::query::Engine::default()),
-    };
     (app(state), token)
 }
 

@@ -11,19 +11,14 @@ use vigil_aggregator::auth::{new_token, token_hash};
 use vigil_aggregator::http::{AppState, app};
 use vigil_aggregator::metrics::Metrics;
 use vigil_aggregator::store::{self, Store};
+use vigil_aggregator::testing;
 use vigil_common::wire::PROTOCOL_VERSION;
 use vigil_common::{BatchHeader, Label, Point, Series};
 
 async fn sqlite_state(dir: &std::path::Path) -> AppState {
-    let store = store::open("sqlite:t.db", dir, 2).expect("open");
-    store.migrate().await.expect("migrate");
-    AppState {
-        store,
-        metrics: Arc::new(Metrics::new()),
-        store_ready: Arc::new(AtomicBool::new(true)),
-        source: Arc::new(vigil_aggregator::query::MemorySource::new()),
-        engine: Arc::new(vigil_aggregator::query::Engine::default()),
-    }
+    testing::sqlite_app_state(dir, Arc::new(vigil_aggregator::query::MemorySource::new()))
+        .await
+        .expect("state")
 }
 
 async fn call(state: &AppState, uri: &str, token: Option<&str>) -> (StatusCode, Value) {

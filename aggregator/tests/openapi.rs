@@ -9,7 +9,6 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use axum::Router;
 use axum::body::Body;
@@ -17,30 +16,21 @@ use axum::http::{Method, Request, StatusCode, header};
 use regex::Regex;
 use serde_json::Value;
 use tower::ServiceExt;
-use vigil_aggregator::auth::{new_token, token_hash};
-use vigil_aggregator::http::{AppState, app};
-use vigil_aggregator::metrics::Metrics;
-use vigil_aggregator::store;
+use vigil_aggregator::http::app;
+use vigil_aggregator::testing;
 
 /// Documented routes that work in progress does not serve yet (none now);
 /// a path listed here may answer 404 until its router is merged.
 const PENDING: &[&str] = &[];
 
 async fn setup(dir: &Path) -> (Router, String) {
-    let store = store::open("sqlite:t.db", dir, 2).expect("open");
-    store.migrate().await.expect("migrate");
-    let token = new_token().expect("token");
-    store
-        .put_token("admin", &token_hash(&token), "admin")
+    let state =
+        testing::sqlite_app_state(dir, Arc::new(vigil_aggregator::query::MemorySource::new()))
+            .await
+            .expect("state");
+    let token = testing::add_token(&state, "admin", "admin")
         .await
         .expect("token");
-    let state = AppState {
-        store,
-        metrics: Arc::new(Metrics::new()),
-        store_ready: Arc::new(AtomicBool::new(true)),
-        source: Arc::new(vigil_aggregator::query::MemorySource::new()),
-        engine: Arc::new(vigil_aggregator::query::Engine::default()),
-    };
     (app(state), token)
 }
 

@@ -16,6 +16,7 @@ use vigil_aggregator::http::{AppState, app};
 use vigil_aggregator::metrics::Metrics;
 use vigil_aggregator::query::MemorySource;
 use vigil_aggregator::store::{self, Store};
+use vigil_aggregator::testing;
 use vigil_common::wire::PROTOCOL_VERSION;
 use vigil_common::{BatchHeader, Label, Point, Series};
 
@@ -74,20 +75,12 @@ fn recent() -> Vec<i64> {
 }
 
 async fn state_with(dir: &std::path::Path, source: MemorySource) -> (AppState, String) {
-    let store = store::open("sqlite:t.db", dir, 2).expect("open");
-    store.migrate().await.expect("migrate");
-    let token = new_token().expect("token");
-    store
-        .put_token("reader", &token_hash(&token), "read")
+    let state = testing::sqlite_app_state(dir, Arc::new(source))
+        .await
+        .expect("state");
+    let token = testing::add_token(&state, "reader", "read")
         .await
         .expect("token");
-    let state = AppState {
-        store,
-        metrics: Arc::new(Metrics::new()),
-        store_ready: Arc::new(AtomicBool::new(true)),
-        source: Arc::new(source),
-        engine: Arc::new(vigil_aggregator::query::Engine::default()),
-    };
     (state, token)
 }
 
