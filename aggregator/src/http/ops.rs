@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::AppState;
 use super::error::ApiError;
+use super::prometheus::params;
 use crate::query::source::METRIC_NAME;
 use crate::query::{QueryError, RawSeries, Value};
 
@@ -26,49 +27,34 @@ pub fn rfc3339(ms: i64) -> String {
 /// Latest time a report may cover: year 9999.
 const MAX_TIME_MS: i64 = 253_402_300_799_000;
 
-/// A time parameter: RFC 3339 or (fractional) unix seconds.
+/// A time parameter: RFC 3339 or (fractional) unix seconds, parsed as the
+/// Prometheus API parses it, between the epoch and year 9999.
 pub fn parse_time(name: &str, raw: &str) -> Result<i64, ApiError> {
     let bad = || {
         ApiError::BadRequest(format!(
             "{name}: expected RFC 3339 (2024-01-02T15:04:05Z) or unix seconds, got {raw:?}"
         ))
     };
-    let ms = if let Ok(secs) = raw.parse::<f64>() {
-        if !secs.is_finite() {
-            return Err(bad());
-        }
-        (secs * 1000.0).round()
-    } else {
-        let t = humantime::parse_rfc3339_weak(raw).map_err(|_| bad())?;
-        let d = t.duration_since(UNIX_EPOCH).map_err(|_| bad())?;
-        d.as_millis() as f64
-    };
-    if !(0.0..=MAX_TIME_MS as f64).contains(&ms) {
+    let ms = params::parse_time(raw).map_err(|_| bad())?;
+    if !(0..=MAX_TIME_MS).contains(&ms) {
         return Err(bad());
     }
-    Ok(ms as i64)
+    Ok(ms)
 }
 
-/// A step or duration parameter: `30s`, `5m`, `1h30m` or float seconds; > 0.
+/// A step or duration parameter: `30s`, `5m`, `1h30m` or float seconds, as
+/// the Prometheus API parses it; > 0.
 pub fn parse_duration_ms(name: &str, raw: &str) -> Result<i64, ApiError> {
     let bad = || {
         ApiError::BadRequest(format!(
             "{name}: expected a positive duration (60s, 5m, 1h) or seconds, got {raw:?}"
         ))
     };
-    let ms = if let Ok(secs) = raw.parse::<f64>() {
-        if !secs.is_finite() || secs <= 0.0 || secs > 1e10 {
-            return Err(bad());
-        }
-        (secs * 1000.0).round() as i64
-    } else {
-        let d = humantime::parse_duration(raw).map_err(|_| bad())?;
-        i64::try_from(d.as_millis()).map_err(|_| bad())?
-    };
-    if ms <= 0 {
-        return Err(bad());
+    let d = params::parse_duration(raw).map_err(|_| bad())?;
+    match i64::try_from(d.as_millis()) {
+        Ok(ms) if ms > 0 => Ok(ms),
+        _ => Err(bad()),
     }
-    Ok(ms)
 }
 
 /// `from`/`to` with defaults (`to` = now, `from` = `to` - `default_span_ms`),
