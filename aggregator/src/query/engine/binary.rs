@@ -159,16 +159,8 @@ impl Evaluator<'_> {
         m: &BinModifier,
         grid: &Grid,
     ) -> Result<Vec<Series>, QueryError> {
-        let mut interner = Interner::default();
-        let lsig: Vec<usize> = lhs
-            .iter()
-            .map(|s| interner.id(signature(&s.labels, m.matching.as_ref())))
-            .collect();
-        let rsig: Vec<usize> = rhs
-            .iter()
-            .map(|s| interner.id(signature(&s.labels, m.matching.as_ref())))
-            .collect();
-        let mut seen = vec![usize::MAX; interner.len()];
+        let (lsig, rsig, nsig) = match_signatures(&lhs, &rhs, m);
+        let mut seen = vec![usize::MAX; nsig];
         match op {
             T_LAND | T_LUNLESS => {
                 let mut lhs = lhs;
@@ -230,16 +222,7 @@ impl Evaluator<'_> {
         let swapped = matches!(m.card, VectorMatchCardinality::OneToMany(_));
         let (many, one) = if swapped { (rhs, lhs) } else { (lhs, rhs) };
         let include = m.card.labels().cloned();
-        let mut interner = Interner::default();
-        let msig: Vec<usize> = many
-            .iter()
-            .map(|s| interner.id(signature(&s.labels, m.matching.as_ref())))
-            .collect();
-        let osig: Vec<usize> = one
-            .iter()
-            .map(|s| interner.id(signature(&s.labels, m.matching.as_ref())))
-            .collect();
-        let nsig = interner.len();
+        let (msig, osig, nsig) = match_signatures(&many, &one, m);
         // Per signature: the "one" series present at the current step.
         let mut one_at: Vec<(usize, usize)> = vec![(usize::MAX, 0); nsig];
         // Per signature: the step at which a many-side series last matched
@@ -377,6 +360,24 @@ fn result_labels(
         }
     }
     labels
+}
+
+/// Each side's matching signature (the labels `on`/`ignoring` compare) as a
+/// small integer shared by both sides, and how many distinct signatures there
+/// are: equal signatures get equal ids.
+fn match_signatures(
+    a: &[Series],
+    b: &[Series],
+    m: &BinModifier,
+) -> (Vec<usize>, Vec<usize>, usize) {
+    let mut interner = Interner::default();
+    let mut ids = |side: &[Series]| -> Vec<usize> {
+        side.iter()
+            .map(|s| interner.id(signature(&s.labels, m.matching.as_ref())))
+            .collect()
+    };
+    let (a, b) = (ids(a), ids(b));
+    (a, b, interner.len())
 }
 
 /// Interns label sets to dense ids.
