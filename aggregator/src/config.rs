@@ -30,6 +30,12 @@ pub struct Config {
     /// The head, rollups and retention.
     #[serde(default)]
     pub storage: crate::store::config::StorageConfig,
+    /// Rule files, evaluation, alert state.
+    #[serde(default)]
+    pub alerting: crate::alert::config::AlertingConfig,
+    /// Routing and receivers of notifications.
+    #[serde(default)]
+    pub notify: crate::notify::config::NotifyConfig,
 }
 
 /// `[http]`

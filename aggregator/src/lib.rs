@@ -2,11 +2,13 @@
 //! and serves the HTTP API. See docs/ARCHITECTURE.md for the map of this crate.
 #![forbid(unsafe_code)]
 
+pub mod alert;
 pub mod auth;
 pub mod config;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod notify;
 pub mod query;
 pub mod quickstart;
 pub mod server;

@@ -296,6 +296,10 @@ impl Store for HeadStore {
         self.inner.backend()
     }
 
+    fn db(&self) -> super::Db {
+        self.inner.db()
+    }
+
     /// Migrates, then warms the head (once).
     async fn migrate(&self) -> Result<(), StoreError> {
         self.inner.migrate().await?;

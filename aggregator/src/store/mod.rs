@@ -121,6 +121,10 @@ pub struct TokenRecord {
 pub trait Store: Send + Sync + 'static {
     /// `"postgres"` or `"sqlite"`.
     fn backend(&self) -> &'static str;
+    /// The connection pools, for modules that keep their own tables
+    /// (alert state, silences, the notification outbox) and write their
+    /// own SQL for each backend.
+    fn db(&self) -> Db;
     /// Creates or upgrades the schema.
     async fn migrate(&self) -> Result<(), StoreError>;
     /// A cheap round trip, for readiness.
@@ -215,6 +219,19 @@ pub trait Store: Send + Sync + 'static {
         &self,
         metric: Option<&str>,
     ) -> Result<Vec<metadata::StoredMetadata>, StoreError>;
+}
+
+/// The pools behind a store. Modules with their own tables match on this
+/// and write one statement per backend.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Postgres(sqlx::PgPool),
+    /// SQLite allows one writer: write through `writer` (one connection),
+    /// read through `reader`.
+    Sqlite {
+        writer: sqlx::SqlitePool,
+        reader: sqlx::SqlitePool,
+    },
 }
 
 /// Opens the store a URL names: `postgres://...` / `postgresql://...`, or

@@ -174,6 +174,10 @@ impl Store for PgStore {
         "postgres"
     }
 
+    fn db(&self) -> super::Db {
+        super::Db::Postgres(self.pool.clone())
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("./migrations/postgres")
             .run(&self.pool)

@@ -216,6 +216,13 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    fn db(&self) -> super::Db {
+        super::Db::Sqlite {
+            writer: self.writer.clone(),
+            reader: self.reader.clone(),
+        }
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("./migrations/sqlite")
             .run(&self.writer)
