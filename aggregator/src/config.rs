@@ -207,6 +207,7 @@ impl Config {
         ] {
             *p = resolve(path, p);
         }
+        config.notify.load(path, &mut problems);
         let base_dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())

@@ -115,6 +115,8 @@ pub struct Metrics {
     /// `/api/v1/write` and `/api/v1/import`.
     pub http_ingest: crate::http::ingest::tally::IngestMetrics,
     pub storage: StorageMetrics,
+    /// The notification dispatcher's.
+    pub notify: crate::notify::dispatch::NotifyMetrics,
 }
 
 impl Default for Metrics {
@@ -141,6 +143,7 @@ impl Metrics {
             database_up: Gauge::default(),
             http_ingest: Default::default(),
             storage: StorageMetrics::default(),
+            notify: Default::default(),
         };
         // Every reason exists from the start, so dashboards see zeros, not gaps.
         for code in RejectCode::ALL {
@@ -214,6 +217,7 @@ impl Metrics {
         );
         m.http_ingest.register(&mut registry);
         m.storage.register(&mut registry);
+        m.notify.register(&mut registry);
         Metrics { registry, ..m }
     }
 

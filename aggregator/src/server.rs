@@ -12,7 +12,10 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 use vigil_common::tls;
 
+use crate::alert::AlertSink;
 use crate::config::Loaded;
+use crate::notify::dispatch::Dispatcher;
+use crate::notify::mutes::Mutes;
 use crate::http::{self, AppState};
 use crate::ingest::{self, Ingest};
 use crate::metrics::Metrics;
@@ -41,6 +44,9 @@ pub struct Running {
     pub http_addr: SocketAddr,
     pub quic_addr: SocketAddr,
     pub state: AppState,
+    /// What the evaluator sends alerts to (the notification dispatcher, or
+    /// only silences/maintenance without `[notify]`).
+    pub sink: Arc<dyn AlertSink>,
     ingest: Arc<Ingest>,
     endpoint: quinn::Endpoint,
     stop: watch::Sender<bool>,
@@ -125,12 +131,37 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
     // Trims the head, extends rollups, applies retention.
     background.push(layers.rollups.clone().spawn(layers.head.clone()));
 
+    // Silences and maintenance, loaded once the database is ready.
+    let mutes = Arc::new(Mutes::new(store.db(), crate::notify::mutes::system_clock()));
+    background.push(tokio::spawn(load_mutes(mutes.clone(), store_ready.clone())));
+    background.push(mutes.clone().spawn_gc());
+    // Where the evaluator hands its alerts: the dispatcher when [notify]
+    // names a notification config, else only the mutes (nothing notified).
+    let sink: Arc<dyn AlertSink> = match &config.notify.plan {
+        Some(plan) => {
+            let (dispatcher, task) = Dispatcher::start(
+                plan.clone(),
+                (&config.notify).into(),
+                store.db(),
+                mutes.clone(),
+                // TEMPORARY until the persisted outbox (notify::outbox) is
+                // merged: notifications are logged and dropped.
+                Arc::new(crate::notify::dispatch::LogAndDrop),
+                metrics.notify.clone(),
+            );
+            background.push(task);
+            dispatcher
+        }
+        None => mutes.clone(),
+    };
+
     let state = AppState {
         store,
         metrics,
         store_ready,
         source: layers.source.clone(),
         engine: Arc::new(crate::query::Engine::default()),
+        mutes,
     };
     let app = http::app_with_access(state.clone(), &config.http.access_policy())
         .layer(axum::Extension(std::sync::Arc::new(
@@ -154,6 +185,7 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         http_addr,
         quic_addr,
         state,
+        sink,
         ingest,
         endpoint,
         stop,
@@ -178,6 +210,21 @@ async fn migrate_until_ready(store: Arc<dyn Store>, ready: Arc<AtomicBool>, metr
                 delay = (delay * 2).min(Duration::from_secs(15));
             }
         }
+    }
+}
+
+/// Loads silences and maintenance windows once the store is ready.
+async fn load_mutes(mutes: Arc<Mutes>, ready: Arc<AtomicBool>) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        if ready.load(Ordering::Acquire) {
+            match mutes.load().await {
+                Ok(()) => return,
+                Err(e) => warn!(error = %e, "silences and maintenance not loaded yet; retrying"),
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(15));
     }
 }
 

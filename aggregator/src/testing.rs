@@ -117,12 +117,21 @@ pub async fn sqlite_app_state(
     let store = crate::store::open("sqlite:t.db", dir, 2)?;
     store.migrate().await?;
     Ok(crate::http::AppState {
+        mutes: mutes(store.as_ref()),
         store,
         metrics: Arc::new(crate::metrics::Metrics::new()),
         store_ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         source,
         engine: Arc::new(crate::query::Engine::default()),
     })
+}
+
+/// Silences and maintenance over `store`'s database, on the system clock.
+pub fn mutes(store: &dyn crate::store::Store) -> std::sync::Arc<crate::notify::mutes::Mutes> {
+    std::sync::Arc::new(crate::notify::mutes::Mutes::new(
+        store.db(),
+        crate::notify::mutes::system_clock(),
+    ))
 }
 
 /// Creates an API token named `name` with `scope` in `state`'s store and

@@ -132,6 +132,9 @@ fn the_example_config_in_deploy_is_valid() {
     );
     let path = dir.path().join("aggregator.toml");
     std::fs::copy(example, &path).expect("copy example");
+    // The notification config it names, next to it.
+    let notify = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/notify.example.yml");
+    std::fs::copy(notify, dir.path().join("notify.example.yml")).expect("copy notify example");
     let out = bin()
         .args(["check-config", "--config"])
         .arg(&path)

@@ -142,6 +142,7 @@ async fn a_dead_database_makes_readyz_fail_and_the_api_answer_503() {
     )
     .expect("lazy");
     let state = AppState {
+        mutes: vigil_aggregator::testing::mutes(store.as_ref()),
         store,
         metrics: Arc::new(Metrics::new()),
         store_ready: Arc::new(AtomicBool::new(true)),

@@ -692,6 +692,7 @@ async fn through_a_real_store(inner: Arc<dyn Store>) {
             .expect("commit");
     }
     let state = AppState {
+        mutes: vigil_aggregator::testing::mutes(layers.store.as_ref()),
         store: layers.store.clone(),
         metrics,
         store_ready: Arc::new(AtomicBool::new(true)),

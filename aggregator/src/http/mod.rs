@@ -7,6 +7,7 @@ pub mod error;
 pub mod exports;
 pub mod health;
 pub mod hosts;
+pub mod maintenance;
 pub mod ingest;
 pub mod metrics;
 pub mod openapi;
@@ -14,6 +15,7 @@ mod ops;
 pub mod prometheus;
 pub mod reports;
 pub mod resources;
+pub mod silences;
 pub mod summary;
 pub mod tokens;
 
@@ -41,6 +43,8 @@ pub struct AppState {
     /// What queries read (head + store).
     pub source: Arc<dyn Source>,
     pub engine: Arc<Engine>,
+    /// Silences and maintenance windows (the notify dispatcher reads them).
+    pub mutes: Arc<crate::notify::mutes::Mutes>,
 }
 
 /// The whole HTTP application, tokens required and no rate limits (tests).
@@ -61,6 +65,8 @@ pub fn app_with_access(state: AppState, policy: &access::AccessPolicy) -> Router
         .nest("/api/v1", summary::router())
         .nest("/api/v1", resources::router())
         .nest("/api/v1", reports::router())
+        .nest("/api/v1", silences::router())
+        .nest("/api/v1", maintenance::router())
         .nest("/prometheus/api/v1", prometheus::router())
         .merge(ingest::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })

@@ -94,6 +94,7 @@ const EXEMPLARS: &[Param] = &[
     p("start", false, "RFC 3339 or unix seconds"),
     p("end", false, "RFC 3339 or unix seconds"),
 ];
+const SILENCES: &[Param] = &[p("state", false, "active, pending or expired")];
 const RULES: &[Param] = &[p("type", false, "alert or record")];
 const FROM_TO: &[Param] = &[
     p(
@@ -154,6 +155,14 @@ pub const OPERATIONS: &[Operation] = &[
     op!("get", "/api/v1/export/grafana", "exports", R, &[], JSON, "The Grafana dashboards Vigil ships"),
     op!("get", "/api/v1/export/grafana/{uid}", "exports", R, &[], JSON, "One Grafana dashboard (JSON model, import-ready)"),
     op!("get", "/api/v1/export/prometheus-rules", "exports", R, &[], "application/yaml", "Vigil's default alerting and recording rules as a Prometheus rule file"),
+    op!("get", "/api/v1/silences", "alerting", R, SILENCES, JSON, "Silences (pending, active, expired), Alertmanager's shape"),
+    op!("post", "/api/v1/silences", "alerting", W, &[], JSON, "Create a silence: {matchers:[{name,value,isRegex,isEqual}], startsAt?, endsAt, createdBy?, comment}"),
+    op!("get", "/api/v1/silences/{id}", "alerting", R, &[], JSON, "One silence"),
+    op!("delete", "/api/v1/silences/{id}", "alerting", W, &[], JSON, "Expire a silence now"),
+    op!("get", "/api/v1/maintenance", "alerting", R, &[], JSON, "Maintenance windows, active first, then recent ones"),
+    op!("post", "/api/v1/maintenance", "alerting", W, &[], JSON, "Start maintenance now: {host?, duration? | until?, comment}; no host: everything"),
+    op!("post", "/api/v1/maintenance/{id}/stop", "alerting", W, &[], JSON, "Stop a maintenance window now"),
+    op!("delete", "/api/v1/maintenance/{id}", "alerting", W, &[], JSON, "Stop a maintenance window now"),
     op!("post", "/api/v1/write", "ingest", W, &[], JSON, "Prometheus remote_write 1.0 receiver (snappy-compressed protobuf)"),
     op!("post", "/api/v1/import", "ingest", W, &[], JSON, "Backfill: Prometheus text exposition with timestamps"),
     op!("get", "/prometheus/api/v1/query", "prometheus", R, QUERY, JSON, "Instant query"),
@@ -244,12 +253,14 @@ fn operation(op: &Operation) -> Value {
         out["requestBody"] = json!({"content": {"application/x-www-form-urlencoded":
             {"schema": {"type": "object", "properties": props, "required": required}}}});
     } else if op.method == "post" {
-        let media = if op.path.ends_with("/write") {
-            "application/x-protobuf"
+        let (media, schema) = if op.path.ends_with("/write") {
+            ("application/x-protobuf", json!({"type": "string", "format": "binary"}))
+        } else if op.path.ends_with("/import") {
+            (TEXT, json!({"type": "string", "format": "binary"}))
         } else {
-            TEXT
+            (JSON, json!({"type": "object"}))
         };
-        out["requestBody"] = json!({"required": true, "content": {media: {"schema": {"type": "string", "format": "binary"}}}});
+        out["requestBody"] = json!({"required": true, "content": {media: {"schema": schema}}});
     }
     out
 }

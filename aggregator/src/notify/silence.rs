@@ -1,1 +1,397 @@
-//! (being written)
+//! Silences, with Alertmanager's model: matchers (its JSON shape), a start
+//! and an end, who created it and why. A silence is *pending* before its
+//! start, *active* until its end, *expired* after; expiring one sets its end
+//! to now (and its start too when it had not started). Expired silences are
+//! kept (listable, for history) for [`RETENTION_MS`], then deleted.
+//!
+//! Every change is written to the `silences` table first, then to the
+//! in-memory list the dispatcher consults on every flush (reads never touch
+//! the database). The list is loaded at start ([`Silences::load`]).
+
+use std::sync::RwLock;
+
+use thiserror::Error;
+
+use super::config::matcher::{ApiMatcher, Matcher};
+use crate::alert::LabelSet;
+use crate::store::{Db, StoreError};
+
+/// How long expired silences are kept.
+pub const RETENTION_MS: i64 = 5 * 86_400_000;
+
+/// At most this many silences are stored (expired ones included).
+pub const MAX_SILENCES: usize = 10_000;
+
+/// Why a silence operation failed.
+#[derive(Debug, Error)]
+pub enum SilenceError {
+    /// The request is invalid (the reason is for the caller).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("silence {0} not found")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for SilenceError {
+    fn from(e: sqlx::Error) -> Self {
+        SilenceError::Store(e.into())
+    }
+}
+
+/// A silence's state at some instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SilenceState {
+    Pending,
+    Active,
+    Expired,
+}
+
+impl SilenceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SilenceState::Pending => "pending",
+            SilenceState::Active => "active",
+            SilenceState::Expired => "expired",
+        }
+    }
+}
+
+/// One stored silence.
+#[derive(Debug, Clone)]
+pub struct Silence {
+    pub id: String,
+    pub matchers: Vec<ApiMatcher>,
+    compiled: Vec<Matcher>,
+    pub starts_at_ms: i64,
+    pub ends_at_ms: i64,
+    pub created_by: String,
+    pub comment: String,
+    pub updated_at_ms: i64,
+}
+
+impl Silence {
+    pub fn state(&self, now_ms: i64) -> SilenceState {
+        if now_ms < self.starts_at_ms {
+            SilenceState::Pending
+        } else if now_ms < self.ends_at_ms {
+            SilenceState::Active
+        } else {
+            SilenceState::Expired
+        }
+    }
+
+    /// Whether every matcher matches `labels`.
+    pub fn matches(&self, labels: &LabelSet) -> bool {
+        super::config::matcher::all_match(&self.compiled, labels)
+    }
+}
+
+/// What a caller asks for.
+#[derive(Debug, Clone)]
+pub struct NewSilence {
+    pub matchers: Vec<ApiMatcher>,
+    pub starts_at_ms: i64,
+    pub ends_at_ms: i64,
+    pub created_by: String,
+    pub comment: String,
+}
+
+/// Checks a silence and compiles its matchers (Alertmanager's rules).
+fn validate(new: &NewSilence, now_ms: i64) -> Result<Vec<Matcher>, SilenceError> {
+    let bad = |m: String| Err(SilenceError::Invalid(m));
+    if new.matchers.is_empty() {
+        return bad("at least one matcher is required".into());
+    }
+    let mut compiled = Vec::new();
+    for m in &new.matchers {
+        compiled.push(m.compile().map_err(SilenceError::Invalid)?);
+    }
+    if compiled.iter().all(|m| m.matches_value("")) {
+        return bad("at least one matcher must not match the empty string (the silence would match every alert)".into());
+    }
+    if new.ends_at_ms <= new.starts_at_ms {
+        return bad("endsAt must be after startsAt".into());
+    }
+    if new.ends_at_ms <= now_ms {
+        return bad("endsAt must be in the future".into());
+    }
+    if new.comment.trim().is_empty() {
+        return bad("comment is required".into());
+    }
+    if new.created_by.trim().is_empty() {
+        return bad("createdBy is required".into());
+    }
+    Ok(compiled)
+}
+
+/// Random 128-bit id as a UUID-shaped string.
+pub(crate) fn new_id() -> Result<String, StoreError> {
+    let mut b = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+        .map_err(|_| StoreError::Corrupt("no randomness for an id".into()))?;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    ))
+}
+
+type Row = (String, String, i64, i64, String, String, i64);
+
+fn from_row(r: Row) -> Result<Silence, StoreError> {
+    let matchers: Vec<ApiMatcher> = serde_json::from_str(&r.1)
+        .map_err(|e| StoreError::Corrupt(format!("silence {} matchers: {e}", r.0)))?;
+    let compiled = matchers
+        .iter()
+        .map(ApiMatcher::compile)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StoreError::Corrupt(format!("silence {}: {e}", r.0)))?;
+    Ok(Silence {
+        id: r.0,
+        matchers,
+        compiled,
+        starts_at_ms: r.2,
+        ends_at_ms: r.3,
+        created_by: r.4,
+        comment: r.5,
+        updated_at_ms: r.6,
+    })
+}
+
+/// The silences: a database table and its in-memory copy.
+pub struct Silences {
+    db: Db,
+    /// `None` until loaded.
+    cache: RwLock<Option<Vec<Silence>>>,
+}
+
+impl Silences {
+    pub fn new(db: Db) -> Silences {
+        Silences {
+            db,
+            cache: RwLock::new(None),
+        }
+    }
+
+    /// (Re)reads every silence from the database.
+    pub async fn load(&self) -> Result<(), StoreError> {
+        const SELECT: &str = "SELECT id, matchers, starts_at_ms, ends_at_ms, created_by, comment, updated_at_ms FROM silences ORDER BY starts_at_ms, id";
+        let rows: Vec<Row> = match &self.db {
+            Db::Postgres(pool) => sqlx::query_as(SELECT).fetch_all(pool).await?,
+            Db::Sqlite { reader, .. } => sqlx::query_as(SELECT).fetch_all(reader).await?,
+        };
+        let list = rows.into_iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        if let Ok(mut cache) = self.cache.write() {
+            *cache = Some(list);
+        }
+        Ok(())
+    }
+
+    /// Loads unless already loaded (the first API call after a start whose
+    /// database was still down).
+    pub async fn ensure_loaded(&self) -> Result<(), StoreError> {
+        let loaded = self.cache.read().map(|c| c.is_some()).unwrap_or(false);
+        if loaded { Ok(()) } else { self.load().await }
+    }
+
+    /// Every silence (pending, active, expired), oldest start first.
+    pub fn list(&self) -> Vec<Silence> {
+        self.cache
+            .read()
+            .ok()
+            .and_then(|c| c.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn get(&self, id: &str) -> Option<Silence> {
+        self.cache
+            .read()
+            .ok()?
+            .as_ref()?
+            .iter()
+            .find(|s| s.id == id)
+            .cloned()
+    }
+
+    /// Ids of the active silences matching `labels`.
+    pub fn silencing(&self, labels: &LabelSet, now_ms: i64) -> Vec<String> {
+        let Ok(cache) = self.cache.read() else {
+            return Vec::new();
+        };
+        cache
+            .iter()
+            .flatten()
+            .filter(|s| s.state(now_ms) == SilenceState::Active && s.matches(labels))
+            .map(|s| s.id.clone())
+            .collect()
+    }
+
+    /// Validates and stores a new silence (a start in the past becomes now).
+    pub async fn create(&self, mut new: NewSilence, now_ms: i64) -> Result<Silence, SilenceError> {
+        self.ensure_loaded().await?;
+        let compiled = validate(&new, now_ms)?;
+        if self.list().len() >= MAX_SILENCES {
+            return Err(SilenceError::Invalid(format!(
+                "too many silences (at most {MAX_SILENCES}, expired ones included until they are deleted)"
+            )));
+        }
+        new.starts_at_ms = new.starts_at_ms.max(now_ms);
+        let silence = Silence {
+            id: new_id()?,
+            matchers: new.matchers,
+            compiled,
+            starts_at_ms: new.starts_at_ms,
+            ends_at_ms: new.ends_at_ms,
+            created_by: new.created_by,
+            comment: new.comment,
+            updated_at_ms: now_ms,
+        };
+        let matchers = serde_json::to_string(&silence.matchers)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let s = &silence;
+        match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query("INSERT INTO silences (id, matchers, starts_at_ms, ends_at_ms, created_by, comment, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                    .bind(&s.id).bind(&matchers).bind(s.starts_at_ms).bind(s.ends_at_ms)
+                    .bind(&s.created_by).bind(&s.comment).bind(s.updated_at_ms)
+                    .execute(pool).await?;
+            }
+            Db::Sqlite { writer, .. } => {
+                sqlx::query("INSERT INTO silences (id, matchers, starts_at_ms, ends_at_ms, created_by, comment, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)")
+                    .bind(&s.id).bind(&matchers).bind(s.starts_at_ms).bind(s.ends_at_ms)
+                    .bind(&s.created_by).bind(&s.comment).bind(s.updated_at_ms)
+                    .execute(writer).await?;
+            }
+        }
+        if let Ok(mut cache) = self.cache.write() {
+            cache.get_or_insert_with(Vec::new).push(silence.clone());
+        }
+        Ok(silence)
+    }
+
+    /// Expires a silence now. Expiring an expired silence changes nothing
+    /// (DELETE is idempotent).
+    pub async fn expire(&self, id: &str, now_ms: i64) -> Result<Silence, SilenceError> {
+        self.ensure_loaded().await?;
+        let mut s = self
+            .get(id)
+            .ok_or_else(|| SilenceError::NotFound(id.to_string()))?;
+        match s.state(now_ms) {
+            SilenceState::Expired => return Ok(s),
+            SilenceState::Pending => s.starts_at_ms = now_ms,
+            SilenceState::Active => {}
+        }
+        s.ends_at_ms = now_ms;
+        s.updated_at_ms = now_ms;
+        match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query("UPDATE silences SET starts_at_ms = $2, ends_at_ms = $3, updated_at_ms = $3 WHERE id = $1")
+                    .bind(&s.id).bind(s.starts_at_ms).bind(now_ms).execute(pool).await?;
+            }
+            Db::Sqlite { writer, .. } => {
+                sqlx::query("UPDATE silences SET starts_at_ms = ?2, ends_at_ms = ?3, updated_at_ms = ?3 WHERE id = ?1")
+                    .bind(&s.id).bind(s.starts_at_ms).bind(now_ms).execute(writer).await?;
+            }
+        }
+        if let Ok(mut cache) = self.cache.write()
+            && let Some(slot) = cache.iter_mut().flatten().find(|x| x.id == s.id)
+        {
+            *slot = s.clone();
+        }
+        Ok(s)
+    }
+
+    /// Deletes silences that expired more than [`RETENTION_MS`] ago.
+    pub async fn gc(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let cutoff = now_ms - RETENTION_MS;
+        let n = match &self.db {
+            Db::Postgres(pool) => sqlx::query("DELETE FROM silences WHERE ends_at_ms < $1")
+                .bind(cutoff).execute(pool).await?.rows_affected(),
+            Db::Sqlite { writer, .. } => sqlx::query("DELETE FROM silences WHERE ends_at_ms < ?")
+                .bind(cutoff).execute(writer).await?.rows_affected(),
+        };
+        if let Ok(mut cache) = self.cache.write()
+            && let Some(list) = cache.as_mut()
+        {
+            list.retain(|s| s.ends_at_ms >= cutoff);
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(name: &str, value: &str, is_regex: bool, is_equal: bool) -> ApiMatcher {
+        ApiMatcher {
+            name: name.into(),
+            value: value.into(),
+            is_regex,
+            is_equal,
+        }
+    }
+
+    fn new(matchers: Vec<ApiMatcher>, start: i64, end: i64) -> NewSilence {
+        NewSilence {
+            matchers,
+            starts_at_ms: start,
+            ends_at_ms: end,
+            created_by: "ops".into(),
+            comment: "deploy".into(),
+        }
+    }
+
+    #[test]
+    fn validation_gives_the_reason() {
+        let now = 1_000_000;
+        let cases = [
+            (new(vec![], now, now + 10), "at least one matcher"),
+            (new(vec![m("host", "(", true, true)], now, now + 10), "invalid regex"),
+            (new(vec![m("bad-name", "x", false, true)], now, now + 10), "invalid label name"),
+            (new(vec![m("host", ".*", true, true)], now, now + 10), "empty string"),
+            (new(vec![m("host", "a", false, false)], now, now + 10), "empty string"),
+            (new(vec![m("host", "a", false, true)], now + 10, now + 10), "after startsAt"),
+            (new(vec![m("host", "a", false, true)], now - 20, now - 10), "in the future"),
+        ];
+        for (n, needle) in cases {
+            let e = validate(&n, now).expect_err(needle).to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+        let mut n = new(vec![m("host", "a", false, true)], now, now + 10);
+        n.comment = " ".into();
+        assert!(validate(&n, now).is_err());
+        let ok = new(vec![m("host", "a", false, true), m("x", ".*", true, true)], now, now + 10);
+        assert_eq!(validate(&ok, now).expect("valid").len(), 2);
+    }
+
+    #[test]
+    fn states_follow_the_clock() {
+        let s = Silence {
+            id: "x".into(),
+            matchers: vec![],
+            compiled: vec![],
+            starts_at_ms: 10,
+            ends_at_ms: 20,
+            created_by: String::new(),
+            comment: String::new(),
+            updated_at_ms: 0,
+        };
+        assert_eq!(s.state(9), SilenceState::Pending);
+        assert_eq!(s.state(10), SilenceState::Active);
+        assert_eq!(s.state(20), SilenceState::Expired);
+    }
+
+    #[test]
+    fn ids_are_unique_and_uuid_shaped() {
+        let a = new_id().expect("id");
+        assert_eq!(a.len(), 36);
+        assert_ne!(a, new_id().expect("id"));
+    }
+}

@@ -49,6 +49,7 @@ pub async fn sqlite(dir: &std::path::Path) -> Arc<dyn Store> {
 /// App state over `store`, reading from `source`.
 pub fn state(store: Arc<dyn Store>, source: Arc<dyn Source>, engine: Engine) -> AppState {
     AppState {
+        mutes: vigil_aggregator::testing::mutes(store.as_ref()),
         store,
         metrics: Arc::new(Metrics::new()),
         store_ready: Arc::new(AtomicBool::new(true)),
@@ -68,6 +69,7 @@ pub async fn layered_state(inner: Arc<dyn Store>) -> AppState {
     );
     layers.store.migrate().await.expect("migrate");
     AppState {
+        mutes: vigil_aggregator::testing::mutes(layers.store.as_ref()),
         store: layers.store,
         metrics,
         store_ready: Arc::new(AtomicBool::new(true)),
