@@ -146,3 +146,48 @@ fn the_example_config_in_deploy_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_bad_notification_config_lists_every_problem_and_exits_64() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    vigil_certs::create_ca(d, "CA", 30, false).expect("ca");
+    vigil_certs::issue_server(d, d, &["localhost".into()], 30, false).expect("server");
+    std::fs::write(
+        d.join("notify.yml"),
+        "route:\n  receiver: nobody\n  group_wait: soon\n  routes:\n    - matchers: ['a=~\"(\"']\n      mute_time_intervals: [never]\nreceivers: [{name: team}]\ncolour: red\n",
+    )
+    .expect("write");
+    let path = d.join("aggregator.toml");
+    std::fs::write(
+        &path,
+        "[quic]\nca = \"ca.crt\"\ncert = \"server.crt\"\nkey = \"server.key\"\n[notify]\nconfig_file = \"notify.yml\"\nqueue_capacity = 0\n",
+    )
+    .expect("write");
+    let out = bin()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "undefined receiver \"nobody\"",
+        "route.group_wait",
+        "invalid regex",
+        "undefined time interval \"never\"",
+        "unknown key `colour`",
+        "notify.queue_capacity",
+    ] {
+        assert!(err.contains(needle), "{needle} missing from:\n{err}");
+    }
+    // A missing file is reported too.
+    std::fs::remove_file(d.join("notify.yml")).expect("rm");
+    let out = bin()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("notify.config_file: cannot read"));
+}

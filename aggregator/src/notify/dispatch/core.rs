@@ -240,7 +240,10 @@ impl Core {
             let firing: BTreeSet<u64> = kept.iter().filter(|(_, a)| !a.is_resolved()).map(|(f, _)| *f).collect();
             let resolved: BTreeSet<u64> = kept.iter().filter(|(_, a)| a.is_resolved()).map(|(f, _)| *f).collect();
             let last = self.log.get(&(key.clone(), group.receiver.clone()));
-            let send = needs_update(last, &firing, &resolved, group.repeat_interval_ms, now_ms);
+            // Everything muted: nothing to say (Alertmanager's mute stage
+            // ends the pipeline before the dedup stage).
+            let send = !kept.is_empty()
+                && needs_update(last, &firing, &resolved, group.repeat_interval_ms, now_ms);
             let (notification, entry) = if send {
                 let seq = last.map_or(0, |e| e.seq + 1);
                 let n = notification(&key, &group, kept, seq);

@@ -210,6 +210,9 @@ fn a_silenced_alert_is_left_out_until_the_mute_ends() {
     assert!(tick_muted(&mut core, t0 + 30_000, &silence).is_empty());
     assert_eq!(core.group_count(), 1, "still there, just muted");
     assert_eq!(tick(&mut core, t0 + 30_000 + 5 * MIN).len(), 1);
+    // Muted again after it was notified: no empty notification goes out.
+    assert!(tick_muted(&mut core, t0 + 30_000 + 10 * MIN, &silence).is_empty());
+    assert!(tick_muted(&mut core, t0 + 30_000 + 15 * MIN, &silence).is_empty());
 }
 
 #[test]
