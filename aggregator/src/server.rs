@@ -14,11 +14,11 @@ use vigil_common::tls;
 
 use crate::alert::AlertSink;
 use crate::config::Loaded;
-use crate::notify::dispatch::Dispatcher;
-use crate::notify::mutes::Mutes;
 use crate::http::{self, AppState};
 use crate::ingest::{self, Ingest};
 use crate::metrics::Metrics;
+use crate::notify::dispatch::Dispatcher;
+use crate::notify::mutes::Mutes;
 use crate::store::{self, Store, StoreError};
 
 /// How long shutdown waits for agents to see the connection close.

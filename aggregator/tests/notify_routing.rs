@@ -101,7 +101,13 @@ fn resolve(mut a: Alert) -> Alert {
 fn hosts(n: &Notification) -> Vec<String> {
     n.alerts
         .iter()
-        .map(|a| format!("{}{}", a.labels["host"], if a.is_resolved() { "-" } else { "+" }))
+        .map(|a| {
+            format!(
+                "{}{}",
+                a.labels["host"],
+                if a.is_resolved() { "-" } else { "+" }
+            )
+        })
         .collect()
 }
 
@@ -148,7 +154,11 @@ async fn postgres(db: &PgTestDb) -> AppState {
 async fn grouping_inhibition_and_restart(state: &AppState) {
     // Three alerts of one group -> one notification.
     let s = dispatcher(state, Arc::new(Capture::default()));
-    let group = vec![alert("Cpu", "a", "info"), alert("Cpu", "b", "info"), alert("Cpu", "c", "info")];
+    let group = vec![
+        alert("Cpu", "a", "info"),
+        alert("Cpu", "b", "info"),
+        alert("Cpu", "c", "info"),
+    ];
     s.dispatcher.send(group[..1].to_vec());
     s.dispatcher.send(group.clone());
     let sent = s.capture.wait_for(1).await;
@@ -156,9 +166,12 @@ async fn grouping_inhibition_and_restart(state: &AppState) {
     assert_eq!(sent[0].receiver, "team");
     s.dispatcher.send(group.clone());
     s.capture.still(1).await;
-    let enqueued = s.metrics.enqueued.get_or_create(&vigil_aggregator::notify::dispatch::ReceiverLabel {
-        receiver: "team".into(),
-    });
+    let enqueued =
+        s.metrics
+            .enqueued
+            .get_or_create(&vigil_aggregator::notify::dispatch::ReceiverLabel {
+                receiver: "team".into(),
+            });
     assert_eq!(enqueued.get(), 1);
 
     // Restart: a new dispatcher over the same database is fed the same
@@ -182,14 +195,18 @@ async fn grouping_inhibition_and_restart(state: &AppState) {
     let sent = s2.capture.wait_for(2).await;
     assert_eq!(sent[1].group_labels["alertname"], "Down");
     s2.capture.still(2).await;
-    assert!(matches!(s2.dispatcher.muted(&warn.labels), Some(Muted::Inhibited { .. })));
+    assert!(matches!(
+        s2.dispatcher.muted(&warn.labels),
+        Some(Muted::Inhibited { .. })
+    ));
     let inhibited = s2
         .metrics
         .suppressed
         .get_or_create(&vigil_aggregator::metrics::Reason::new("inhibition"))
         .get();
     assert!(inhibited >= 1);
-    s2.dispatcher.send(vec![resolve(crit.clone()), warn.clone()]);
+    s2.dispatcher
+        .send(vec![resolve(crit.clone()), warn.clone()]);
     let sent = s2.capture.wait_for(4).await;
     let mut groups: Vec<(String, Vec<String>)> = sent[2..]
         .iter()
@@ -198,7 +215,10 @@ async fn grouping_inhibition_and_restart(state: &AppState) {
     groups.sort();
     assert_eq!(
         groups,
-        [("Down".to_string(), vec!["x-".to_string()]), ("Slow".to_string(), vec!["x+".to_string()])]
+        [
+            ("Down".to_string(), vec!["x-".to_string()]),
+            ("Slow".to_string(), vec!["x+".to_string()])
+        ]
     );
     assert_eq!(s2.dispatcher.muted(&warn.labels), None);
 
@@ -224,8 +244,17 @@ async fn grouping_inhibition_and_restart_on_postgres() {
     db.drop_db().await;
 }
 
-async fn call(state: &AppState, method: &str, uri: &str, token: &str, body: Option<Value>) -> common::Reply {
-    let mut req = Request::builder().method(method).uri(uri).header(header::AUTHORIZATION, token);
+async fn call(
+    state: &AppState,
+    method: &str,
+    uri: &str,
+    token: &str,
+    body: Option<Value>,
+) -> common::Reply {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::AUTHORIZATION, token);
     let body = match body {
         Some(v) => {
             req = req.header(header::CONTENT_TYPE, "application/json");
@@ -248,57 +277,110 @@ async fn silence_mutes_until_deleted_and_maintenance_mutes_hosts() {
     let s = dispatcher(&state, Arc::new(Capture::default()));
 
     // A silence on host a, made through the API.
-    let r = call(&state, "POST", "/api/v1/silences", &tokens.write, Some(json!({
-        "matchers": [{"name": "host", "value": "a", "isRegex": false}],
-        "endsAt": in_minutes(60),
-        "comment": "replacing a disk",
-    })))
+    let r = call(
+        &state,
+        "POST",
+        "/api/v1/silences",
+        &tokens.write,
+        Some(json!({
+            "matchers": [{"name": "host", "value": "a", "isRegex": false}],
+            "endsAt": in_minutes(60),
+            "comment": "replacing a disk",
+        })),
+    )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     let id = r.json["silenceID"].as_str().expect("id").to_string();
     let a = alert("Disk", "a", "warning");
     s.dispatcher.send(vec![a.clone()]);
     s.capture.still(0).await;
-    assert!(matches!(s.dispatcher.muted(&a.labels), Some(Muted::Silenced { silence_ids }) if silence_ids == [id.clone()]));
-    let r = call(&state, "DELETE", &format!("/api/v1/silences/{id}"), &tokens.write, None).await;
+    assert!(
+        matches!(s.dispatcher.muted(&a.labels), Some(Muted::Silenced { silence_ids }) if silence_ids == [id.clone()])
+    );
+    let r = call(
+        &state,
+        "DELETE",
+        &format!("/api/v1/silences/{id}"),
+        &tokens.write,
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     s.dispatcher.send(vec![a.clone()]);
     let sent = s.capture.wait_for(1).await;
     assert_eq!(hosts(&sent[0]), ["a+"]);
 
     // Maintenance on host m mutes m only.
-    let r = call(&state, "POST", "/api/v1/maintenance", &tokens.write, Some(json!({
-        "host": "m", "duration": "2h", "comment": "kernel upgrade"
-    })))
+    let r = call(
+        &state,
+        "POST",
+        "/api/v1/maintenance",
+        &tokens.write,
+        Some(json!({
+            "host": "m", "duration": "2h", "comment": "kernel upgrade"
+        })),
+    )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     assert_eq!(r.json["createdBy"], "write");
     let window = r.json["id"].as_str().expect("id").to_string();
-    s.dispatcher.send(vec![a.clone(), alert("Mem", "m", "warning"), alert("Mem", "n", "warning")]);
+    s.dispatcher.send(vec![
+        a.clone(),
+        alert("Mem", "m", "warning"),
+        alert("Mem", "n", "warning"),
+    ]);
     let sent = s.capture.wait_for(2).await;
     assert_eq!(hosts(&sent[1]), ["n+"], "m is in maintenance");
     assert_eq!(
         s.dispatcher.muted(&alert("Mem", "m", "warning").labels),
-        Some(Muted::Maintenance { host: Some("m".into()) })
+        Some(Muted::Maintenance {
+            host: Some("m".into())
+        })
     );
-    let r = call(&state, "POST", &format!("/api/v1/maintenance/{window}/stop"), &tokens.write, None).await;
+    let r = call(
+        &state,
+        "POST",
+        &format!("/api/v1/maintenance/{window}/stop"),
+        &tokens.write,
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     assert_eq!(r.json["active"], false);
     let sent = s.capture.wait_for(3).await;
-    assert_eq!(hosts(&sent[2]), ["m+", "n+"], "m notified after maintenance");
+    assert_eq!(
+        hosts(&sent[2]),
+        ["m+", "n+"],
+        "m notified after maintenance"
+    );
 
     // Global maintenance mutes everything, even new alerts.
-    let r = call(&state, "POST", "/api/v1/maintenance", &tokens.write, Some(json!({"comment": "datacentre move"}))).await;
+    let r = call(
+        &state,
+        "POST",
+        "/api/v1/maintenance",
+        &tokens.write,
+        Some(json!({"comment": "datacentre move"})),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     assert_eq!(r.json["host"], Value::Null);
     let global = r.json["id"].as_str().expect("id").to_string();
-    s.dispatcher.send(vec![a.clone(), alert("New", "z", "critical")]);
+    s.dispatcher
+        .send(vec![a.clone(), alert("New", "z", "critical")]);
     s.capture.still(3).await;
     assert_eq!(
         s.dispatcher.muted(&alert("New", "z", "critical").labels),
         Some(Muted::Maintenance { host: None })
     );
-    let r = call(&state, "DELETE", &format!("/api/v1/maintenance/{global}"), &tokens.write, None).await;
+    let r = call(
+        &state,
+        "DELETE",
+        &format!("/api/v1/maintenance/{global}"),
+        &tokens.write,
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     s.dispatcher.send(vec![a, alert("New", "z", "critical")]);
     let sent = s.capture.wait_for(4).await;
@@ -322,12 +404,30 @@ async fn silences_api(state: &AppState) {
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.json);
     // Validation failures give the reason.
     for (body, needle) in [
-        (json!({"matchers": [{"name": "x", "value": "(", "isRegex": true}], "endsAt": in_minutes(5), "comment": "c"}), "invalid regex"),
-        (json!({"matchers": [{"name": "x", "value": ".*", "isRegex": true}], "endsAt": in_minutes(5), "comment": "c"}), "empty string"),
-        (json!({"matchers": [], "endsAt": in_minutes(5), "comment": "c"}), "at least one matcher"),
-        (json!({"matchers": [{"name": "x", "value": "y", "isRegex": false}], "startsAt": in_minutes(10), "endsAt": in_minutes(5), "comment": "c"}), "after startsAt"),
-        (json!({"matchers": [{"name": "x", "value": "y", "isRegex": false}], "endsAt": "yesterday", "comment": "c"}), "endsAt"),
-        (json!({"matchers": [{"name": "x", "value": "y", "isRegex": false}], "endsAt": in_minutes(5), "comment": ""}), "comment"),
+        (
+            json!({"matchers": [{"name": "x", "value": "(", "isRegex": true}], "endsAt": in_minutes(5), "comment": "c"}),
+            "invalid regex",
+        ),
+        (
+            json!({"matchers": [{"name": "x", "value": ".*", "isRegex": true}], "endsAt": in_minutes(5), "comment": "c"}),
+            "empty string",
+        ),
+        (
+            json!({"matchers": [], "endsAt": in_minutes(5), "comment": "c"}),
+            "at least one matcher",
+        ),
+        (
+            json!({"matchers": [{"name": "x", "value": "y", "isRegex": false}], "startsAt": in_minutes(10), "endsAt": in_minutes(5), "comment": "c"}),
+            "after startsAt",
+        ),
+        (
+            json!({"matchers": [{"name": "x", "value": "y", "isRegex": false}], "endsAt": "yesterday", "comment": "c"}),
+            "endsAt",
+        ),
+        (
+            json!({"matchers": [{"name": "x", "value": "y", "isRegex": false}], "endsAt": in_minutes(5), "comment": ""}),
+            "comment",
+        ),
         (json!({"matchers": "nope"}), "matchers"),
     ] {
         let r = post(body, &t.write).await;
@@ -345,24 +445,67 @@ async fn silences_api(state: &AppState) {
     assert_eq!(pending.status, StatusCode::OK, "{}", pending.json);
     let pending_id = pending.json["silenceID"].as_str().expect("id").to_string();
 
-    let r = call(state, "GET", &format!("/api/v1/silences/{id}"), &t.read, None).await;
+    let r = call(
+        state,
+        "GET",
+        &format!("/api/v1/silences/{id}"),
+        &t.read,
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     assert_eq!(r.json["status"]["state"], "active");
     assert_eq!(r.json["createdBy"], "write", "the token's name by default");
     assert_eq!(r.json["matchers"][1]["isEqual"], false);
-    let r = call(state, "GET", "/api/v1/silences?state=pending", &t.read, None).await;
+    let r = call(
+        state,
+        "GET",
+        "/api/v1/silences?state=pending",
+        &t.read,
+        None,
+    )
+    .await;
     assert_eq!(r.json.as_array().map(Vec::len), Some(1), "{}", r.json);
     assert_eq!(r.json[0]["createdBy"], "alice");
-    let r = call(state, "GET", "/api/v1/silences?state=sleeping", &t.read, None).await;
+    let r = call(
+        state,
+        "GET",
+        "/api/v1/silences?state=sleeping",
+        &t.read,
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    for (method, uri) in [("GET", "/api/v1/silences/nope"), ("DELETE", "/api/v1/silences/nope")] {
+    for (method, uri) in [
+        ("GET", "/api/v1/silences/nope"),
+        ("DELETE", "/api/v1/silences/nope"),
+    ] {
         let r = call(state, method, uri, &t.write, None).await;
-        assert_eq!(r.status, StatusCode::NOT_FOUND, "{method} {uri}: {}", r.json);
+        assert_eq!(
+            r.status,
+            StatusCode::NOT_FOUND,
+            "{method} {uri}: {}",
+            r.json
+        );
     }
-    let r = call(state, "DELETE", &format!("/api/v1/silences/{id}"), &t.read, None).await;
+    let r = call(
+        state,
+        "DELETE",
+        &format!("/api/v1/silences/{id}"),
+        &t.read,
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     for sid in [&id, &pending_id] {
-        let r = call(state, "DELETE", &format!("/api/v1/silences/{sid}"), &t.write, None).await;
+        let r = call(
+            state,
+            "DELETE",
+            &format!("/api/v1/silences/{sid}"),
+            &t.write,
+            None,
+        )
+        .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.json);
         assert_eq!(r.json["status"]["state"], "expired");
     }
@@ -376,7 +519,14 @@ async fn silences_api(state: &AppState) {
     assert!(reloaded.ends_at_ms <= vigil_common::now_ms());
 
     // Maintenance API errors.
-    let r = call(state, "POST", "/api/v1/maintenance", &t.read, Some(json!({"comment": "x"}))).await;
+    let r = call(
+        state,
+        "POST",
+        "/api/v1/maintenance",
+        &t.read,
+        Some(json!({"comment": "x"})),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     for body in [
         json!({"duration": "soon"}),
@@ -384,15 +534,38 @@ async fn silences_api(state: &AppState) {
         json!({"until": "0"}),
         json!({"host": " "}),
         json!({"hots": "a"}),
+        json!({"host": "h".repeat(5000)}),
     ] {
-        let r = call(state, "POST", "/api/v1/maintenance", &t.write, Some(body.clone())).await;
+        let r = call(
+            state,
+            "POST",
+            "/api/v1/maintenance",
+            &t.write,
+            Some(body.clone()),
+        )
+        .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.json);
     }
-    for (method, uri) in [("POST", "/api/v1/maintenance/nope/stop"), ("DELETE", "/api/v1/maintenance/nope")] {
+    for (method, uri) in [
+        ("POST", "/api/v1/maintenance/nope/stop"),
+        ("DELETE", "/api/v1/maintenance/nope"),
+    ] {
         let r = call(state, method, uri, &t.write, None).await;
-        assert_eq!(r.status, StatusCode::NOT_FOUND, "{method} {uri}: {}", r.json);
+        assert_eq!(
+            r.status,
+            StatusCode::NOT_FOUND,
+            "{method} {uri}: {}",
+            r.json
+        );
     }
-    let r = call(state, "POST", "/api/v1/maintenance", &t.write, Some(json!({"host": "db-1", "until": in_minutes(30), "comment": "vacuum"}))).await;
+    let r = call(
+        state,
+        "POST",
+        "/api/v1/maintenance",
+        &t.write,
+        Some(json!({"host": "db-1", "until": in_minutes(30), "comment": "vacuum"})),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     let r = call(state, "GET", "/api/v1/maintenance", &t.read, None).await;
     assert_eq!(r.json["maintenance"][0]["host"], "db-1", "{}", r.json);
@@ -432,14 +605,23 @@ async fn the_server_wires_the_dispatcher_when_notify_is_configured() {
     let running = vigil_aggregator::start(loaded).await.expect("starts");
     assert!(running.wait_store_ready(Duration::from_secs(10)).await);
     let tokens = common::tokens(running.state.store.as_ref()).await;
-    let r = call(&running.state, "POST", "/api/v1/silences", &tokens.write, Some(json!({
-        "matchers": [{"name": "host", "value": "quiet", "isRegex": false}],
-        "endsAt": in_minutes(10), "comment": "test",
-    })))
+    let r = call(
+        &running.state,
+        "POST",
+        "/api/v1/silences",
+        &tokens.write,
+        Some(json!({
+            "matchers": [{"name": "host", "value": "quiet", "isRegex": false}],
+            "endsAt": in_minutes(10), "comment": "test",
+        })),
+    )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     let quiet = alert("X", "quiet", "info");
-    assert!(matches!(running.sink.muted(&quiet.labels), Some(Muted::Silenced { .. })));
+    assert!(matches!(
+        running.sink.muted(&quiet.labels),
+        Some(Muted::Silenced { .. })
+    ));
     running.sink.send(vec![alert("Y", "loud", "info")]);
     let metrics = running.state.metrics.clone();
     let mut rendered = String::new();
@@ -465,10 +647,16 @@ async fn a_silence_that_expires_lets_the_alert_through() {
     let tokens = common::tokens(state.store.as_ref()).await;
     let s = dispatcher(&state, Arc::new(Capture::default()));
     let ends = format!("{:.3}", (vigil_common::now_ms() + 1500) as f64 / 1000.0);
-    let r = call(&state, "POST", "/api/v1/silences", &tokens.write, Some(json!({
-        "matchers": [{"name": "alertname", "value": "Brief", "isRegex": false}],
-        "endsAt": ends, "comment": "short",
-    })))
+    let r = call(
+        &state,
+        "POST",
+        "/api/v1/silences",
+        &tokens.write,
+        Some(json!({
+            "matchers": [{"name": "alertname", "value": "Brief", "isRegex": false}],
+            "endsAt": ends, "comment": "short",
+        })),
+    )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     let a = alert("Brief", "h", "info");

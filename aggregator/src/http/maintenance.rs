@@ -103,7 +103,9 @@ async fn start(
     let now = state.mutes.now_ms();
     let until = match (&body.duration, &body.until) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::BadRequest("give duration or until, not both".into()));
+            return Err(ApiError::BadRequest(
+                "give duration or until, not both".into(),
+            ));
         }
         (Some(d), None) => Some(now.saturating_add(parse_duration_ms("duration", d)?)),
         (None, Some(u)) => Some(parse_time("until", u)?),
@@ -130,7 +132,9 @@ async fn stop(
         .stop(&id, &caller.name, now)
         .await
         .map_err(|e| match e {
-            SilenceError::NotFound(_) => ApiError::NotFound(format!("no maintenance window {id:?}")),
+            SilenceError::NotFound(_) => {
+                ApiError::NotFound(format!("no maintenance window {id:?}"))
+            }
             e => api_error(e),
         })?;
     Ok(Json(view(w, now)))

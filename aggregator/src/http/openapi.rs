@@ -254,7 +254,10 @@ fn operation(op: &Operation) -> Value {
             {"schema": {"type": "object", "properties": props, "required": required}}}});
     } else if op.method == "post" {
         let (media, schema) = if op.path.ends_with("/write") {
-            ("application/x-protobuf", json!({"type": "string", "format": "binary"}))
+            (
+                "application/x-protobuf",
+                json!({"type": "string", "format": "binary"}),
+            )
         } else if op.path.ends_with("/import") {
             (TEXT, json!({"type": "string", "format": "binary"}))
         } else {

@@ -27,7 +27,9 @@ pub fn router() -> Router<AppState> {
 pub(super) fn api_error(e: SilenceError) -> ApiError {
     match e {
         SilenceError::Invalid(m) => ApiError::BadRequest(m),
-        SilenceError::NotFound(id) => ApiError::NotFound(format!("no silence or maintenance window {id:?}")),
+        SilenceError::NotFound(id) => {
+            ApiError::NotFound(format!("no silence or maintenance window {id:?}"))
+        }
         SilenceError::Store(e) => e.into(),
     }
 }
@@ -150,7 +152,12 @@ async fn create(
         created_by: body.created_by.unwrap_or(caller.name),
         comment: body.comment,
     };
-    let s = state.mutes.silences.create(new, now).await.map_err(api_error)?;
+    let s = state
+        .mutes
+        .silences
+        .create(new, now)
+        .await
+        .map_err(api_error)?;
     Ok(Json(Created { silence_id: s.id }))
 }
 
@@ -160,9 +167,14 @@ async fn expire(
     Path(id): Path<String>,
 ) -> Result<Json<SilenceView>, ApiError> {
     let now = state.mutes.now_ms();
-    let s = state.mutes.silences.expire(&id, now).await.map_err(|e| match e {
-        SilenceError::NotFound(_) => ApiError::NotFound(format!("no silence {id:?}")),
-        e => api_error(e),
-    })?;
+    let s = state
+        .mutes
+        .silences
+        .expire(&id, now)
+        .await
+        .map_err(|e| match e {
+            SilenceError::NotFound(_) => ApiError::NotFound(format!("no silence {id:?}")),
+            e => api_error(e),
+        })?;
     Ok(Json(view(s, now)))
 }

@@ -49,7 +49,16 @@ impl Window {
     }
 }
 
-type Row = (String, Option<String>, i64, Option<i64>, String, String, Option<i64>, Option<String>);
+type Row = (
+    String,
+    Option<String>,
+    i64,
+    Option<i64>,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+);
 
 /// The maintenance windows: a table and its in-memory copy.
 pub struct Maintenance {
@@ -112,7 +121,11 @@ impl Maintenance {
     /// maintenance first, then its `host` label's.
     pub fn muting(&self, labels: &LabelSet, now_ms: i64) -> Option<Muted> {
         let cache = self.cache.read().ok()?;
-        let active: Vec<&Window> = cache.iter().flatten().filter(|w| w.is_active(now_ms)).collect();
+        let active: Vec<&Window> = cache
+            .iter()
+            .flatten()
+            .filter(|w| w.is_active(now_ms))
+            .collect();
         if active.iter().any(|w| w.host.is_none()) {
             return Some(Muted::Maintenance { host: None });
         }
@@ -138,13 +151,26 @@ impl Maintenance {
         if let Some(h) = &host
             && h.trim().is_empty()
         {
-            return Err(SilenceError::Invalid("host must not be empty (omit it for global maintenance)".into()));
+            return Err(SilenceError::Invalid(
+                "host must not be empty (omit it for global maintenance)".into(),
+            ));
+        }
+        let too_long = |t: &str| t.len() > super::silence::MAX_TEXT_BYTES;
+        if host.as_deref().is_some_and(too_long) || too_long(&comment) {
+            return Err(SilenceError::Invalid(format!(
+                "host and comment are limited to {} bytes",
+                super::silence::MAX_TEXT_BYTES
+            )));
         }
         if until_ms.is_some_and(|u| u <= now_ms) {
-            return Err(SilenceError::Invalid("the end of maintenance must be in the future".into()));
+            return Err(SilenceError::Invalid(
+                "the end of maintenance must be in the future".into(),
+            ));
         }
         if self.list().len() >= MAX_WINDOWS {
-            return Err(SilenceError::Invalid(format!("too many maintenance windows (at most {MAX_WINDOWS})")));
+            return Err(SilenceError::Invalid(format!(
+                "too many maintenance windows (at most {MAX_WINDOWS})"
+            )));
         }
         let w = Window {
             id: super::silence::new_id()?,
@@ -215,10 +241,20 @@ impl Maintenance {
         let cutoff = now_ms - RETENTION_MS;
         // min(stop, end) < cutoff exactly when either is.
         let n = match &self.db {
-            Db::Postgres(pool) => sqlx::query("DELETE FROM maintenance_windows WHERE stopped_at_ms < $1 OR ends_at_ms < $1")
-                .bind(cutoff).execute(pool).await?.rows_affected(),
-            Db::Sqlite { writer, .. } => sqlx::query("DELETE FROM maintenance_windows WHERE stopped_at_ms < ?1 OR ends_at_ms < ?1")
-                .bind(cutoff).execute(writer).await?.rows_affected(),
+            Db::Postgres(pool) => sqlx::query(
+                "DELETE FROM maintenance_windows WHERE stopped_at_ms < $1 OR ends_at_ms < $1",
+            )
+            .bind(cutoff)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+            Db::Sqlite { writer, .. } => sqlx::query(
+                "DELETE FROM maintenance_windows WHERE stopped_at_ms < ?1 OR ends_at_ms < ?1",
+            )
+            .bind(cutoff)
+            .execute(writer)
+            .await?
+            .rows_affected(),
         };
         if let Ok(mut cache) = self.cache.write()
             && let Some(list) = cache.as_mut()

@@ -22,6 +22,12 @@ pub const RETENTION_MS: i64 = 5 * 86_400_000;
 /// At most this many silences are stored (expired ones included).
 pub const MAX_SILENCES: usize = 10_000;
 
+/// Most matchers one silence may have.
+pub const MAX_MATCHERS: usize = 64;
+
+/// Longest comment, author or host name stored.
+pub const MAX_TEXT_BYTES: usize = 4096;
+
 /// Why a silence operation failed.
 #[derive(Debug, Error)]
 pub enum SilenceError {
@@ -103,6 +109,14 @@ fn validate(new: &NewSilence, now_ms: i64) -> Result<Vec<Matcher>, SilenceError>
     let bad = |m: String| Err(SilenceError::Invalid(m));
     if new.matchers.is_empty() {
         return bad("at least one matcher is required".into());
+    }
+    if new.matchers.len() > MAX_MATCHERS {
+        return bad(format!("at most {MAX_MATCHERS} matchers"));
+    }
+    if new.comment.len() > MAX_TEXT_BYTES || new.created_by.len() > MAX_TEXT_BYTES {
+        return bad(format!(
+            "comment and createdBy are limited to {MAX_TEXT_BYTES} bytes"
+        ));
     }
     let mut compiled = Vec::new();
     for m in &new.matchers {
@@ -186,7 +200,10 @@ impl Silences {
             Db::Postgres(pool) => sqlx::query_as(SELECT).fetch_all(pool).await?,
             Db::Sqlite { reader, .. } => sqlx::query_as(SELECT).fetch_all(reader).await?,
         };
-        let list = rows.into_iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        let list = rows
+            .into_iter()
+            .map(from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         if let Ok(mut cache) = self.cache.write() {
             *cache = Some(list);
         }
@@ -312,9 +329,15 @@ impl Silences {
         let cutoff = now_ms - RETENTION_MS;
         let n = match &self.db {
             Db::Postgres(pool) => sqlx::query("DELETE FROM silences WHERE ends_at_ms < $1")
-                .bind(cutoff).execute(pool).await?.rows_affected(),
+                .bind(cutoff)
+                .execute(pool)
+                .await?
+                .rows_affected(),
             Db::Sqlite { writer, .. } => sqlx::query("DELETE FROM silences WHERE ends_at_ms < ?")
-                .bind(cutoff).execute(writer).await?.rows_affected(),
+                .bind(cutoff)
+                .execute(writer)
+                .await?
+                .rows_affected(),
         };
         if let Ok(mut cache) = self.cache.write()
             && let Some(list) = cache.as_mut()
@@ -353,12 +376,30 @@ mod tests {
         let now = 1_000_000;
         let cases = [
             (new(vec![], now, now + 10), "at least one matcher"),
-            (new(vec![m("host", "(", true, true)], now, now + 10), "invalid regex"),
-            (new(vec![m("bad-name", "x", false, true)], now, now + 10), "invalid label name"),
-            (new(vec![m("host", ".*", true, true)], now, now + 10), "empty string"),
-            (new(vec![m("host", "a", false, false)], now, now + 10), "empty string"),
-            (new(vec![m("host", "a", false, true)], now + 10, now + 10), "after startsAt"),
-            (new(vec![m("host", "a", false, true)], now - 20, now - 10), "in the future"),
+            (
+                new(vec![m("host", "(", true, true)], now, now + 10),
+                "invalid regex",
+            ),
+            (
+                new(vec![m("bad-name", "x", false, true)], now, now + 10),
+                "invalid label name",
+            ),
+            (
+                new(vec![m("host", ".*", true, true)], now, now + 10),
+                "empty string",
+            ),
+            (
+                new(vec![m("host", "a", false, false)], now, now + 10),
+                "empty string",
+            ),
+            (
+                new(vec![m("host", "a", false, true)], now + 10, now + 10),
+                "after startsAt",
+            ),
+            (
+                new(vec![m("host", "a", false, true)], now - 20, now - 10),
+                "in the future",
+            ),
         ];
         for (n, needle) in cases {
             let e = validate(&n, now).expect_err(needle).to_string();
@@ -367,7 +408,30 @@ mod tests {
         let mut n = new(vec![m("host", "a", false, true)], now, now + 10);
         n.comment = " ".into();
         assert!(validate(&n, now).is_err());
-        let ok = new(vec![m("host", "a", false, true), m("x", ".*", true, true)], now, now + 10);
+        let mut n = new(vec![m("host", "a", false, true)], now, now + 10);
+        n.comment = "x".repeat(MAX_TEXT_BYTES + 1);
+        assert!(
+            validate(&n, now)
+                .expect_err("long")
+                .to_string()
+                .contains("limited")
+        );
+        let n = new(
+            vec![m("host", "a", false, true); MAX_MATCHERS + 1],
+            now,
+            now + 10,
+        );
+        assert!(
+            validate(&n, now)
+                .expect_err("many")
+                .to_string()
+                .contains("at most")
+        );
+        let ok = new(
+            vec![m("host", "a", false, true), m("x", ".*", true, true)],
+            now,
+            now + 10,
+        );
         assert_eq!(validate(&ok, now).expect("valid").len(), 2);
     }
 

@@ -215,14 +215,29 @@ mod tests {
     #[test]
     fn text_forms_parse() {
         let m = Matcher::parse(r#"team="platform""#).expect("parses");
-        assert_eq!((m.name.as_str(), m.op, m.value.as_str()), ("team", MatchOp::Equal, "platform"));
+        assert_eq!(
+            (m.name.as_str(), m.op, m.value.as_str()),
+            ("team", MatchOp::Equal, "platform")
+        );
         let m = Matcher::parse("severity =~ critical|warning").expect("parses");
         assert_eq!(m.op, MatchOp::Regex);
         assert!(m.matches_value("warning") && !m.matches_value("warn"));
         let m = Matcher::parse(r#"x!="a \"q\"""#).expect("parses");
         assert_eq!((m.op, m.value.as_str()), (MatchOp::NotEqual, "a \"q\""));
-        assert_eq!(Matcher::parse("a!~b").expect("parses").op, MatchOp::NotRegex);
-        for bad in ["team", "=x", "1a=b", r#"a="b"#, r#"a="b" c"#, "a=~(", r#"a="\q""#, "a<b"] {
+        assert_eq!(
+            Matcher::parse("a!~b").expect("parses").op,
+            MatchOp::NotRegex
+        );
+        for bad in [
+            "team",
+            "=x",
+            "1a=b",
+            r#"a="b"#,
+            r#"a="b" c"#,
+            "a=~(",
+            r#"a="\q""#,
+            "a<b",
+        ] {
             assert!(Matcher::parse(bad).is_err(), "{bad} should not parse");
         }
     }
@@ -240,13 +255,13 @@ mod tests {
     #[test]
     fn api_shape_compiles() {
         let m: ApiMatcher =
-            serde_json::from_str(r#"{"name":"host","value":"web-.*","isRegex":true}"#).expect("json");
+            serde_json::from_str(r#"{"name":"host","value":"web-.*","isRegex":true}"#)
+                .expect("json");
         let c = m.compile().expect("compiles");
         assert_eq!(c.op, MatchOp::Regex);
-        let m: ApiMatcher = serde_json::from_str(
-            r#"{"name":"host","value":"a","isRegex":false,"isEqual":false}"#,
-        )
-        .expect("json");
+        let m: ApiMatcher =
+            serde_json::from_str(r#"{"name":"host","value":"a","isRegex":false,"isEqual":false}"#)
+                .expect("json");
         assert_eq!(m.compile().expect("c").op, MatchOp::NotEqual);
         assert_eq!(display_set(&[c]), r#"{host=~"web-.*"}"#);
     }

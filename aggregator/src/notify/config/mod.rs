@@ -87,7 +87,10 @@ impl NotifyConfig {
         let path = vigil_common::config::resolve(toml_path, file);
         self.config_file = Some(path.clone());
         match std::fs::read_to_string(&path) {
-            Err(e) => problems.push(format!("notify.config_file: cannot read {}: {e}", path.display())),
+            Err(e) => problems.push(format!(
+                "notify.config_file: cannot read {}: {e}",
+                path.display()
+            )),
             Ok(text) => match parse_file(&text, self.agent_down_inhibits) {
                 Ok(plan) => self.plan = Some(Arc::new(plan)),
                 Err(errors) => problems.extend(
@@ -206,9 +209,16 @@ pub fn parse_file(text: &str, agent_down_inhibits: bool) -> Result<NotifyPlan, V
         if r.name.is_empty() {
             problems.push(format!("receivers[{i}]: name is empty"));
         } else if !receivers.insert(r.name.clone()) {
-            problems.push(format!("receivers[{i}]: duplicate receiver name {:?}", r.name));
+            problems.push(format!(
+                "receivers[{i}]: duplicate receiver name {:?}",
+                r.name
+            ));
         }
-        problems.extend(r.validate().into_iter().map(|e| format!("receivers[{i}] ({}): {e}", r.name)));
+        problems.extend(
+            r.validate()
+                .into_iter()
+                .map(|e| format!("receivers[{i}] ({}): {e}", r.name)),
+        );
     }
 
     let mut time_intervals = BTreeMap::new();
@@ -227,7 +237,10 @@ pub fn parse_file(text: &str, agent_down_inhibits: bool) -> Result<NotifyPlan, V
                 .enumerate()
                 .filter_map(|(j, t)| t.compile(&format!("{at}.time_intervals[{j}]"), &mut problems))
                 .collect();
-            if time_intervals.insert(named.name.clone(), compiled).is_some() {
+            if time_intervals
+                .insert(named.name.clone(), compiled)
+                .is_some()
+            {
                 problems.push(format!("{at}: duplicate time interval name"));
             }
         }
@@ -245,8 +258,22 @@ pub fn parse_file(text: &str, agent_down_inhibits: bool) -> Result<NotifyPlan, V
     let mut inhibit_rules = Vec::new();
     for (i, r) in raw.inhibit_rules.iter().enumerate() {
         let at = format!("inhibit_rules[{i}]");
-        let source = side(&at, "source", &r.source_matchers, &r.source_match, &r.source_match_re, &mut problems);
-        let target = side(&at, "target", &r.target_matchers, &r.target_match, &r.target_match_re, &mut problems);
+        let source = side(
+            &at,
+            "source",
+            &r.source_matchers,
+            &r.source_match,
+            &r.source_match_re,
+            &mut problems,
+        );
+        let target = side(
+            &at,
+            "target",
+            &r.target_matchers,
+            &r.target_match,
+            &r.target_match_re,
+            &mut problems,
+        );
         for l in &r.equal {
             if !matcher::valid_label_name(l) {
                 problems.push(format!("{at}.equal: invalid label name {l:?}"));
@@ -283,9 +310,9 @@ fn key_path(path: &serde_ignored::Path<'_>) -> String {
             p => format!("{p}.{key}"),
         },
         Path::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
-        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
-            key_path(parent)
-        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => key_path(parent),
     }
 }
 
@@ -305,7 +332,10 @@ fn side(
             Err(e) => problems.push(format!("{at}.{which}_matchers: {e}")),
         }
     }
-    for (op, map, field) in [(MatchOp::Equal, eq, "match"), (MatchOp::Regex, re, "match_re")] {
+    for (op, map, field) in [
+        (MatchOp::Equal, eq, "match"),
+        (MatchOp::Regex, re, "match_re"),
+    ] {
         for (name, value) in map {
             match Matcher::new(name, op, value) {
                 Ok(m) => out.push(m),
@@ -314,7 +344,9 @@ fn side(
         }
     }
     if out.is_empty() {
-        problems.push(format!("{at}: {which} matchers are empty (the rule would match every alert)"));
+        problems.push(format!(
+            "{at}: {which} matchers are empty (the rule would match every alert)"
+        ));
     }
     out
 }

@@ -264,10 +264,18 @@ impl Ctx<'_> {
             }
         };
         let group_wait = timer("group_wait", &raw.group_wait, parent.group_wait, problems);
-        let group_interval =
-            timer("group_interval", &raw.group_interval, parent.group_interval, problems);
-        let repeat_interval =
-            timer("repeat_interval", &raw.repeat_interval, parent.repeat_interval, problems);
+        let group_interval = timer(
+            "group_interval",
+            &raw.group_interval,
+            parent.group_interval,
+            problems,
+        );
+        let repeat_interval = timer(
+            "repeat_interval",
+            &raw.repeat_interval,
+            parent.repeat_interval,
+            problems,
+        );
         for (field, names) in [
             ("mute_time_intervals", &raw.mute_time_intervals),
             ("active_time_intervals", &raw.active_time_intervals),
@@ -294,7 +302,15 @@ impl Ctx<'_> {
             .routes
             .iter()
             .enumerate()
-            .map(|(i, r)| self.compile(r, &inherited, &format!("{at}.routes[{i}]"), Some(i), problems))
+            .map(|(i, r)| {
+                self.compile(
+                    r,
+                    &inherited,
+                    &format!("{at}.routes[{i}]"),
+                    Some(i),
+                    problems,
+                )
+            })
             .collect();
         Route {
             receiver: receiver.to_string(),
@@ -369,7 +385,11 @@ routes:
         let l = labels(&[("team", "ml-ops"), ("severity", "warning")]);
         assert_eq!(receivers_of(&r, &l), ["audit", "ml"]);
         let l = labels(&[("team", "other")]);
-        assert_eq!(receivers_of(&r, &l), ["default"], "no child matched: the root");
+        assert_eq!(
+            receivers_of(&r, &l),
+            ["default"],
+            "no child matched: the root"
+        );
     }
 
     #[test]
@@ -379,14 +399,24 @@ routes:
         let pager = &platform.routes[0];
         assert_eq!(platform.group_by, GroupBy::All);
         assert_eq!(pager.group_by, GroupBy::All, "inherited from platform");
-        assert_eq!(pager.group_wait, Duration::from_secs(10), "inherited from the root");
+        assert_eq!(
+            pager.group_wait,
+            Duration::from_secs(10),
+            "inherited from the root"
+        );
         assert_eq!(pager.group_interval, DEFAULT_GROUP_INTERVAL);
         assert_eq!(pager.repeat_interval, Duration::from_secs(3600));
-        assert_eq!(r.routes[2].group_by, GroupBy::Labels(vec!["alertname".into()]));
+        assert_eq!(
+            r.routes[2].group_by,
+            GroupBy::Labels(vec!["alertname".into()])
+        );
         // Ids are unique.
         let ids: BTreeSet<&str> = r.walk().iter().map(|n| n.id.as_str()).collect();
         assert_eq!(ids.len(), 5);
-        assert_eq!(pager.id, r#"{}/{team="platform"}/1/{severity="critical"}/0"#);
+        assert_eq!(
+            pager.id,
+            r#"{}/{team="platform"}/1/{severity="critical"}/0"#
+        );
     }
 
     #[test]

@@ -22,10 +22,22 @@ fn shipped_examples_parse_and_route_teams() {
             .map(|r| r.receiver.clone())
             .collect()
     };
-    assert_eq!(route(&[("team", "platform"), ("severity", "critical")]), ["pager", "platform"]);
-    assert_eq!(route(&[("team", "platform"), ("severity", "warning")]), ["platform"]);
-    assert_eq!(route(&[("team", "ml-ops"), ("severity", "warning")]), ["ml-ops"]);
-    assert_eq!(route(&[("team", "ml-ops"), ("severity", "critical")]), ["pager", "ml-ops"]);
+    assert_eq!(
+        route(&[("team", "platform"), ("severity", "critical")]),
+        ["pager", "platform"]
+    );
+    assert_eq!(
+        route(&[("team", "platform"), ("severity", "warning")]),
+        ["platform"]
+    );
+    assert_eq!(
+        route(&[("team", "ml-ops"), ("severity", "warning")]),
+        ["ml-ops"]
+    );
+    assert_eq!(
+        route(&[("team", "ml-ops"), ("severity", "critical")]),
+        ["pager", "ml-ops"]
+    );
     assert_eq!(route(&[("severity", "info")]), ["default"]);
     assert_eq!(
         plan.inhibit_rules.last(),
@@ -107,7 +119,11 @@ mute_time_intervals:
       - times: [{start_time: '09:00', end_time: '17:00'}]
 "#;
     let plan = parse_file(text, false).expect("valid");
-    assert_eq!(plan.inhibit_rules.len(), 1, "no built-in rule when disabled");
+    assert_eq!(
+        plan.inhibit_rules.len(),
+        1,
+        "no built-in rule when disabled"
+    );
     assert_eq!(plan.route.routes[0].matchers.len(), 2);
     assert!(plan.time_intervals.contains_key("office"));
 }

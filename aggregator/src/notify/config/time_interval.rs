@@ -119,12 +119,16 @@ impl RawInterval {
                 Err(_) => named(&MONTHS, s, 1),
             }
         });
-        let days_of_month = ranges(&self.days_of_month, at, "days_of_month", problems, |s| {
-            match s.trim().parse::<i32>() {
+        let days_of_month = ranges(
+            &self.days_of_month,
+            at,
+            "days_of_month",
+            problems,
+            |s| match s.trim().parse::<i32>() {
                 Ok(n) if n != 0 && (-31..=31).contains(&n) => Ok(n),
                 _ => Err(format!("{s:?} is not a day of month (1..31 or -31..-1)")),
-            }
-        });
+            },
+        );
         for &(b, e) in &days_of_month {
             // Mixed signs depend on the month's length; same signs must be ordered.
             if (b > 0) == (e > 0) && b > e {
@@ -151,7 +155,9 @@ impl RawInterval {
             Some(name) => match name.parse::<Tz>() {
                 Ok(tz) => tz,
                 Err(_) => {
-                    problems.push(format!("{at}: unknown location {name:?} (use an IANA zone)"));
+                    problems.push(format!(
+                        "{at}: unknown location {name:?} (use an IANA zone)"
+                    ));
                     Tz::UTC
                 }
             },
@@ -213,7 +219,10 @@ impl TimeInterval {
         }
         let weekday = t.weekday().num_days_from_sunday();
         if !self.weekdays.is_empty()
-            && !self.weekdays.iter().any(|&(b, e)| b <= weekday && weekday <= e)
+            && !self
+                .weekdays
+                .iter()
+                .any(|&(b, e)| b <= weekday && weekday <= e)
         {
             return false;
         }
@@ -240,7 +249,11 @@ impl TimeInterval {
 }
 
 fn days_in_month(year: i32, month: u32) -> u32 {
-    let (ny, nm) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+    let (ny, nm) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
     match (
         NaiveDate::from_ymd_opt(year, month, 1),
         NaiveDate::from_ymd_opt(ny, nm, 1),
@@ -282,10 +295,9 @@ mod tests {
 
     #[test]
     fn location_shifts_the_day() {
-        let i = compile(
-            "times: [{start_time: '09:00', end_time: '10:00'}]\nlocation: Asia/Tokyo\n",
-        )
-        .expect("valid");
+        let i =
+            compile("times: [{start_time: '09:00', end_time: '10:00'}]\nlocation: Asia/Tokyo\n")
+                .expect("valid");
         // 09:30 in Tokyo is 00:30 UTC.
         assert!(i.contains(ms("2026-11-27T00:30:00Z")));
         assert!(!i.contains(ms("2026-11-27T09:30:00Z")));
@@ -299,7 +311,10 @@ mod tests {
     fn days_of_month_months_and_years() {
         let i = compile("days_of_month: ['-1']\nmonths: ['february']\nyears: ['2028']\n")
             .expect("valid");
-        assert!(i.contains(ms("2028-02-29T12:00:00Z")), "leap year's last day");
+        assert!(
+            i.contains(ms("2028-02-29T12:00:00Z")),
+            "leap year's last day"
+        );
         assert!(!i.contains(ms("2028-02-28T12:00:00Z")));
         assert!(!i.contains(ms("2027-02-28T12:00:00Z")), "year outside");
         let i = compile("days_of_month: ['25:31']\nmonths: ['4:6']\n").expect("valid");
@@ -316,7 +331,16 @@ mod tests {
         )
         .expect_err("invalid");
         let text = e.join("\n");
-        for needle in ["before end_time", "25:00", "funday", "\"0\"", "5:2", "month 13", "\"x\"", "Mars/Olympus"] {
+        for needle in [
+            "before end_time",
+            "25:00",
+            "funday",
+            "\"0\"",
+            "5:2",
+            "month 13",
+            "\"x\"",
+            "Mars/Olympus",
+        ] {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }
     }

@@ -212,9 +212,13 @@ impl Core {
                 .filter(|(_, a)| a.is_resolved())
                 .map(|(fp, a)| (*fp, a.clone()))
                 .collect();
-            let time_muted = self.plan.in_any_interval(&group.mute_time_intervals, now_ms)
+            let time_muted = self
+                .plan
+                .in_any_interval(&group.mute_time_intervals, now_ms)
                 || (!group.active_time_intervals.is_empty()
-                    && !self.plan.in_any_interval(&group.active_time_intervals, now_ms));
+                    && !self
+                        .plan
+                        .in_any_interval(&group.active_time_intervals, now_ms));
             if time_muted {
                 suppressed("time_interval");
                 out.push(Flush {
@@ -237,8 +241,16 @@ impl Core {
                     None => kept.push((*fp, alert.clone())),
                 }
             }
-            let firing: BTreeSet<u64> = kept.iter().filter(|(_, a)| !a.is_resolved()).map(|(f, _)| *f).collect();
-            let resolved: BTreeSet<u64> = kept.iter().filter(|(_, a)| a.is_resolved()).map(|(f, _)| *f).collect();
+            let firing: BTreeSet<u64> = kept
+                .iter()
+                .filter(|(_, a)| !a.is_resolved())
+                .map(|(f, _)| *f)
+                .collect();
+            let resolved: BTreeSet<u64> = kept
+                .iter()
+                .filter(|(_, a)| a.is_resolved())
+                .map(|(f, _)| *f)
+                .collect();
             let last = self.log.get(&(key.clone(), group.receiver.clone()));
             // Everything muted: nothing to say (Alertmanager's mute stage
             // ends the pipeline before the dedup stage).
@@ -272,7 +284,10 @@ impl Core {
     /// dropped unless they changed since.
     pub fn commit(&mut self, flush: &Flush) {
         if let Some(entry) = &flush.entry {
-            self.log.insert((flush.group_key.clone(), flush.receiver.clone()), entry.clone());
+            self.log.insert(
+                (flush.group_key.clone(), flush.receiver.clone()),
+                entry.clone(),
+            );
         }
         if let Some(group) = self.groups.get_mut(&flush.group_key) {
             for (fp, alert) in &flush.resolved {
@@ -298,7 +313,10 @@ fn ms(d: std::time::Duration) -> i64 {
 
 /// Alertmanager's group key: the route's id and the group labels.
 pub fn group_key(route: &Route, group_labels: &LabelSet) -> String {
-    let labels: Vec<String> = group_labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    let labels: Vec<String> = group_labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect();
     format!("{}:{{{}}}", route.id, labels.join(","))
 }
 
@@ -329,7 +347,8 @@ pub fn needs_update(
 
 /// The notification for a group's kept alerts (firing first).
 fn notification(key: &str, group: &Group, mut alerts: Vec<(u64, Alert)>, seq: i64) -> Notification {
-    alerts.sort_by(|(_, a), (_, b)| (a.is_resolved(), &a.labels).cmp(&(b.is_resolved(), &b.labels)));
+    alerts
+        .sort_by(|(_, a), (_, b)| (a.is_resolved(), &a.labels).cmp(&(b.is_resolved(), &b.labels)));
     // FNV-1a over the state: firing (fingerprint, start), then resolved.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for (fp, a) in &alerts {

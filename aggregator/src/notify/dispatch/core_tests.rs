@@ -59,7 +59,11 @@ fn tick(core: &mut Core, now: i64) -> Vec<Notification> {
     tick_muted(core, now, &|_| None)
 }
 
-fn tick_muted(core: &mut Core, now: i64, mutes: &dyn Fn(&LabelSet) -> Option<Muted>) -> Vec<Notification> {
+fn tick_muted(
+    core: &mut Core,
+    now: i64,
+    mutes: &dyn Fn(&LabelSet) -> Option<Muted>,
+) -> Vec<Notification> {
     let flushes = core.flush_due(now, mutes, &mut |_| {});
     for f in &flushes {
         core.commit(f);
@@ -70,7 +74,13 @@ fn tick_muted(core: &mut Core, now: i64, mutes: &dyn Fn(&LabelSet) -> Option<Mut
 fn names(n: &Notification) -> Vec<String> {
     n.alerts
         .iter()
-        .map(|a| format!("{}{}", a.labels["host"], if a.is_resolved() { "-" } else { "+" }))
+        .map(|a| {
+            format!(
+                "{}{}",
+                a.labels["host"],
+                if a.is_resolved() { "-" } else { "+" }
+            )
+        })
         .collect()
 }
 
@@ -80,13 +90,22 @@ fn group_wait_batches_three_alerts_into_one_notification() {
     let t0 = 1_000 * MIN;
     core.ingest(vec![alert("HighCpu", "a", t0)], t0);
     core.ingest(vec![alert("HighCpu", "b", t0)], t0 + 10_000);
-    assert!(tick(&mut core, t0 + 29_999).is_empty(), "group_wait not over");
+    assert!(
+        tick(&mut core, t0 + 29_999).is_empty(),
+        "group_wait not over"
+    );
     core.ingest(vec![alert("HighCpu", "c", t0)], t0 + 20_000);
     let sent = tick(&mut core, t0 + 30_000);
     assert_eq!(sent.len(), 1);
     assert_eq!(names(&sent[0]), ["a+", "b+", "c+"]);
-    assert_eq!(sent[0].group_labels, [("alertname".to_string(), "HighCpu".to_string())].into());
-    assert_eq!(sent[0].common_labels.get("alertname").map(String::as_str), Some("HighCpu"));
+    assert_eq!(
+        sent[0].group_labels,
+        [("alertname".to_string(), "HighCpu".to_string())].into()
+    );
+    assert_eq!(
+        sent[0].common_labels.get("alertname").map(String::as_str),
+        Some("HighCpu")
+    );
     assert!(!sent[0].common_labels.contains_key("host"));
     assert_eq!(sent[0].group_key, r#"{}:{alertname="HighCpu"}"#);
 }
@@ -97,7 +116,11 @@ fn group_interval_sends_changes_and_repeat_interval_resends_unchanged() {
     let t0 = 1_000 * MIN;
     core.ingest(vec![alert("Disk", "a", t0)], t0);
     assert_eq!(tick(&mut core, t0 + 30_000).len(), 1);
-    let first_key = core.log[&(r#"{}:{alertname="Disk"}"#.to_string(), "default".to_string())].clone();
+    let first_key = core.log[&(
+        r#"{}:{alertname="Disk"}"#.to_string(),
+        "default".to_string(),
+    )]
+        .clone();
     assert_eq!(first_key.seq, 0);
     // A new alert joins: not before group_interval.
     core.ingest(vec![alert("Disk", "b", t0)], t0 + MIN);
@@ -111,7 +134,11 @@ fn group_interval_sends_changes_and_repeat_interval_resends_unchanged() {
         t += 5 * MIN;
         repeats.extend(tick(&mut core, t).into_iter().map(|_| t));
     }
-    assert_eq!(repeats, [t0 + 30_000 + 65 * MIN], "one repeat, an hour after the last send");
+    assert_eq!(
+        repeats,
+        [t0 + 30_000 + 65 * MIN],
+        "one repeat, an hour after the last send"
+    );
 }
 
 #[test]
@@ -166,7 +193,10 @@ fn group_by_all_labels_makes_one_group_per_label_set_and_continue_copies() {
     );
     let sent = tick(&mut core, t0 + 30_000);
     assert_eq!(sent.len(), 2, "group_by ... splits by every label");
-    assert!(sent.iter().all(|n| n.receiver == "platform" && n.alerts.len() == 1));
+    assert!(
+        sent.iter()
+            .all(|n| n.receiver == "platform" && n.alerts.len() == 1)
+    );
     assert_eq!(sent[0].group_labels, sent[0].alerts[0].labels);
 }
 
@@ -179,21 +209,35 @@ fn inhibited_alerts_wait_for_the_source_to_resolve() {
     let other = with(alert("Slow", "b", t0), "severity", "warning");
     core.ingest(vec![crit.clone(), warn.clone(), other.clone()], t0);
     let mut suppressed = Vec::new();
-    let flushes = core.flush_due(t0 + 30_000, &|_| None, &mut |r| suppressed.push(r.to_string()));
+    let flushes = core.flush_due(t0 + 30_000, &|_| None, &mut |r| {
+        suppressed.push(r.to_string())
+    });
     flushes.iter().for_each(|f| core.commit(f));
     let sent: Vec<_> = flushes.into_iter().filter_map(|f| f.notification).collect();
     let hosts: Vec<Vec<String>> = sent.iter().map(names).collect();
-    assert!(hosts.contains(&vec!["a+".to_string()]), "the source itself: {hosts:?}");
-    assert!(hosts.contains(&vec!["b+".to_string()]), "other host not inhibited: {hosts:?}");
+    assert!(
+        hosts.contains(&vec!["a+".to_string()]),
+        "the source itself: {hosts:?}"
+    );
+    assert!(
+        hosts.contains(&vec!["b+".to_string()]),
+        "other host not inhibited: {hosts:?}"
+    );
     assert_eq!(sent.len(), 2);
     assert_eq!(suppressed, ["inhibition"]);
     assert_eq!(core.inhibited(&warn.labels), Some(crit.fingerprint()));
     // The source resolves: the target goes out at its group's next flush.
-    core.ingest(vec![resolved(crit, t0 + MIN), warn.clone(), other], t0 + MIN);
+    core.ingest(
+        vec![resolved(crit, t0 + MIN), warn.clone(), other],
+        t0 + MIN,
+    );
     assert_eq!(core.inhibited(&warn.labels), None);
     let sent = tick(&mut core, t0 + 30_000 + 5 * MIN);
     let hosts: Vec<Vec<String>> = sent.iter().map(names).collect();
-    assert!(hosts.contains(&vec!["a+".to_string(), "b+".to_string()]), "{hosts:?}");
+    assert!(
+        hosts.contains(&vec!["a+".to_string(), "b+".to_string()]),
+        "{hosts:?}"
+    );
 }
 
 #[test]
@@ -229,7 +273,10 @@ fn the_log_survives_a_restart_so_nothing_is_resent() {
     let mut core = Core::new(p, 24 * 60 * MIN);
     core.set_log(log);
     core.ingest(alerts.clone(), t0 + 2 * MIN);
-    assert!(tick(&mut core, t0 + 2 * MIN).is_empty(), "old alerts flush at once, but were notified");
+    assert!(
+        tick(&mut core, t0 + 2 * MIN).is_empty(),
+        "old alerts flush at once, but were notified"
+    );
     // After repeat_interval it is resent, with a new dedup key.
     let again = tick(&mut core, t0 + 30_000 + 62 * MIN);
     assert_eq!(again.len(), 1);

@@ -27,7 +27,11 @@ pub fn inhibited_by(
         let mut hits: Vec<u64> = firing
             .iter()
             .filter(|(_, a)| !a.is_resolved() && all_match(&rule.source, &a.labels))
-            .filter(|(_, a)| rule.equal.iter().all(|n| value(&a.labels, n) == value(labels, n)))
+            .filter(|(_, a)| {
+                rule.equal
+                    .iter()
+                    .all(|n| value(&a.labels, n) == value(labels, n))
+            })
             .filter(|(_, a)| !(two_sided && all_match(&rule.target, &a.labels)))
             .map(|(fp, _)| *fp)
             .collect();
@@ -64,7 +68,10 @@ mod tests {
     }
 
     fn firing(alerts: &[Alert]) -> HashMap<u64, Alert> {
-        alerts.iter().map(|a| (a.fingerprint(), a.clone())).collect()
+        alerts
+            .iter()
+            .map(|a| (a.fingerprint(), a.clone()))
+            .collect()
     }
 
     fn rule(source: &str, target: &str, equal: &[&str]) -> InhibitRule {
@@ -77,20 +84,34 @@ mod tests {
 
     #[test]
     fn equal_labels_must_have_equal_values() {
-        let rules = [rule(r#"severity="critical""#, r#"severity="warning""#, &["host"])];
+        let rules = [rule(
+            r#"severity="critical""#,
+            r#"severity="warning""#,
+            &["host"],
+        )];
         let src = alert(&[("severity", "critical"), ("host", "a")], false);
-        let map = firing(&[src.clone()]);
+        let map = firing(std::slice::from_ref(&src));
         let same_host = labels(&[("severity", "warning"), ("host", "a")]);
         let other_host = labels(&[("severity", "warning"), ("host", "b")]);
-        assert_eq!(inhibited_by(&rules, &map, &same_host), Some(src.fingerprint()));
+        assert_eq!(
+            inhibited_by(&rules, &map, &same_host),
+            Some(src.fingerprint())
+        );
         assert_eq!(inhibited_by(&rules, &map, &other_host), None);
         // The target lacks `host` while the source has it: not equal.
-        assert_eq!(inhibited_by(&rules, &map, &labels(&[("severity", "warning")])), None);
+        assert_eq!(
+            inhibited_by(&rules, &map, &labels(&[("severity", "warning")])),
+            None
+        );
     }
 
     #[test]
     fn an_equal_label_absent_on_both_sides_counts_as_equal() {
-        let rules = [rule(r#"severity="critical""#, r#"severity="warning""#, &["cluster"])];
+        let rules = [rule(
+            r#"severity="critical""#,
+            r#"severity="warning""#,
+            &["cluster"],
+        )];
         let map = firing(&[alert(&[("severity", "critical"), ("host", "a")], false)]);
         let target = labels(&[("severity", "warning"), ("host", "b")]);
         assert!(inhibited_by(&rules, &map, &target).is_some());
@@ -100,7 +121,10 @@ mod tests {
     fn only_firing_sources_inhibit() {
         let rules = [rule(r#"severity="critical""#, r#"severity="warning""#, &[])];
         let map = firing(&[alert(&[("severity", "critical")], true)]);
-        assert_eq!(inhibited_by(&rules, &map, &labels(&[("severity", "warning")])), None);
+        assert_eq!(
+            inhibited_by(&rules, &map, &labels(&[("severity", "warning")])),
+            None
+        );
     }
 
     #[test]
@@ -108,7 +132,7 @@ mod tests {
         // Matches both sides: e.g. source `team="x"`, target `team="x"`.
         let rules = [rule(r#"team="x""#, r#"team="x""#, &[])];
         let a = alert(&[("team", "x"), ("alertname", "A")], false);
-        let map = firing(&[a.clone()]);
+        let map = firing(std::slice::from_ref(&a));
         assert_eq!(inhibited_by(&rules, &map, &a.labels), None);
         // Another alert matching both sides does not inhibit it either.
         let b = alert(&[("team", "x"), ("alertname", "B")], false);
@@ -120,7 +144,7 @@ mod tests {
     fn agent_down_mutes_its_host_only_and_not_itself() {
         let rules = [InhibitRule::agent_down()];
         let down = alert(&[("alertname", "VigilAgentDown"), ("host", "a")], false);
-        let map = firing(&[down.clone()]);
+        let map = firing(std::slice::from_ref(&down));
         let cpu_a = labels(&[("alertname", "HighCpu"), ("host", "a")]);
         let cpu_b = labels(&[("alertname", "HighCpu"), ("host", "b")]);
         assert_eq!(inhibited_by(&rules, &map, &cpu_a), Some(down.fingerprint()));

@@ -137,8 +137,22 @@ impl Dispatcher {
         deliver: Arc<dyn Deliver>,
         metrics: NotifyMetrics,
     ) -> (Arc<Dispatcher>, tokio::task::JoinHandle<()>) {
+        let d = Arc::new(Dispatcher::idle(plan, options, db, mutes, deliver, metrics));
+        let task = tokio::spawn(d.clone().run());
+        (d, task)
+    }
+
+    /// A dispatcher whose task is not running (tests of the queue).
+    fn idle(
+        plan: Arc<NotifyPlan>,
+        options: Options,
+        db: Db,
+        mutes: Arc<Mutes>,
+        deliver: Arc<dyn Deliver>,
+        metrics: NotifyMetrics,
+    ) -> Dispatcher {
         let resolve_ms = i64::try_from(options.resolve_timeout.as_millis()).unwrap_or(i64::MAX);
-        let d = Arc::new(Dispatcher {
+        Dispatcher {
             queue: Mutex::new(VecDeque::new()),
             capacity: options.queue_capacity.max(1),
             wake: Notify::new(),
@@ -147,9 +161,7 @@ impl Dispatcher {
             deliver,
             metrics,
             db,
-        });
-        let task = tokio::spawn(d.clone().run());
-        (d, task)
+        }
     }
 
     fn push(&self, msg: Msg) {
@@ -159,7 +171,10 @@ impl Dispatcher {
         if q.len() >= self.capacity {
             // Drop the oldest round (the next one repeats it); escalations
             // only when nothing else is left to drop.
-            let i = q.iter().position(|m| matches!(m, Msg::Alerts(_))).unwrap_or(0);
+            let i = q
+                .iter()
+                .position(|m| matches!(m, Msg::Alerts(_)))
+                .unwrap_or(0);
             q.remove(i);
             self.metrics.queue_dropped.inc();
         }
@@ -267,7 +282,10 @@ impl Dispatcher {
         let receiver = n.receiver.clone();
         match self.deliver.enqueue(n).await {
             Ok(()) => {
-                self.metrics.enqueued.get_or_create(&ReceiverLabel { receiver }).inc();
+                self.metrics
+                    .enqueued
+                    .get_or_create(&ReceiverLabel { receiver })
+                    .inc();
                 Ok(())
             }
             Err(e) => {
@@ -287,7 +305,11 @@ impl Dispatcher {
                 .inc();
             return;
         }
-        let known = self.core.lock().map(|c| c.plan().has_receiver(&receiver)).unwrap_or(false);
+        let known = self
+            .core
+            .lock()
+            .map(|c| c.plan().has_receiver(&receiver))
+            .unwrap_or(false);
         if !known {
             warn!(%receiver, "escalation to an undefined receiver dropped");
             return;
@@ -341,5 +363,57 @@ impl Deliver for LogAndDrop {
         warn!(receiver = %n.receiver, group = %n.group_key, alerts = n.alerts.len(),
               "notification dropped: the outbox is not wired yet");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_queue_drops_the_oldest_round_and_keeps_escalations() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::open("sqlite:q.db", dir.path(), 1).expect("open");
+        let plan = crate::notify::config::parse_file(
+            "route: {receiver: r}\nreceivers: [{name: r}]\n",
+            true,
+        )
+        .expect("config");
+        let metrics = NotifyMetrics::default();
+        let mutes = Arc::new(Mutes::new(store.db(), crate::notify::mutes::system_clock()));
+        let d = Dispatcher::idle(
+            Arc::new(plan),
+            Options {
+                resolve_timeout: Duration::from_secs(60),
+                queue_capacity: 3,
+            },
+            store.db(),
+            mutes,
+            Arc::new(LogAndDrop),
+            metrics.clone(),
+        );
+        let alert = |n: i64| Alert {
+            labels: [("alertname".to_string(), format!("A{n}"))].into(),
+            annotations: LabelSet::new(),
+            starts_at_ms: n,
+            ends_at_ms: None,
+            generator_url: String::new(),
+            flapping: false,
+        };
+        d.send(vec![alert(1)]);
+        d.escalate(alert(2), "r");
+        d.send(vec![alert(3)]);
+        d.send(vec![alert(4)]);
+        d.send(vec![alert(5)]);
+        assert_eq!(metrics.queue_dropped.get(), 2);
+        let q = d.queue.lock().expect("queue");
+        let kinds: Vec<String> = q
+            .iter()
+            .map(|m| match m {
+                Msg::Alerts(a) => format!("round {}", a[0].starts_at_ms),
+                Msg::Escalate(a, _) => format!("escalate {}", a.starts_at_ms),
+            })
+            .collect();
+        assert_eq!(kinds, ["escalate 2", "round 4", "round 5"]);
     }
 }

@@ -16,10 +16,14 @@ pub const RETENTION_MS: i64 = 5 * 86_400_000;
 type Row = (String, String, String, String, i64, i64);
 
 fn fingerprints(json: &str) -> Result<BTreeSet<u64>, StoreError> {
-    let list: Vec<String> =
-        serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("notification_log: {e}")))?;
+    let list: Vec<String> = serde_json::from_str(json)
+        .map_err(|e| StoreError::Corrupt(format!("notification_log: {e}")))?;
     list.iter()
-        .map(|s| s.parse::<u64>().map_err(|e| StoreError::Corrupt(format!("notification_log fingerprint {s:?}: {e}"))))
+        .map(|s| {
+            s.parse::<u64>().map_err(|e| {
+                StoreError::Corrupt(format!("notification_log fingerprint {s:?}: {e}"))
+            })
+        })
         .collect()
 }
 
@@ -30,7 +34,8 @@ fn to_json(set: &BTreeSet<u64>) -> String {
 
 /// Every stored entry.
 pub async fn load(db: &Db) -> Result<HashMap<(String, String), LogEntry>, StoreError> {
-    const SELECT: &str = "SELECT group_key, receiver, firing, resolved, seq, sent_at_ms FROM notification_log";
+    const SELECT: &str =
+        "SELECT group_key, receiver, firing, resolved, seq, sent_at_ms FROM notification_log";
     let rows: Vec<Row> = match db {
         Db::Postgres(pool) => sqlx::query_as(SELECT).fetch_all(pool).await?,
         Db::Sqlite { reader, .. } => sqlx::query_as(SELECT).fetch_all(reader).await?,
@@ -51,7 +56,12 @@ pub async fn load(db: &Db) -> Result<HashMap<(String, String), LogEntry>, StoreE
 }
 
 /// Stores the entry of (group, receiver).
-pub async fn store(db: &Db, group_key: &str, receiver: &str, e: &LogEntry) -> Result<(), StoreError> {
+pub async fn store(
+    db: &Db,
+    group_key: &str,
+    receiver: &str,
+    e: &LogEntry,
+) -> Result<(), StoreError> {
     const PG: &str = "INSERT INTO notification_log (group_key, receiver, firing, resolved, seq, sent_at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
         ON CONFLICT (group_key, receiver) DO UPDATE SET firing = EXCLUDED.firing, resolved = EXCLUDED.resolved, seq = EXCLUDED.seq, sent_at_ms = EXCLUDED.sent_at_ms";
     const LITE: &str = "INSERT INTO notification_log (group_key, receiver, firing, resolved, seq, sent_at_ms) VALUES (?, ?, ?, ?, ?, ?) \
@@ -81,8 +91,16 @@ pub async fn store(db: &Db, group_key: &str, receiver: &str, e: &LogEntry) -> Re
 pub async fn gc(db: &Db, cutoff_ms: i64) -> Result<u64, StoreError> {
     Ok(match db {
         Db::Postgres(pool) => sqlx::query("DELETE FROM notification_log WHERE sent_at_ms < $1")
-            .bind(cutoff_ms).execute(pool).await?.rows_affected(),
-        Db::Sqlite { writer, .. } => sqlx::query("DELETE FROM notification_log WHERE sent_at_ms < ?")
-            .bind(cutoff_ms).execute(writer).await?.rows_affected(),
+            .bind(cutoff_ms)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+        Db::Sqlite { writer, .. } => {
+            sqlx::query("DELETE FROM notification_log WHERE sent_at_ms < ?")
+                .bind(cutoff_ms)
+                .execute(writer)
+                .await?
+                .rows_affected()
+        }
     })
 }
