@@ -668,3 +668,48 @@ async fn a_silence_that_expires_lets_the_alert_through() {
     assert_eq!(s.dispatcher.muted(&a.labels), None);
     s.task.abort();
 }
+
+/// Silences and maintenance whose database is down answer 503 (the
+/// detail stays in the log), never 500.
+#[tokio::test]
+async fn a_dead_database_gives_503() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut state = sqlite(dir.path()).await;
+    let tokens = common::tokens(state.store.as_ref()).await;
+    // Nothing listens on port 1.
+    let dead = vigil_aggregator::store::open(
+        "postgres://postgres@127.0.0.1:1/x",
+        std::path::Path::new("."),
+        1,
+    )
+    .expect("lazy");
+    state.mutes = vigil_aggregator::testing::mutes(dead.as_ref());
+    let silence = json!({
+        "matchers": [{"name": "host", "value": "a", "isRegex": false}],
+        "endsAt": in_minutes(5), "comment": "c",
+    });
+    // Concurrently: each waits for the pool's acquire timeout.
+    let mut calls = tokio::task::JoinSet::new();
+    for (method, uri, body) in [
+        ("GET", "/api/v1/silences", None),
+        ("GET", "/api/v1/silences/x", None),
+        ("POST", "/api/v1/silences", Some(silence)),
+        ("DELETE", "/api/v1/silences/x", None),
+        ("GET", "/api/v1/maintenance", None),
+        ("POST", "/api/v1/maintenance", Some(json!({"comment": "c"}))),
+        ("POST", "/api/v1/maintenance/x/stop", None),
+    ] {
+        let (state, token) = (state.clone(), tokens.write.clone());
+        calls.spawn(async move { (method, uri, call(&state, method, uri, &token, body).await) });
+    }
+    while let Some(done) = calls.join_next().await {
+        let (method, uri, r) = done.expect("call");
+        assert_eq!(
+            r.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{method} {uri}: {}",
+            r.json
+        );
+        assert_eq!(r.json["errorType"], "unavailable");
+    }
+}
