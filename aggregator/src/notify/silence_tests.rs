@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn m(name: &str, value: &str, is_regex: bool, is_equal: bool) -> ApiMatcher {

@@ -114,6 +114,38 @@ impl Matcher {
     }
 }
 
+/// One `matchers:` entry: a single matcher, or several separated by
+/// commas, optionally in braces (`{a="b", c=~"d"}`), as Alertmanager reads
+/// each line of `matchers`.
+pub fn parse_list(text: &str) -> Result<Vec<Matcher>, String> {
+    let t = text.trim();
+    let inner = match (t.strip_prefix('{'), t.ends_with('}')) {
+        (Some(rest), true) => &rest[..rest.len() - 1],
+        (Some(_), false) => return Err(format!("matcher list {text:?} lacks its closing brace")),
+        _ => t,
+    };
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in inner.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                parts.push(&inner[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&inner[start..]);
+    // A trailing comma is allowed; empty entries elsewhere are not.
+    if parts.len() > 1 && parts.last().is_some_and(|p| p.trim().is_empty()) {
+        parts.pop();
+    }
+    parts.into_iter().map(Matcher::parse).collect()
+}
+
 impl fmt::Display for Matcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}{}{:?}", self.name, self.op.as_str(), self.value)
@@ -239,6 +271,22 @@ mod tests {
             "a<b",
         ] {
             assert!(Matcher::parse(bad).is_err(), "{bad} should not parse");
+        }
+    }
+
+    #[test]
+    fn an_entry_may_hold_several_matchers() {
+        let list =
+            parse_list(r#"{team="platform", severity=~"crit,ical|warning",}"#).expect("parses");
+        assert_eq!(list.len(), 2);
+        assert_eq!(
+            list[1].value, "crit,ical|warning",
+            "a comma inside quotes stays"
+        );
+        assert_eq!(parse_list("a=b, c!=d").expect("parses").len(), 2);
+        assert_eq!(parse_list(r#"a="b""#).expect("parses").len(), 1);
+        for bad in [r#"{a="b""#, "a=b,,c=d", "", "{}"] {
+            assert!(parse_list(bad).is_err(), "{bad:?} should not parse");
         }
     }
 

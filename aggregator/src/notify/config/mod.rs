@@ -327,8 +327,8 @@ fn side(
 ) -> Vec<Matcher> {
     let mut out = Vec::new();
     for text in matchers {
-        match Matcher::parse(text) {
-            Ok(m) => out.push(m),
+        match matcher::parse_list(text) {
+            Ok(m) => out.extend(m),
             Err(e) => problems.push(format!("{at}.{which}_matchers: {e}")),
         }
     }

@@ -202,8 +202,8 @@ impl Ctx<'_> {
     ) -> Route {
         let mut matchers = Vec::new();
         for text in &raw.matchers {
-            match Matcher::parse(text) {
-                Ok(m) => matchers.push(m),
+            match super::matcher::parse_list(text) {
+                Ok(m) => matchers.extend(m),
                 Err(e) => problems.push(format!("{at}.matchers: {e}")),
             }
         }
