@@ -571,6 +571,20 @@ async fn silences_api(state: &AppState) {
     assert_eq!(r.json["maintenance"][0]["host"], "db-1", "{}", r.json);
     assert_eq!(r.json["maintenance"][0]["active"], true);
     assert_eq!(r.json["maintenance"][0]["comment"], "vacuum");
+
+    // Retention: expired silences go after 5 days, ended windows after 30;
+    // nothing active or recent is collected.
+    let now = vigil_common::now_ms();
+    let day = 86_400_000;
+    assert_eq!(state.mutes.silences.gc(now + 4 * day).await.expect("gc"), 0);
+    assert_eq!(state.mutes.silences.gc(now + 6 * day).await.expect("gc"), 2);
+    assert!(state.mutes.silences.list().is_empty());
+    let fresh = vigil_aggregator::testing::mutes(state.store.as_ref());
+    fresh.load().await.expect("load");
+    assert!(fresh.silences.list().is_empty(), "deleted from the database too");
+    assert_eq!(state.mutes.maintenance.gc(now + 29 * day).await.expect("gc"), 0);
+    assert_eq!(state.mutes.maintenance.gc(now + 31 * day).await.expect("gc"), 1);
+    assert!(state.mutes.maintenance.list().is_empty());
 }
 
 #[tokio::test]
