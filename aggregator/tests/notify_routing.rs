@@ -581,9 +581,28 @@ async fn silences_api(state: &AppState) {
     assert!(state.mutes.silences.list().is_empty());
     let fresh = vigil_aggregator::testing::mutes(state.store.as_ref());
     fresh.load().await.expect("load");
-    assert!(fresh.silences.list().is_empty(), "deleted from the database too");
-    assert_eq!(state.mutes.maintenance.gc(now + 29 * day).await.expect("gc"), 0);
-    assert_eq!(state.mutes.maintenance.gc(now + 31 * day).await.expect("gc"), 1);
+    assert!(
+        fresh.silences.list().is_empty(),
+        "deleted from the database too"
+    );
+    assert_eq!(
+        state
+            .mutes
+            .maintenance
+            .gc(now + 29 * day)
+            .await
+            .expect("gc"),
+        0
+    );
+    assert_eq!(
+        state
+            .mutes
+            .maintenance
+            .gc(now + 31 * day)
+            .await
+            .expect("gc"),
+        1
+    );
     assert!(state.mutes.maintenance.list().is_empty());
 }
 

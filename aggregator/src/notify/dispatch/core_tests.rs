@@ -345,3 +345,25 @@ time_intervals:
         assert_eq!(f[0].notification.is_some(), !sent_inside, "{team} outside");
     }
 }
+
+#[test]
+fn a_crash_before_the_log_write_re_enqueues_the_same_key() {
+    let p = plan(CONFIG);
+    let t0 = 1_000 * MIN;
+    let alerts = vec![alert("C", "a", t0)];
+    let mut core = Core::new(p.clone(), 24 * 60 * MIN);
+    core.ingest(alerts.clone(), t0);
+    assert_eq!(tick(&mut core, t0 + 30_000).len(), 1);
+    let log = core.log.clone();
+    core.ingest(vec![alert("C", "a", t0), alert("C", "b", t0)], t0 + MIN);
+    // The flush is handed to the outbox, then the process dies: no commit.
+    let lost = core.flush_due(t0 + 30_000 + 5 * MIN, &|_| None, &mut |_| {});
+    let first = lost[0].notification.clone().expect("a change to send");
+    // After the restart the same state gives the same key (the outbox drops it).
+    let mut core = Core::new(p, 24 * 60 * MIN);
+    core.set_log(log);
+    core.ingest(vec![alert("C", "a", t0), alert("C", "b", t0)], t0 + 6 * MIN);
+    let again = tick(&mut core, t0 + 6 * MIN);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].dedup_key, first.dedup_key);
+}
