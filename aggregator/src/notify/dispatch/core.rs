@@ -28,7 +28,7 @@ use crate::notify::Notification;
 use crate::notify::config::NotifyPlan;
 use crate::notify::config::route::Route;
 
-use super::inhibit::inhibited_by;
+use super::inhibit::{Index, inhibited_by};
 
 /// The last notification of a (group, receiver): Alertmanager's nflog entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,6 +200,8 @@ impl Core {
             .map(|(k, _)| k.clone())
             .collect();
         let mut out = Vec::new();
+        // Built once per flush, on the first group that needs it.
+        let mut index: Option<Index<'_>> = None;
         for key in due {
             let Some(group) = self.groups.get_mut(&key) else {
                 continue;
@@ -231,9 +233,12 @@ impl Core {
                 continue;
             }
             let mut kept = Vec::new();
+            let inhibitor =
+                index.get_or_insert_with(|| Index::new(&self.plan.inhibit_rules, &self.sources));
             for (fp, alert) in &group.alerts {
                 let muted = mutes(&alert.labels).or_else(|| {
-                    self.inhibited(&alert.labels)
+                    inhibitor
+                        .inhibited_by(&alert.labels)
                         .map(|by| Muted::Inhibited { by: vec![by] })
                 });
                 match muted {

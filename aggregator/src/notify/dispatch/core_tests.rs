@@ -367,3 +367,46 @@ fn a_crash_before_the_log_write_re_enqueues_the_same_key() {
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].dedup_key, first.dedup_key);
 }
+
+#[test]
+fn ten_thousand_alerts_flush_with_inhibition_in_one_pass() {
+    let mut core = Core::new(plan(CONFIG), 24 * 60 * MIN);
+    let t0 = 1_000 * MIN;
+    let mut alerts = Vec::new();
+    for h in 0..1000 {
+        for n in 0..10 {
+            alerts.push(with(
+                alert(&format!("W{n}"), &format!("h{h}"), t0),
+                "severity",
+                "warning",
+            ));
+        }
+    }
+    // A critical alert on every tenth host inhibits that host's warnings.
+    for h in (0..1000).step_by(10) {
+        alerts.push(with(
+            alert("Down", &format!("h{h}"), t0),
+            "severity",
+            "critical",
+        ));
+    }
+    core.ingest(alerts, t0);
+    let started = std::time::Instant::now();
+    let mut inhibited = 0;
+    let flushes = core.flush_due(t0 + 30_000, &|_| None, &mut |r| {
+        if r == "inhibition" {
+            inhibited += 1;
+        }
+    });
+    eprintln!(
+        "flush of 10,100 alerts in 11 groups: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(inhibited, 100 * 10);
+    let sent: usize = flushes
+        .iter()
+        .filter_map(|f| f.notification.as_ref())
+        .map(|n| n.alerts.len())
+        .sum();
+    assert_eq!(sent, 10_100 - 1000);
+}

@@ -12,36 +12,74 @@ use crate::alert::{Alert, LabelSet};
 use crate::notify::config::InhibitRule;
 use crate::notify::config::matcher::all_match;
 
-/// The fingerprint of a firing alert that inhibits `labels`, if any.
+/// The fingerprint of a firing alert that inhibits `labels`, if any (one
+/// question: builds an [`Index`] and asks it).
 pub fn inhibited_by(
     rules: &[InhibitRule],
     firing: &HashMap<u64, Alert>,
     labels: &LabelSet,
 ) -> Option<u64> {
-    let value = |l: &LabelSet, n: &str| l.get(n).map(String::as_str).unwrap_or("").to_string();
-    for rule in rules {
-        if !all_match(&rule.target, labels) {
-            continue;
-        }
-        let two_sided = all_match(&rule.source, labels);
-        let mut hits: Vec<u64> = firing
+    Index::new(rules, firing).inhibited_by(labels)
+}
+
+fn value<'a>(l: &'a LabelSet, n: &str) -> &'a str {
+    l.get(n).map(String::as_str).unwrap_or("")
+}
+
+/// The firing source alerts of every rule, keyed by their `equal` label
+/// values, so a flush of many alerts costs one lookup per alert and rule
+/// instead of a scan of every firing alert.
+pub struct Index<'a> {
+    rules: &'a [InhibitRule],
+    /// Per rule: equal-label values -> (fingerprint, also matches the
+    /// target side), fingerprints ascending for a deterministic answer.
+    sources: Vec<Sources<'a>>,
+}
+
+/// One rule's firing sources by their `equal` label values.
+type Sources<'a> = HashMap<Vec<&'a str>, Vec<(u64, bool)>>;
+
+impl<'a> Index<'a> {
+    pub fn new(rules: &'a [InhibitRule], firing: &'a HashMap<u64, Alert>) -> Index<'a> {
+        let sources = rules
             .iter()
-            .filter(|(_, a)| !a.is_resolved() && all_match(&rule.source, &a.labels))
-            .filter(|(_, a)| {
-                rule.equal
-                    .iter()
-                    .all(|n| value(&a.labels, n) == value(labels, n))
+            .map(|rule| {
+                let mut map: Sources<'_> = HashMap::new();
+                for (fp, a) in firing {
+                    if a.is_resolved() || !all_match(&rule.source, &a.labels) {
+                        continue;
+                    }
+                    let key = rule.equal.iter().map(|n| value(&a.labels, n)).collect();
+                    map.entry(key)
+                        .or_default()
+                        .push((*fp, all_match(&rule.target, &a.labels)));
+                }
+                for list in map.values_mut() {
+                    list.sort_unstable();
+                }
+                map
             })
-            .filter(|(_, a)| !(two_sided && all_match(&rule.target, &a.labels)))
-            .map(|(fp, _)| *fp)
             .collect();
-        // Deterministic answer when several sources fire.
-        hits.sort_unstable();
-        if let Some(fp) = hits.first() {
-            return Some(*fp);
-        }
+        Index { rules, sources }
     }
-    None
+
+    /// The fingerprint of a firing alert that inhibits `labels`, if any.
+    pub fn inhibited_by(&self, labels: &LabelSet) -> Option<u64> {
+        for (rule, sources) in self.rules.iter().zip(&self.sources) {
+            if sources.is_empty() || !all_match(&rule.target, labels) {
+                continue;
+            }
+            let two_sided = all_match(&rule.source, labels);
+            let key: Vec<&str> = rule.equal.iter().map(|n| value(labels, n)).collect();
+            let hit = sources
+                .get(&key)
+                .and_then(|list| list.iter().find(|(_, both)| !(two_sided && *both)));
+            if let Some((fp, _)) = hit {
+                return Some(*fp);
+            }
+        }
+        None
+    }
 }
 
 #[cfg(test)]
