@@ -28,7 +28,7 @@ use crate::notify::Notification;
 use crate::notify::config::NotifyPlan;
 use crate::notify::config::route::Route;
 
-use super::inhibit::{Index, inhibited_by};
+use super::inhibit::Index;
 
 /// The last notification of a (group, receiver): Alertmanager's nflog entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +85,8 @@ pub struct Core {
     sources: HashMap<u64, Alert>,
     groups: BTreeMap<String, Group>,
     log: HashMap<(String, String), LogEntry>,
+    /// Inhibition sources, rebuilt after the firing alerts change.
+    index: Option<Index>,
 }
 
 impl Core {
@@ -96,6 +98,7 @@ impl Core {
             sources: HashMap::new(),
             groups: BTreeMap::new(),
             log: HashMap::new(),
+            index: None,
         }
     }
 
@@ -115,6 +118,7 @@ impl Core {
 
     /// Takes in one evaluation round.
     pub fn ingest(&mut self, alerts: Vec<Alert>, now_ms: i64) {
+        self.index = None;
         for alert in alerts {
             let fp = alert.fingerprint();
             if alert.is_resolved() {
@@ -166,6 +170,7 @@ impl Core {
             .map(|(fp, _)| *fp)
             .collect();
         for fp in stale {
+            self.index = None;
             if let Some((mut alert, seen)) = self.firing.remove(&fp) {
                 self.sources.remove(&fp);
                 alert.ends_at_ms = Some(seen.saturating_add(self.resolve_timeout_ms));
@@ -180,8 +185,11 @@ impl Core {
     }
 
     /// Which firing alert inhibits `labels`, if any.
-    pub fn inhibited(&self, labels: &LabelSet) -> Option<u64> {
-        inhibited_by(&self.plan.inhibit_rules, &self.sources, labels)
+    pub fn inhibited(&mut self, labels: &LabelSet) -> Option<u64> {
+        let index = self
+            .index
+            .get_or_insert_with(|| Index::new(&self.plan.inhibit_rules, &self.sources));
+        index.inhibited_by(&self.plan.inhibit_rules, labels)
     }
 
     /// Flushes every group due at `now_ms`. `mutes` says whether silences or
@@ -200,8 +208,11 @@ impl Core {
             .map(|(k, _)| k.clone())
             .collect();
         let mut out = Vec::new();
-        // Built once per flush, on the first group that needs it.
-        let mut index: Option<Index<'_>> = None;
+        // Taken out for the loop (which borrows the groups) and put back.
+        let index = self
+            .index
+            .take()
+            .unwrap_or_else(|| Index::new(&self.plan.inhibit_rules, &self.sources));
         for key in due {
             let Some(group) = self.groups.get_mut(&key) else {
                 continue;
@@ -233,12 +244,10 @@ impl Core {
                 continue;
             }
             let mut kept = Vec::new();
-            let inhibitor =
-                index.get_or_insert_with(|| Index::new(&self.plan.inhibit_rules, &self.sources));
             for (fp, alert) in &group.alerts {
                 let muted = mutes(&alert.labels).or_else(|| {
-                    inhibitor
-                        .inhibited_by(&alert.labels)
+                    index
+                        .inhibited_by(&self.plan.inhibit_rules, &alert.labels)
                         .map(|by| Muted::Inhibited { by: vec![by] })
                 });
                 match muted {
@@ -282,6 +291,7 @@ impl Core {
                 resolved: resolved_all,
             });
         }
+        self.index = Some(index);
         out
     }
 

@@ -19,7 +19,7 @@ pub fn inhibited_by(
     firing: &HashMap<u64, Alert>,
     labels: &LabelSet,
 ) -> Option<u64> {
-    Index::new(rules, firing).inhibited_by(labels)
+    Index::new(rules, firing).inhibited_by(rules, labels)
 }
 
 fn value<'a>(l: &'a LabelSet, n: &str) -> &'a str {
@@ -29,27 +29,33 @@ fn value<'a>(l: &'a LabelSet, n: &str) -> &'a str {
 /// The firing source alerts of every rule, keyed by their `equal` label
 /// values, so a flush of many alerts costs one lookup per alert and rule
 /// instead of a scan of every firing alert.
-pub struct Index<'a> {
-    rules: &'a [InhibitRule],
+/// Built from the rules it is then asked about; rebuilt when the firing
+/// alerts change.
+#[derive(Debug, Default)]
+pub struct Index {
     /// Per rule: equal-label values -> (fingerprint, also matches the
     /// target side), fingerprints ascending for a deterministic answer.
-    sources: Vec<Sources<'a>>,
+    sources: Vec<Sources>,
 }
 
 /// One rule's firing sources by their `equal` label values.
-type Sources<'a> = HashMap<Vec<&'a str>, Vec<(u64, bool)>>;
+type Sources = HashMap<Vec<String>, Vec<(u64, bool)>>;
 
-impl<'a> Index<'a> {
-    pub fn new(rules: &'a [InhibitRule], firing: &'a HashMap<u64, Alert>) -> Index<'a> {
+impl Index {
+    pub fn new(rules: &[InhibitRule], firing: &HashMap<u64, Alert>) -> Index {
         let sources = rules
             .iter()
             .map(|rule| {
-                let mut map: Sources<'_> = HashMap::new();
+                let mut map: Sources = HashMap::new();
                 for (fp, a) in firing {
                     if a.is_resolved() || !all_match(&rule.source, &a.labels) {
                         continue;
                     }
-                    let key = rule.equal.iter().map(|n| value(&a.labels, n)).collect();
+                    let key = rule
+                        .equal
+                        .iter()
+                        .map(|n| value(&a.labels, n).to_string())
+                        .collect();
                     map.entry(key)
                         .or_default()
                         .push((*fp, all_match(&rule.target, &a.labels)));
@@ -60,17 +66,22 @@ impl<'a> Index<'a> {
                 map
             })
             .collect();
-        Index { rules, sources }
+        Index { sources }
     }
 
-    /// The fingerprint of a firing alert that inhibits `labels`, if any.
-    pub fn inhibited_by(&self, labels: &LabelSet) -> Option<u64> {
-        for (rule, sources) in self.rules.iter().zip(&self.sources) {
+    /// The fingerprint of a firing alert that inhibits `labels`, if any;
+    /// `rules` are those the index was built from.
+    pub fn inhibited_by(&self, rules: &[InhibitRule], labels: &LabelSet) -> Option<u64> {
+        for (rule, sources) in rules.iter().zip(&self.sources) {
             if sources.is_empty() || !all_match(&rule.target, labels) {
                 continue;
             }
             let two_sided = all_match(&rule.source, labels);
-            let key: Vec<&str> = rule.equal.iter().map(|n| value(labels, n)).collect();
+            let key: Vec<String> = rule
+                .equal
+                .iter()
+                .map(|n| value(labels, n).to_string())
+                .collect();
             let hit = sources
                 .get(&key)
                 .and_then(|list| list.iter().find(|(_, both)| !(two_sided && *both)));

@@ -346,7 +346,7 @@ impl AlertSink for Dispatcher {
         if let Some(m) = self.mutes.maintenance.muting(labels, now) {
             return Some(m);
         }
-        if let Some(by) = self.core.lock().ok().and_then(|c| c.inhibited(labels)) {
+        if let Some(by) = self.core.lock().ok().and_then(|mut c| c.inhibited(labels)) {
             return Some(Muted::Inhibited { by: vec![by] });
         }
         self.mutes.check(labels, now)
