@@ -181,7 +181,7 @@ fn an_old_alert_skips_group_wait() {
 }
 
 #[test]
-fn group_by_all_labels_makes_one_group_per_label_set_and_continue_copies() {
+fn group_by_all_labels_makes_one_group_per_label_set() {
     let mut core = Core::new(plan(CONFIG), 5 * MIN);
     let t0 = 1_000 * MIN;
     core.ingest(
