@@ -3,12 +3,33 @@
 //! recording rules with `record`), plus Vigil's extensions under a separate
 //! `vigil:` key per rule so the file stays Prometheus-shaped.
 //!
-//! (Types fixed here so the evaluator and the loader can be written apart;
-//! parsing and validation: see [`load_files`].)
+//! [`load_files`] is strict: unknown keys, bad durations, expressions
+//! promql-parser rejects, invalid metric or label names, templates that do
+//! not parse and bad `vigil:` values are all reported, with file, line,
+//! group and rule ([`validate`]). [`export`] turns a file back into plain
+//! Prometheus (the `vigil:` keys stripped).
+//!
+//! ```yaml
+//! groups:
+//!   - name: host
+//!     interval: 30s
+//!     rules:
+//!       - alert: HostCpuHigh
+//!         expr: avg_over_time(system_cpu_usage_ratio[5m]) > 0.9
+//!         for: 10m
+//!         labels: {severity: warning, team: platform}
+//!         annotations: {summary: "CPU on {{ $labels.host }} is {{ $value | humanizePercentage }}"}
+//!         vigil:
+//!           recover: avg_over_time(system_cpu_usage_ratio[5m]) < 0.8
+//!           flap: {window: 20, high: 0.5, low: 0.25}
+//! ```
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+pub mod export;
+mod validate;
 
 /// Every rule group from every loaded file, in file order.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -87,10 +108,8 @@ pub struct RuleErrors {
 }
 
 /// Loads and validates rule files. A broken file rejects the whole set: the
-/// caller keeps running the rules it had.
-///
-/// (Minimal first version: parses the shape; the complete validation is
-/// being written.)
+/// caller keeps running the rules it had. Every problem of every file is
+/// reported, not the first.
 pub fn load_files(paths: &[PathBuf]) -> Result<RuleSet, RuleErrors> {
     let mut errors = Vec::new();
     let mut set = RuleSet::default();
@@ -100,7 +119,7 @@ pub fn load_files(paths: &[PathBuf]) -> Result<RuleSet, RuleErrors> {
                 Ok(groups) => set.groups.extend(groups),
                 Err(mut e) => errors.append(&mut e),
             },
-            Err(e) => errors.push(format!("{}: {e}", path.display())),
+            Err(e) => errors.push(format!("{}: cannot read: {e}", path.display())),
         }
     }
     if errors.is_empty() {
@@ -110,145 +129,11 @@ pub fn load_files(paths: &[PathBuf]) -> Result<RuleSet, RuleErrors> {
     }
 }
 
-/// Parses one rule file's text (`path` is used in messages and `RuleGroup::file`).
-pub fn parse(path: &std::path::Path, text: &str) -> Result<Vec<RuleGroup>, Vec<String>> {
-    let file: raw::File =
-        serde_norway::from_str(text).map_err(|e| vec![format!("{}: {e}", path.display())])?;
-    let mut errors = Vec::new();
-    let mut groups = Vec::new();
-    for g in file.groups {
-        let mut rules = Vec::new();
-        for r in g.rules {
-            match (r.alert, r.record) {
-                (Some(name), None) => rules.push(Rule::Alerting(AlertingRule {
-                    name,
-                    expr: r.expr,
-                    for_: r.r#for.map(|d| d.0).unwrap_or_default(),
-                    keep_firing_for: r.keep_firing_for.map(|d| d.0).unwrap_or_default(),
-                    labels: r.labels,
-                    annotations: r.annotations,
-                    vigil: r.vigil.map(raw::Vigil::into_ext).unwrap_or_default(),
-                })),
-                (None, Some(record)) => rules.push(Rule::Recording(RecordingRule {
-                    record,
-                    expr: r.expr,
-                    labels: r.labels,
-                })),
-                _ => errors.push(format!(
-                    "{}: group {:?}: a rule needs exactly one of `alert` and `record`",
-                    path.display(),
-                    g.name
-                )),
-            }
-        }
-        groups.push(RuleGroup {
-            name: g.name,
-            file: path.to_path_buf(),
-            interval: g.interval.map(|d| d.0),
-            rules,
-        });
-    }
-    if errors.is_empty() {
-        Ok(groups)
-    } else {
-        Err(errors)
-    }
-}
-
-/// The file's shape as serde reads it.
-mod raw {
-    use std::collections::BTreeMap;
-    use std::time::Duration;
-
-    use serde::Deserialize;
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct File {
-        pub groups: Vec<Group>,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct Group {
-        pub name: String,
-        pub interval: Option<PromDuration>,
-        #[serde(default)]
-        pub rules: Vec<Rule>,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct Rule {
-        pub alert: Option<String>,
-        pub record: Option<String>,
-        pub expr: String,
-        pub r#for: Option<PromDuration>,
-        pub keep_firing_for: Option<PromDuration>,
-        #[serde(default)]
-        pub labels: BTreeMap<String, String>,
-        #[serde(default)]
-        pub annotations: BTreeMap<String, String>,
-        pub vigil: Option<Vigil>,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct Vigil {
-        pub recover: Option<String>,
-        pub flap: Option<Flap>,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct Flap {
-        pub window: usize,
-        pub high: f64,
-        pub low: f64,
-    }
-
-    impl Vigil {
-        pub fn into_ext(self) -> super::VigilExtensions {
-            super::VigilExtensions {
-                recover: self.recover,
-                flap: self.flap.map(|f| super::FlapDetection {
-                    window: f.window,
-                    high: f.high,
-                    low: f.low,
-                }),
-            }
-        }
-    }
-
-    /// A Prometheus duration (`30s`, `5m`, `1h30m`).
-    pub struct PromDuration(pub Duration);
-
-    impl<'de> Deserialize<'de> for PromDuration {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            let text = String::deserialize(d)?;
-            crate::http::prometheus::params::parse_duration(&text)
-                .map(PromDuration)
-                .map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}")))
-        }
-    }
+/// Parses one rule file's text (`path` is used in messages and
+/// `RuleGroup::file`); every problem comes back, each as one line.
+pub fn parse(path: &Path, text: &str) -> Result<Vec<RuleGroup>, Vec<String>> {
+    validate::file(path, text)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_default_rule_pack_loads() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../deploy/rules/vigil-default.rules.yml");
-        let set = load_files(&[path]).expect("default rules load");
-        assert!(set.groups.iter().map(|g| g.rules.len()).sum::<usize>() >= 15);
-    }
-
-    #[test]
-    fn a_rule_with_both_alert_and_record_is_rejected() {
-        let text = "groups:\n- name: g\n  rules:\n  - alert: A\n    record: b\n    expr: up\n";
-        let errors = parse(std::path::Path::new("x.yml"), text).unwrap_err();
-        assert!(errors[0].contains("exactly one"), "{errors:?}");
-    }
-}
+mod tests;
