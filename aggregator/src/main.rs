@@ -102,6 +102,13 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Run rule unit tests (promtool's test-file format). Exit 0: all
+    /// passed, 1: a test failed, 64: a file is unreadable or invalid.
+    TestRules {
+        /// Test files; their `rule_files` are relative to each file.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -115,6 +122,9 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     vigil_common::tls::install_default_provider();
+    if let Command::TestRules { files } = &cli.command {
+        return test_rules(files);
+    }
 
     // Config first: a bad file must exit 64 before any runtime or port exists.
     let loaded = match &cli.command {
@@ -128,7 +138,7 @@ fn main() -> ExitCode {
             Ok(l) => Some(l),
             Err(code) => return code,
         },
-        Command::Quickstart { .. } => None,
+        Command::Quickstart { .. } | Command::TestRules { .. } => None,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -202,6 +212,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `test-rules`: no config, no ports; a small runtime for the engine.
+fn test_rules(files: &[PathBuf]) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vigil-aggregator: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let code = runtime.block_on(vigil_aggregator::alert::unittest::run_files(
+        files, &mut out,
+    ));
+    ExitCode::from(code)
 }
 
 fn load(path: &Path) -> Result<Loaded, ExitCode> {

@@ -12,6 +12,7 @@ pub mod eval;
 pub mod rules;
 pub mod state;
 pub mod template;
+pub mod unittest;
 
 use std::collections::BTreeMap;
 

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub mod export;
-mod validate;
+pub(crate) mod validate;
 
 /// Every rule group from every loaded file, in file order.
 #[derive(Debug, Clone, Default, PartialEq)]

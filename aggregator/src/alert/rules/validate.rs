@@ -476,7 +476,7 @@ fn vigil(cx: &mut Ctx<'_>, at: At<'_>, v: &Value) -> VigilExtensions {
 
 /// A Prometheus duration as rule files write it: `1h30m`, `5m`, `90s`,
 /// `500ms`, `0` (units y w d h m s ms, each at most once, in that order).
-pub(super) fn duration(v: &Value) -> Result<Duration, String> {
+pub(crate) fn duration(v: &Value) -> Result<Duration, String> {
     let text = match v {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
