@@ -153,7 +153,7 @@ pub const OPERATIONS: &[Operation] = &[
     op!("get", "/api/v1/reports/metrics", "reports", R, REPORT_METRICS, JSON, "A range query as JSON or CSV"),
     op!("get", "/api/v1/export/grafana", "exports", R, &[], JSON, "The Grafana dashboards Vigil ships"),
     op!("get", "/api/v1/export/grafana/{uid}", "exports", R, &[], JSON, "One Grafana dashboard (JSON model, import-ready)"),
-    op!("get", "/api/v1/export/prometheus-rules", "exports", R, &[], "application/yaml", "Vigil's default alerting and recording rules as a Prometheus rule file"),
+    op!("get", "/api/v1/export/prometheus-rules", "exports", R, &[], "application/yaml", "Vigil's default alerting and recording rules as a Prometheus rule file (vigil: extensions stripped)"),
     op!("post", "/api/v1/write", "ingest", W, &[], JSON, "Prometheus remote_write 1.0 receiver (snappy-compressed protobuf)"),
     op!("post", "/api/v1/import", "ingest", W, &[], JSON, "Backfill: Prometheus text exposition with timestamps"),
     op!("get", "/prometheus/api/v1/query", "prometheus", R, QUERY, JSON, "Instant query"),

@@ -29,7 +29,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub mod export;
-pub(crate) mod validate;
+mod rule;
+pub(crate) mod syntax;
+mod validate;
 
 /// Every rule group from every loaded file, in file order.
 #[derive(Debug, Clone, Default, PartialEq)]

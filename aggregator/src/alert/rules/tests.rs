@@ -154,7 +154,7 @@ fn durations_must_be_valid_and_not_negative() {
     };
     assert_eq!(a.for_, Duration::from_secs(5400));
     assert_eq!(
-        validate::duration(&"1d2h3m4s500ms".into()),
+        syntax::duration(&"1d2h3m4s500ms".into()),
         Ok(Duration::from_millis(93_784_500))
     );
 }

@@ -15,7 +15,7 @@ pub(crate) enum Val {
     /// A `map[string]string` (label sets); a missing key reads as "".
     Map(BTreeMap<String, String>),
     /// The root data (`.Labels`, `.Value`, ...): a missing field is an error.
-    Root(Box<BTreeMap<String, Val>>),
+    Root(BTreeMap<String, Val>),
     Nil,
 }
 
@@ -72,12 +72,12 @@ pub(super) fn root(data: &TemplateData<'_>) -> (Val, Vec<(String, Val)>) {
     let external = Val::Map(data.external_labels.clone());
     let url = Val::Str(data.external_url.to_string());
     let value = Val::Float(data.value);
-    let root = Val::Root(Box::new(BTreeMap::from([
+    let root = Val::Root(BTreeMap::from([
         ("Labels".to_string(), labels.clone()),
         ("ExternalLabels".to_string(), external.clone()),
         ("ExternalURL".to_string(), url.clone()),
         ("Value".to_string(), value.clone()),
-    ])));
+    ]));
     let vars = vec![
         (String::new(), root.clone()),
         ("labels".to_string(), labels),

@@ -27,7 +27,7 @@ fn format_g(v: f64, prec: Option<usize>, sharp: bool, eprec_shortest: i32) -> St
             let p = p.max(1) as i32;
             // Go: if eprec > digits && digits >= dp { eprec = digits }
             let nd = digits.len() as i32;
-            if p > nd && nd >= exp + 1 { nd } else { p }
+            if p > nd && nd > exp { nd } else { p }
         }
     };
     let body = if exp < -4 || exp >= eprec {
@@ -313,9 +313,9 @@ mod tests {
         assert_eq!(
             f(
                 "%5.1f|%-6d|%05d",
-                &[Val::Float(3.14159), Val::Int(42), Val::Int(-7)]
+                &[Val::Float(2.74567), Val::Int(42), Val::Int(-7)]
             ),
-            "  3.1|42    |-0007"
+            "  2.7|42    |-0007"
         );
         assert_eq!(
             f("%s is %v", &[Val::Str("x".into()), Val::Float(0.25)]),

@@ -23,6 +23,7 @@
 mod exec;
 mod funcs;
 mod gofmt;
+mod lex;
 mod parse;
 #[cfg(test)]
 mod tests;

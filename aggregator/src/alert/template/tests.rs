@@ -107,7 +107,7 @@ fn data_variables_and_dot() {
 #[test]
 fn pipelines_and_functions() {
     assert_eq!(run("{{ $value | humanize }}B", 2048.0), "2.048kB");
-    assert_eq!(run(r#"{{ printf "%.2f" $value }}"#, 3.14159), "3.14");
+    assert_eq!(run(r#"{{ printf "%.2f" $value }}"#, 2.74567), "2.75");
     assert_eq!(run(r#"{{ $value | printf "%.1f%%" }}"#, 97.25), "97.2%");
     assert_eq!(
         run(

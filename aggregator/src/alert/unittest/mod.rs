@@ -130,7 +130,7 @@ struct Dur(Duration);
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = serde_norway::Value::deserialize(d)?;
-        super::rules::validate::duration(&v)
+        super::rules::syntax::duration(&v)
             .map(Dur)
             .map_err(serde::de::Error::custom)
     }
