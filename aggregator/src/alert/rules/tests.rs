@@ -347,3 +347,22 @@ fn load_files_reports_every_file() {
         "{e}"
     );
 }
+
+proptest::proptest! {
+    /// A rule file of any shape gives groups or errors, never a panic.
+    #[test]
+    fn arbitrary_rule_files_never_panic(
+        lines in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "groups:", "  - name: g", "  - name: \"\"", "    interval: 1m", "    interval: -1s",
+                "    rules:", "      - alert: A", "      - record: r:x", "        expr: up == 0",
+                "        expr: sum(", "        for: 5m", "        labels: {severity: x}",
+                "        annotations: {s: \"{{ $value\"}", "        vigil: {recover: up}",
+                "        vigil: {flap: {window: 1, high: 2, low: 3}}", "        vigil: 3", "  - 7", "- x", "{",
+            ]),
+            0..14,
+        )
+    ) {
+        let _ = parse(Path::new("p.yml"), &lines.join("\n"));
+    }
+}

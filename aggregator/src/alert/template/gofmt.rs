@@ -137,6 +137,15 @@ pub(super) fn sprintf(format: &str, args: &[Val]) -> String {
             chars.next();
             spec.prec = Some(number(&mut chars).unwrap_or(0));
         }
+        // A template must not allocate gigabytes through `%999999999d`.
+        if spec.width.max(spec.prec).is_some_and(|n| n > MAX_WIDTH) {
+            out.push_str("%!(BADWIDTH)");
+            // The verb and its operand are used up all the same.
+            if chars.next().is_some_and(|v| v != '%') {
+                args.next();
+            }
+            continue;
+        }
         let Some(verb) = chars.next() else {
             out.push_str("%!(NOVERB)");
             break;
@@ -158,6 +167,9 @@ pub(super) fn sprintf(format: &str, args: &[Val]) -> String {
     }
     out
 }
+
+/// Largest width or precision `printf` honours.
+const MAX_WIDTH: usize = 1000;
 
 fn number(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<usize> {
     let mut n: Option<usize> = None;
@@ -328,6 +340,7 @@ mod tests {
         );
         assert_eq!(f("100%%", &[]), "100%");
         assert_eq!(f("%d", &[Val::Float(1.5)]), "%!d(float64=1.5)");
+        assert_eq!(f("%999999999d|", &[Val::Int(1)]), "%!(BADWIDTH)|");
         assert_eq!(f("%d %d", &[Val::Int(1)]), "1 %!d(MISSING)");
         assert_eq!(
             f("%d", &[Val::Int(1), Val::Str("a".into())]),

@@ -49,6 +49,7 @@ pub(super) enum Arg {
 pub(super) fn parse(src: &str) -> Result<List, String> {
     let items = lex(src)?;
     let mut pos = 0;
+    check_nesting(&items)?;
     let (list, end) = parse_list(&items, &mut pos)?;
     match end {
         None => Ok(list),
@@ -58,6 +59,29 @@ pub(super) fn parse(src: &str) -> Result<List, String> {
 
 /// Nodes up to an `else` / `end` (returned, with the tokens after `else`
 /// kept in `pending_else`) or the end of input.
+/// How deeply blocks and parentheses may nest: parsing and running recurse,
+/// and a rule file must not be able to overflow the stack.
+const MAX_NESTING: usize = 64;
+
+fn check_nesting(items: &[Item]) -> Result<(), String> {
+    let mut depth = 0usize;
+    for item in items {
+        if let Item::Action(toks) = item {
+            match toks.first().map(|t| &t.0) {
+                Some(Tok::Ident(kw)) if matches!(kw.as_str(), "if" | "with" | "range") => {
+                    depth += 1;
+                    if depth > MAX_NESTING {
+                        return Err(format!("blocks nested deeper than {MAX_NESTING}"));
+                    }
+                }
+                Some(Tok::Ident(kw)) if kw == "end" => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 fn parse_list(items: &[Item], pos: &mut usize) -> Result<(List, Option<String>), String> {
     let mut list = Vec::new();
     while let Some(item) = items.get(*pos) {
@@ -261,7 +285,12 @@ fn matching_close(toks: &[Spaced], from: usize) -> Result<usize, String> {
     let mut depth = 1;
     for (j, (t, _)) in toks.iter().enumerate().skip(from) {
         match t {
-            Tok::Open => depth += 1,
+            Tok::Open => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(format!("parentheses nested deeper than {MAX_NESTING}"));
+                }
+            }
             Tok::Close => {
                 depth -= 1;
                 if depth == 0 {

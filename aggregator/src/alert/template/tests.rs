@@ -189,7 +189,13 @@ fn parse_errors_are_reported_by_check() {
         ("{{ $value | }}", "missing"),
         ("{{ template \"x\" }}", "not supported"),
         ("{{ (humanize 1 }}", "unclosed left paren"),
+        (
+            &format!("{{{{ {}1{} }}}}", "(".repeat(100), ")".repeat(100)),
+            "nested deeper",
+        ),
+        (&"{{ if 1 }}".repeat(100), "nested deeper"),
     ] {
+        let bad: &str = bad;
         let e = check("summary", bad).expect_err(bad);
         assert!(e.message.contains(why), "{bad:?}: {e}");
         assert_eq!(e.name, "summary");
@@ -220,4 +226,34 @@ fn execution_errors_become_error_text() {
     assert!(e.message.contains("incompatible"), "{e}");
     let s = expand_or_error("d", "{{ $nosuch }}", &data);
     assert!(s.starts_with("<error expanding template: "), "{s}");
+}
+
+proptest::proptest! {
+    /// Whatever an operator writes into a rule file, parsing and expanding
+    /// return a result: never a panic (the aggregator loads rules at run time).
+    #[test]
+    fn arbitrary_templates_never_panic(text in r#"[{}\-$.a-zA-Z0-9 "|()%:=,`/*_]{0,60}"#) {
+        let _ = check("t", &text);
+        let l = labels(&[("host", "a")]);
+        let data = TemplateData { labels: &l, value: 1.5, external_labels: &l, external_url: "" };
+        let _ = expand("t", &text, &data);
+    }
+
+    #[test]
+    fn arbitrary_actions_never_panic(
+        body in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "$value", "$labels.host", ".Labels", "|", "humanize", "printf", "\"%5.2f\"", "(", ")",
+                "if", "else", "end", "range", "with", "eq", "1", "-2.5", ":=", "$x", ",", "-}}", "{{-", "}}{{",
+                "index", "len", "and", "not", "title", "\"a\"", "`r`",
+            ]),
+            0..12,
+        )
+    ) {
+        let text = format!("{{{{ {} }}}}", body.join(" "));
+        let _ = check("t", &text);
+        let l = labels(&[("host", "a")]);
+        let data = TemplateData { labels: &l, value: 1.5, external_labels: &l, external_url: "" };
+        let _ = expand("t", &text, &data);
+    }
 }

@@ -226,7 +226,10 @@ async fn run_group(g: &TestGroup, rules: &RuleSet, eval_every: i64) -> Result<Ve
         let labels = series::parse_labels(&s.series)?;
         for (i, v) in series::parse_values(&s.values)?.into_iter().enumerate() {
             if let Some(v) = v {
-                source.push(&labels, i as i64 * interval, v);
+                let t = i64::try_from(i)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(interval);
+                source.push(&labels, t, v);
             }
         }
     }
@@ -258,7 +261,10 @@ async fn run_group(g: &TestGroup, rules: &RuleSet, eval_every: i64) -> Result<Ve
             }
             pending.remove(0);
         }
-        t += eval_every;
+        match t.checked_add(eval_every) {
+            Some(next) => t = next,
+            None => break,
+        }
     }
     for test in &g.promql_expr_test {
         let got = sim
