@@ -107,6 +107,10 @@ fn unknown_keys_are_reported_everywhere() {
         "groups:\n  - name: g\n    limit: 10\n    rules: []\n",
         "`limit` is not supported by Vigil",
     );
+    one_error(
+        "groups:\n  - name: g\n    name: h\n    rules: []\n",
+        "duplicate",
+    );
 }
 
 #[test]

@@ -31,7 +31,9 @@ struct State {
     labels: LabelSet,
     annotations: LabelSet,
     active_at: i64,
-    last_seen: i64,
+    /// First evaluation at which a firing alert's series was missing
+    /// (Prometheus' `KeepFiringSince`).
+    missing_since: Option<i64>,
     firing: bool,
 }
 
@@ -149,13 +151,15 @@ impl<'a> Sim<'a> {
                 labels,
                 annotations: annotations.clone(),
                 active_at: t,
-                last_seen: t,
+                missing_since: None,
                 firing: false,
             });
             st.sample_labels = sample_labels;
             st.annotations = annotations;
-            st.last_seen = t;
-            if !st.firing && t - st.active_at >= a.for_.as_millis() as i64 {
+            st.missing_since = None;
+            if !st.firing
+                && t - st.active_at >= i64::try_from(a.for_.as_millis()).unwrap_or(i64::MAX)
+            {
                 st.firing = true;
             }
         }
@@ -166,8 +170,9 @@ impl<'a> Sim<'a> {
             if !st.firing {
                 return false;
             }
-            let keep = a.keep_firing_for.as_millis() as i64;
-            if keep > 0 && t - st.last_seen < keep {
+            let keep = i64::try_from(a.keep_firing_for.as_millis()).unwrap_or(i64::MAX);
+            let since = *st.missing_since.get_or_insert(t);
+            if keep > 0 && t - since < keep {
                 return true;
             }
             // Hysteresis: only a sample of the recovery expression with the

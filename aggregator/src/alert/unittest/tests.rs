@@ -87,12 +87,13 @@ tests:
         exp_alerts:
           - exp_labels: {room: a, severity: warning}
             exp_annotations: {value: "95"}
-      - eval_time: 4m
+      # Gone from 3m: kept firing at 3m, 4m and 5m (keep_firing_for: 3m).
+      - eval_time: 5m
         alertname: Hot
         exp_alerts:
           - exp_labels: {room: a, severity: warning}
             exp_annotations: {value: "95"}
-      - eval_time: 5m
+      - eval_time: 6m
         alertname: Hot
       - eval_time: 6m
         alertname: Sticky
