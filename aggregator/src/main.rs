@@ -102,6 +102,11 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Validate rule files and list every problem (exit 64 if any).
+    CheckRules {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Run rule unit tests (promtool's test-file format). Exit 0: all
     /// passed, 1: a test failed, 64: a file is unreadable or invalid.
     TestRules {
@@ -122,8 +127,10 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     vigil_common::tls::install_default_provider();
-    if let Command::TestRules { files } = &cli.command {
-        return test_rules(files);
+    match &cli.command {
+        Command::TestRules { files } => return test_rules(files),
+        Command::CheckRules { files } => return check_rules(files),
+        _ => {}
     }
 
     // Config first: a bad file must exit 64 before any runtime or port exists.
@@ -138,7 +145,7 @@ fn main() -> ExitCode {
             Ok(l) => Some(l),
             Err(code) => return code,
         },
-        Command::Quickstart { .. } | Command::TestRules { .. } => None,
+        Command::Quickstart { .. } | Command::TestRules { .. } | Command::CheckRules { .. } => None,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -210,6 +217,26 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("vigil-aggregator: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `check-rules`: every problem of every file, as the aggregator would
+/// report them on load or reload.
+fn check_rules(files: &[PathBuf]) -> ExitCode {
+    match vigil_aggregator::alert::rules::load_files(files) {
+        Ok(set) => {
+            let rules: usize = set.groups.iter().map(|g| g.rules.len()).sum();
+            println!(
+                "rules OK: {} file(s), {} group(s), {rules} rule(s)",
+                files.len(),
+                set.groups.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("invalid rules:\n{e}");
+            ExitCode::from(EXIT_CONFIG)
         }
     }
 }

@@ -96,3 +96,49 @@ fn invalid_or_unreadable_files_exit_64() {
     assert!(text.contains("nope.yml: cannot read"), "{text}");
     assert!(text.contains("absent.test.yml: cannot read"), "{text}");
 }
+
+#[test]
+fn check_rules_lists_every_problem_and_exits_64() {
+    let pack =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rules/vigil-default.rules.yml");
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil-aggregator"))
+        .arg("check-rules")
+        .arg(&pack)
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout(&out).starts_with("rules OK: 1 file(s), 7 group(s)"),
+        "{}",
+        stdout(&out)
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.rules.yml");
+    std::fs::write(
+        &bad,
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up ==\n      - record: not a name\n        expr: up\n        for: 5m\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil-aggregator"))
+        .arg("check-rules")
+        .arg(&bad)
+        .arg(dir.path().join("missing.yml"))
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "bad.rules.yml:4: group \"g\": rule \"A\": `expr` does not parse",
+        "rule \"not a name\": invalid recording rule name",
+        "rule \"not a name\": `for` is not allowed in a recording rule",
+        "missing.yml: cannot read",
+    ] {
+        assert!(err.contains(needle), "{needle:?} missing from:\n{err}");
+    }
+}
