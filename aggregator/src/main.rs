@@ -102,6 +102,18 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Validate rule files and list every problem (exit 64 if any).
+    CheckRules {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run rule unit tests (promtool's test-file format). Exit 0: all
+    /// passed, 1: a test failed, 64: a file is unreadable or invalid.
+    TestRules {
+        /// Test files; their `rule_files` are relative to each file.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -115,6 +127,11 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     vigil_common::tls::install_default_provider();
+    match &cli.command {
+        Command::TestRules { files } => return test_rules(files),
+        Command::CheckRules { files } => return check_rules(files),
+        _ => {}
+    }
 
     // Config first: a bad file must exit 64 before any runtime or port exists.
     let loaded = match &cli.command {
@@ -128,7 +145,7 @@ fn main() -> ExitCode {
             Ok(l) => Some(l),
             Err(code) => return code,
         },
-        Command::Quickstart { .. } => None,
+        Command::Quickstart { .. } | Command::TestRules { .. } | Command::CheckRules { .. } => None,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -202,6 +219,45 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `check-rules`: every problem of every file, as the aggregator would
+/// report them on load or reload.
+fn check_rules(files: &[PathBuf]) -> ExitCode {
+    match vigil_aggregator::alert::rules::load_files(files) {
+        Ok(set) => {
+            let rules: usize = set.groups.iter().map(|g| g.rules.len()).sum();
+            println!(
+                "rules OK: {} file(s), {} group(s), {rules} rule(s)",
+                files.len(),
+                set.groups.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("invalid rules:\n{e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// `test-rules`: no config, no ports; a small runtime for the engine.
+fn test_rules(files: &[PathBuf]) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vigil-aggregator: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let code = runtime.block_on(vigil_aggregator::alert::unittest::run_files(
+        files, &mut out,
+    ));
+    ExitCode::from(code)
 }
 
 fn load(path: &Path) -> Result<Loaded, ExitCode> {

@@ -1,6 +1,7 @@
 //! Alerting: rule files ([`rules`]), annotation templates ([`template`]),
 //! the evaluator and alert state machine ([`eval`]), persisted state and
-//! history ([`state`]), and the `[alerting]` configuration ([`config`]).
+//! history ([`state`]), the `[alerting]` configuration ([`config`]), and
+//! `test-rules`, unit tests for rule files ([`unittest`]).
 //!
 //! The evaluator hands every active alert (and each one that just resolved)
 //! to an [`AlertSink`] after each evaluation round, as Prometheus hands them to
@@ -12,6 +13,7 @@ pub mod eval;
 pub mod rules;
 pub mod state;
 pub mod template;
+pub mod unittest;
 
 use std::collections::BTreeMap;
 

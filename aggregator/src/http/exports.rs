@@ -3,7 +3,9 @@
 //! - `GET /api/v1/export/grafana/{uid}`: one dashboard's JSON model, ready for
 //!   Grafana's import (its data source is the `${datasource}` variable, so it
 //!   works against Vigil's `/prometheus` or a real Prometheus);
-//! - `GET /api/v1/export/prometheus-rules`: the default rule file.
+//! - `GET /api/v1/export/prometheus-rules`: the default rule file as plain
+//!   Prometheus (Vigil's `vigil:` extensions stripped, see
+//!   [`crate::alert::rules::export`]), a file `promtool check rules` accepts.
 //!
 //! The files live in `aggregator/dashboards/` and `deploy/rules/` and are
 //! compiled in, so what is exported is what the tests checked.
@@ -94,8 +96,14 @@ async fn one(
     Ok(Json(parse(json)?))
 }
 
-async fn rules(_caller: ReadAccess, State(_): State<AppState>) -> impl IntoResponse {
-    (
+async fn rules(
+    _caller: ReadAccess,
+    State(_): State<AppState>,
+) -> Result<impl IntoResponse, ApiError> {
+    // Compiled-in and tested, as the dashboards are.
+    let text = crate::alert::rules::export::prometheus_rules(DEFAULT_RULES)
+        .map_err(|e| ApiError::Unavailable(format!("default rules: {e}")))?;
+    Ok((
         [
             (header::CONTENT_TYPE, "application/yaml; charset=utf-8"),
             (
@@ -103,6 +111,6 @@ async fn rules(_caller: ReadAccess, State(_): State<AppState>) -> impl IntoRespo
                 "attachment; filename=\"vigil-default.rules.yml\"",
             ),
         ],
-        DEFAULT_RULES,
-    )
+        text,
+    ))
 }

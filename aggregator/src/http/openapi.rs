@@ -154,7 +154,6 @@ pub const OPERATIONS: &[Operation] = &[
     op!("get", "/api/v1/reports/metrics", "reports", R, REPORT_METRICS, JSON, "A range query as JSON or CSV"),
     op!("get", "/api/v1/export/grafana", "exports", R, &[], JSON, "The Grafana dashboards Vigil ships"),
     op!("get", "/api/v1/export/grafana/{uid}", "exports", R, &[], JSON, "One Grafana dashboard (JSON model, import-ready)"),
-    op!("get", "/api/v1/export/prometheus-rules", "exports", R, &[], "application/yaml", "Vigil's default alerting and recording rules as a Prometheus rule file"),
     op!("get", "/api/v1/silences", "alerting", R, SILENCES, JSON, "Silences (pending, active, expired), Alertmanager's shape"),
     op!("post", "/api/v1/silences", "alerting", W, &[], JSON, "Create a silence: {matchers:[{name,value,isRegex,isEqual}], startsAt?, endsAt, createdBy?, comment}"),
     op!("get", "/api/v1/silences/{id}", "alerting", R, &[], JSON, "One silence"),
@@ -163,6 +162,8 @@ pub const OPERATIONS: &[Operation] = &[
     op!("post", "/api/v1/maintenance", "alerting", W, &[], JSON, "Start maintenance now: {host?, duration? | until?, comment}; no host: everything"),
     op!("post", "/api/v1/maintenance/{id}/stop", "alerting", W, &[], JSON, "Stop a maintenance window now"),
     op!("delete", "/api/v1/maintenance/{id}", "alerting", W, &[], JSON, "Stop a maintenance window now"),
+
+    op!("get", "/api/v1/export/prometheus-rules", "exports", R, &[], "application/yaml", "Vigil's default alerting and recording rules as a Prometheus rule file (vigil: extensions stripped)"),
     op!("post", "/api/v1/write", "ingest", W, &[], JSON, "Prometheus remote_write 1.0 receiver (snappy-compressed protobuf)"),
     op!("post", "/api/v1/import", "ingest", W, &[], JSON, "Backfill: Prometheus text exposition with timestamps"),
     op!("get", "/prometheus/api/v1/query", "prometheus", R, QUERY, JSON, "Instant query"),
