@@ -9,6 +9,7 @@ pub mod health;
 pub mod hosts;
 pub mod ingest;
 pub mod metrics;
+pub mod notifications;
 pub mod openapi;
 mod ops;
 pub mod prometheus;
@@ -61,6 +62,7 @@ pub fn app_with_access(state: AppState, policy: &access::AccessPolicy) -> Router
         .nest("/api/v1", summary::router())
         .nest("/api/v1", resources::router())
         .nest("/api/v1", reports::router())
+        .nest("/api/v1", notifications::router())
         .nest("/prometheus/api/v1", prometheus::router())
         .merge(ingest::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
