@@ -54,8 +54,16 @@ const JSON: &str = "application/json";
 const TEXT: &str = "text/plain";
 
 const NOTIFICATIONS: &[Param] = &[
-    p("status", false, "pending, delivered, skipped, failed or superseded"),
-    p("limit", false, "at most this many rows, newest first (1..=1000, default 100)"),
+    p(
+        "status",
+        false,
+        "pending, delivered, skipped, failed or superseded",
+    ),
+    p(
+        "limit",
+        false,
+        "at most this many rows, newest first (1..=1000, default 100)",
+    ),
 ];
 const QUERY: &[Param] = &[
     p("query", true, "PromQL expression"),

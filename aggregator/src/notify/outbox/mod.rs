@@ -390,7 +390,8 @@ impl Outbox {
             }
             Err(SendError::Retryable(msg)) => {
                 m.failed.get_or_create(&labels).inc();
-                let age = Duration::from_millis(u64::try_from(now - row.created_at_ms).unwrap_or(0));
+                let age =
+                    Duration::from_millis(u64::try_from(now - row.created_at_ms).unwrap_or(0));
                 let cfg = &self.inner.config;
                 if age >= cfg.max_age {
                     let msg = format!(
@@ -403,7 +404,12 @@ impl Outbox {
                     m.dropped.get_or_create(&drop("expired")).inc();
                     return rows::finish(db, row.id, "failed", None, Some(&msg)).await;
                 }
-                let delay = backoff(row.attempts, cfg.min_backoff, cfg.max_backoff, rand::random());
+                let delay = backoff(
+                    row.attempts,
+                    cfg.min_backoff,
+                    cfg.max_backoff,
+                    rand::random(),
+                );
                 warn!(id = row.id, receiver = %row.receiver, integration = %row.integration,
                       attempts = row.attempts, retry_in = ?delay, error = %msg,
                       "notification delivery failed; will retry");
@@ -505,7 +511,10 @@ mod tests {
         // Jitter never goes below half the nominal delay.
         assert_eq!(backoff(3, min, max, 0.0), Duration::from_secs(2));
         let d = backoff(3, min, max, 0.5);
-        assert!(d > Duration::from_secs(2) && d < Duration::from_secs(4), "{d:?}");
+        assert!(
+            d > Duration::from_secs(2) && d < Duration::from_secs(4),
+            "{d:?}"
+        );
         // Odd inputs stay sane.
         assert_eq!(backoff(0, min, max, 1.0), min);
         assert_eq!(backoff(-3, min, max, 7.0), min);

@@ -126,6 +126,9 @@ macro_rules! on_writer {
 /// Inserts `rows` in one transaction; a `(dedup_key, integration)` seen
 /// before is left alone. Returns the number of rows inserted.
 pub async fn insert(db: &Db, rows: &[NewRow<'_>], now_ms: i64) -> Result<u64, StoreError> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
     on_writer!(db, |pool| {
         let mut tx = pool.begin().await?;
         let mut inserted = 0;

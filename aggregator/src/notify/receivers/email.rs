@@ -199,7 +199,10 @@ impl EmailConfig {
         } else {
             Tls::Opportunistic(tls)
         });
-        let user = self.auth_username.as_ref().or(g.smtp_auth_username.as_ref());
+        let user = self
+            .auth_username
+            .as_ref()
+            .or(g.smtp_auth_username.as_ref());
         if let Some(user) = user {
             let password = match secret_value(
                 self.auth_password.as_ref(),
@@ -305,7 +308,11 @@ fn html_body(n: &Notification, alerts: &[&Alert], external_url: &str) -> String 
     );
     for a in alerts {
         let l = AlertLines::of(a);
-        let colour = if a.is_resolved() { "#2e7d32" } else { "#c62828" };
+        let colour = if a.is_resolved() {
+            "#2e7d32"
+        } else {
+            "#c62828"
+        };
         out.push_str(&format!(
             "<div style=\"border-left:4px solid {colour};padding:4px 8px;margin:8px 0\">\
              <b>[{}] {}</b><br>",

@@ -21,7 +21,11 @@ pub fn rfc3339(ms: i64) -> String {
 
 /// `firing` or `resolved`.
 pub fn alert_status(a: &Alert) -> &'static str {
-    if a.is_resolved() { "resolved" } else { "firing" }
+    if a.is_resolved() {
+        "resolved"
+    } else {
+        "firing"
+    }
 }
 
 /// `[FIRING:2] HighCpu (host=web-1 team=platform)`, as Alertmanager's

@@ -77,7 +77,10 @@ impl HttpConfig {
             let password = secret_value(b.password.as_ref(), b.password_file.as_deref())?;
             return Ok(req.basic_auth(&b.username, password.as_ref().map(Secret::expose)));
         }
-        match secret_value(self.bearer_token.as_ref(), self.bearer_token_file.as_deref())? {
+        match secret_value(
+            self.bearer_token.as_ref(),
+            self.bearer_token_file.as_deref(),
+        )? {
             Some(token) => Ok(req.bearer_auth(token.expose())),
             None => Ok(req),
         }

@@ -219,7 +219,9 @@ fn secret_value(inline: Option<&Secret>, file: Option<&Path>) -> Result<Option<S
     let text = std::fs::read_to_string(path).map_err(|e| {
         SendError::Retryable(format!("cannot read secret file {}: {e}", path.display()))
     })?;
-    Ok(Some(Secret(text.trim_end_matches(['\n', '\r']).to_string())))
+    Ok(Some(Secret(
+        text.trim_end_matches(['\n', '\r']).to_string(),
+    )))
 }
 
 /// An `http://` or `https://` URL with a host.
@@ -353,9 +355,27 @@ impl Receivers {
             external_url: &self.external_url,
         };
         match kind {
-            webhook::KIND => r.webhook_configs.get(index).ok_or_else(gone)?.send(n, &ctx).await,
-            slack::KIND => r.slack_configs.get(index).ok_or_else(gone)?.send(n, &ctx).await,
-            email::KIND => r.email_configs.get(index).ok_or_else(gone)?.send(n, &ctx).await,
+            webhook::KIND => {
+                r.webhook_configs
+                    .get(index)
+                    .ok_or_else(gone)?
+                    .send(n, &ctx)
+                    .await
+            }
+            slack::KIND => {
+                r.slack_configs
+                    .get(index)
+                    .ok_or_else(gone)?
+                    .send(n, &ctx)
+                    .await
+            }
+            email::KIND => {
+                r.email_configs
+                    .get(index)
+                    .ok_or_else(gone)?
+                    .send(n, &ctx)
+                    .await
+            }
             alertmanager::KIND => {
                 r.alertmanager_configs
                     .get(index)

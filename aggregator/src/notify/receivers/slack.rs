@@ -152,10 +152,10 @@ impl SlackConfig {
             .title
             .as_deref()
             .map_or_else(|| default_title.clone(), |t| expand("title", t));
-        let text = self
-            .text
-            .as_deref()
-            .map_or_else(|| default_text(&alerts, n.truncated_alerts), |t| expand("text", t));
+        let text = self.text.as_deref().map_or_else(
+            || default_text(&alerts, n.truncated_alerts),
+            |t| expand("text", t),
+        );
         let critical = alerts
             .iter()
             .any(|a| !a.is_resolved() && a.labels.get("severity").is_some_and(|s| s == "critical"));
