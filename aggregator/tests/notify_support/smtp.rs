@@ -30,6 +30,8 @@ pub struct Settings {
     pub auth: &'static str,
     /// Offer STARTTLS with this acceptor.
     pub tls: Option<TlsAcceptor>,
+    /// Answer every RCPT with `550` (no such user).
+    pub reject_rcpt: bool,
 }
 
 #[derive(Clone, Default)]
@@ -171,6 +173,8 @@ async fn session(
                 .unwrap_or("")
                 .to_string();
             reply!("250 2.1.0 ok\r\n");
+        } else if upper.starts_with("RCPT TO:") && settings.reject_rcpt {
+            reply!("550 5.1.1 no such user\r\n");
         } else if upper.starts_with("RCPT TO:") {
             mail.to.push(cmd[8..].trim().to_string());
             reply!("250 2.1.5 ok\r\n");
