@@ -22,14 +22,12 @@ async fn slack_message_reaches_the_incoming_webhook() {
     let (store, backend) = open(false).await;
     let receiver = Receiver::default();
     let (url, server) = receiver.start().await;
-    let yaml = format!(
-        "- name: team\n  slack_configs:\n    - channel: '#ops'\n      username: vigil\n      send_resolved: true\n"
-    );
+    let yaml = "- name: team\n  slack_configs:\n    - channel: '#ops'\n      username: vigil\n      send_resolved: true\n";
     let global: GlobalConfig =
         serde_norway::from_str(&format!("slack_api_url: {url}/services/T0/B0/XYZ\n")).unwrap();
     let outbox = Outbox::new(
         store.db(),
-        &receivers(&yaml),
+        &receivers(yaml),
         &global,
         Metrics::new().notify.clone(),
         "http://vigil.test:8080",
@@ -232,10 +230,18 @@ async fn email_uses_starttls_when_required() {
         "      tls_config: {{ca_file: '{}', server_name: localhost}}\n",
         ca.display()
     );
-    let outbox = outbox(store.db(), &email_yaml(&addr, &extra), &Metrics::new(), fast());
+    let outbox = outbox(
+        store.db(),
+        &email_yaml(&addr, &extra),
+        &Metrics::new(),
+        fast(),
+    );
     let task = outbox.spawn();
     outbox.enqueue(notification("team", "k-tls")).await.unwrap();
-    wait_rows(&store.db(), WAIT, "delivered", |r| r[0].status == "delivered").await;
+    wait_rows(&store.db(), WAIT, "delivered", |r| {
+        r[0].status == "delivered"
+    })
+    .await;
     let mails = server.mails();
     assert_eq!(mails.len(), 1);
     assert!(mails[0].tls, "the message went over STARTTLS");
@@ -262,7 +268,10 @@ async fn email_is_not_sent_in_clear_when_tls_is_required_but_not_offered() {
     // require_tls defaults to true.
     let outbox = outbox(store.db(), &email_yaml(&addr, ""), &Metrics::new(), fast());
     let task = outbox.spawn();
-    outbox.enqueue(notification("team", "k-notls")).await.unwrap();
+    outbox
+        .enqueue(notification("team", "k-notls"))
+        .await
+        .unwrap();
     wait_rows(&store.db(), WAIT, "a failed attempt", |r| {
         r[0].last_error.is_some()
     })
@@ -290,9 +299,17 @@ async fn email_without_a_common_auth_mechanism_fails_clearly() {
         })
         .await;
     let extra = "      require_tls: false\n";
-    let outbox = outbox(store.db(), &email_yaml(&addr, extra), &Metrics::new(), fast());
+    let outbox = outbox(
+        store.db(),
+        &email_yaml(&addr, extra),
+        &Metrics::new(),
+        fast(),
+    );
     let task = outbox.spawn();
-    outbox.enqueue(notification("team", "k-noauth")).await.unwrap();
+    outbox
+        .enqueue(notification("team", "k-noauth"))
+        .await
+        .unwrap();
     wait_rows(&store.db(), WAIT, "an error", |r| r[0].last_error.is_some()).await;
     let error = rows(&store.db()).await[0].last_error.clone().unwrap();
     assert!(error.contains("authentication"), "{error}");
@@ -314,14 +331,22 @@ async fn email_rejected_by_the_server_is_not_retried() {
         })
         .await;
     let extra = "      require_tls: false\n";
-    let outbox = outbox(store.db(), &email_yaml(&addr, extra), &Metrics::new(), fast());
+    let outbox = outbox(
+        store.db(),
+        &email_yaml(&addr, extra),
+        &Metrics::new(),
+        fast(),
+    );
     let task = outbox.spawn();
     outbox.enqueue(notification("team", "k-550")).await.unwrap();
     wait_rows(&store.db(), WAIT, "failed", |r| r[0].status == "failed").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let row = &rows(&store.db()).await[0];
     assert_eq!(row.attempts, 1, "a 5xx reply is permanent");
-    assert!(row.last_error.as_deref().unwrap().contains("no such user"), "{row:?}");
+    assert!(
+        row.last_error.as_deref().unwrap().contains("no such user"),
+        "{row:?}"
+    );
     assert!(server.mails().is_empty());
     task.stop().await;
     task_smtp.abort();

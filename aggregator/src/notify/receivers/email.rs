@@ -144,7 +144,7 @@ impl EmailConfig {
             if self.smarthost.is_none() && g.smtp_smarthost.is_none() {
                 errors.push("no smarthost here or in global.smtp_smarthost".into());
             }
-            if self.from.is_none() && self.headers.get("From").is_none() {
+            if self.from.is_none() && !self.headers.contains_key("From") {
                 match &g.smtp_from {
                     None => errors.push("no from here or in global.smtp_from".into()),
                     Some(f) if Mailbox::from_str(f).is_err() => {
@@ -248,6 +248,7 @@ impl EmailConfig {
         let from = self
             .from
             .as_ref()
+            .or(self.headers.get("From"))
             .or(ctx.global.smtp_from.as_ref())
             .ok_or_else(|| permanent("no from address configured".into()))?;
         let from = Mailbox::from_str(from).map_err(|e| permanent(format!("from: {e}")))?;

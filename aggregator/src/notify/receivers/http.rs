@@ -1,23 +1,34 @@
 //! The HTTP side shared by the webhook, Slack and Alertmanager integrations:
-//! `http_config` (authentication) and one POST with a timeout, classified
-//! into retryable and permanent failures.
+//! `http_config` (authentication) and one JSON POST with a timeout,
+//! classified into retryable and permanent failures.
 //!
-//! Client: reqwest (rustls with the ring provider Vigil installs; no
-//! aws-lc-rs). It gives connection pooling, redirects off, a timeout per
-//! request and HTTP/1.1 keep-alive without writing a connector on hyper by
-//! hand, and the workspace already carries it for the end-to-end tests.
+//! Built on hyper's connection-level API with tokio-rustls (ring provider,
+//! the system trust store), as the agent's scrapes are: one connection per
+//! notification is plenty at alerting rates, and no client-wide TLS
+//! default is involved. (reqwest was the alternative; with rustls enabled
+//! it needs a process-wide crypto provider installed before *any* client is
+//! built, which the workspace's other reqwest users do not do.)
 
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Uri};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use super::{Secret, SendError, secret_value};
 
-/// How long connecting may take (the whole request has its own timeout).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How much of an error answer's body goes into `last_error`.
 const ERROR_BODY_CHARS: usize = 200;
+/// Most of an answer's body read (only for the error excerpt).
+const MAX_ANSWER_BYTES: usize = 16 * 1024;
 
 /// `http_config` of a webhook or Alertmanager integration.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -72,57 +83,143 @@ impl HttpConfig {
         errors
     }
 
-    fn apply(&self, req: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, SendError> {
+    /// The `Authorization` header value, if any.
+    fn authorization(&self) -> Result<Option<Secret>, SendError> {
         if let Some(b) = &self.basic_auth {
             let password = secret_value(b.password.as_ref(), b.password_file.as_deref())?;
-            return Ok(req.basic_auth(&b.username, password.as_ref().map(Secret::expose)));
+            let password = password.as_ref().map_or("", Secret::expose);
+            return Ok(Some(Secret::new(basic_auth(&b.username, password))));
         }
-        match secret_value(
+        let token = secret_value(
             self.bearer_token.as_ref(),
             self.bearer_token_file.as_deref(),
-        )? {
-            Some(token) => Ok(req.bearer_auth(token.expose())),
-            None => Ok(req),
-        }
+        )?;
+        Ok(token.map(|t| Secret::new(format!("Bearer {}", t.expose()))))
     }
 }
 
-/// The client every HTTP integration shares.
-pub(super) fn client() -> Result<reqwest::Client, String> {
-    vigil_common::tls::install_default_provider();
-    reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("Vigil/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+/// What HTTP integrations send with: the TLS settings.
+#[derive(Clone)]
+pub struct HttpClient {
+    tls: Arc<rustls::ClientConfig>,
 }
 
-/// POSTs `body` as JSON to `url` within `timeout`. 2xx is success; 408,
-/// 429, 5xx and network errors are retryable; any other answer is
-/// permanent. Errors never contain the URL (it may hold a secret).
+/// The client every HTTP integration shares (the system trust store is
+/// read once per process).
+pub(super) fn client() -> Result<HttpClient, String> {
+    static TLS: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+    TLS.get_or_init(tls_config)
+        .clone()
+        .map(|tls| HttpClient { tls })
+}
+
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        tracing::warn!(error = %e, "reading the system trust store");
+    }
+    roots.add_parsable_certificates(found.certs);
+    let mut config = rustls::ClientConfig::builder_with_provider(vigil_common::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// POSTs `body` as JSON to `url`; the whole exchange (connect, TLS, request,
+/// answer) within `timeout`. 2xx is success; 408, 429, 5xx and network
+/// errors are retryable; any other answer is permanent. Errors never
+/// contain the URL (it may hold a secret).
 pub(super) async fn post_json<T: Serialize + ?Sized>(
-    client: &reqwest::Client,
+    client: &HttpClient,
     url: &str,
     http: Option<&HttpConfig>,
     timeout: Duration,
     body: &T,
 ) -> Result<(), SendError> {
-    let mut req = client.post(url).timeout(timeout).json(body);
-    if let Some(h) = http {
-        req = h.apply(req)?;
+    let body = serde_json::to_vec(body)
+        .map_err(|e| SendError::Permanent(format!("cannot encode the payload: {e}")))?;
+    let auth = match http {
+        Some(h) => h.authorization()?,
+        None => None,
+    };
+    match tokio::time::timeout(timeout, exchange(client, url, auth, body)).await {
+        Ok(result) => result,
+        Err(_) => Err(SendError::Retryable(format!(
+            "no answer within {}",
+            humantime::format_duration(timeout)
+        ))),
     }
-    let response = req
-        .send()
+}
+
+async fn exchange(
+    client: &HttpClient,
+    url: &str,
+    auth: Option<Secret>,
+    body: Vec<u8>,
+) -> Result<(), SendError> {
+    let permanent = |e: String| SendError::Permanent(e);
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| permanent("the URL does not parse".into()))?;
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(permanent("the URL is not http:// or https://".into())),
+    };
+    let host = uri
+        .host()
+        .ok_or_else(|| permanent("the URL has no host".into()))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let authority = uri.authority().map_or(host.as_str(), |a| a.as_str());
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(header::HOST, authority)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(
+            header::USER_AGENT,
+            concat!("Vigil/", env!("CARGO_PKG_VERSION")),
+        );
+    if let Some(auth) = auth {
+        let mut value = HeaderValue::from_str(auth.expose())
+            .map_err(|_| permanent("the credentials are not a valid header value".into()))?;
+        value.set_sensitive(true);
+        request = request.header(header::AUTHORIZATION, value);
+    }
+    let request = request
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| permanent(format!("cannot build the request: {e}")))?;
+
+    let tcp = TcpStream::connect((host.as_str(), port))
         .await
-        .map_err(|e| SendError::Retryable(describe(e)))?;
+        .map_err(|e| SendError::Retryable(format!("connect: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let response = if https {
+        let name = ServerName::try_from(host.clone())
+            .map_err(|_| permanent(format!("{host:?} is not a valid TLS server name")))?;
+        let tls = TlsConnector::from(client.tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| SendError::Retryable(format!("TLS: {e}")))?;
+        send(tls, request).await?
+    } else {
+        send(tcp, request).await?
+    };
     let status = response.status();
     if status.is_success() {
         return Ok(());
     }
-    let text = response.text().await.unwrap_or_default();
-    let excerpt: String = text.chars().take(ERROR_BODY_CHARS).collect();
-    let message = format!("HTTP {status}: {}", excerpt.trim());
+    let text = read_excerpt(response.into_body()).await;
+    let message = format!("HTTP {status}: {}", text.trim());
     let code = status.as_u16();
     if code == 408 || code == 429 || status.is_server_error() {
         Err(SendError::Retryable(message))
@@ -131,20 +228,75 @@ pub(super) async fn post_json<T: Serialize + ?Sized>(
     }
 }
 
-/// A reqwest error with its causes, without the URL.
-fn describe(e: reqwest::Error) -> String {
-    let timeout = e.is_timeout();
-    let e = e.without_url();
-    let mut out = if timeout {
-        "request timed out".to_string()
-    } else {
-        e.to_string()
-    };
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
+async fn send<T>(
+    io: T,
+    request: Request<Full<Bytes>>,
+) -> Result<hyper::Response<hyper::body::Incoming>, SendError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let retryable = |e: hyper::Error| SendError::Retryable(format!("HTTP: {e}"));
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(retryable)?;
+    // Ends when the server closes the connection or `sender` is dropped.
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "notification HTTP connection ended");
+        }
+    });
+    sender.send_request(request).await.map_err(retryable)
+}
+
+/// The start of an error answer's body, for `last_error`.
+async fn read_excerpt(mut body: hyper::body::Incoming) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < MAX_ANSWER_BYTES {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    bytes.extend_from_slice(data);
+                }
+            }
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&bytes)
+        .chars()
+        .take(ERROR_BODY_CHARS)
+        .collect()
+}
+
+/// `Basic base64(user:password)` (RFC 7617).
+fn basic_auth(username: &str, password: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let input = format!("{username}:{password}");
+    let mut out = String::from("Basic ");
+    for chunk in input.as_bytes().chunks(3) {
+        let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let n = (byte(0) << 16) | (byte(1) << 8) | byte(2);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_auth_is_rfc_7617() {
+        assert_eq!(
+            basic_auth("Aladdin", "open sesame"),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        assert_eq!(basic_auth("a", ""), "Basic YTo=");
+        assert_eq!(basic_auth("ab", "c"), "Basic YWI6Yw==");
+    }
 }

@@ -28,7 +28,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::Notification;
-pub use http::HttpConfig;
+pub use http::{HttpClient, HttpConfig};
 
 /// One entry of `receivers:` in the notification config.
 #[derive(Debug, Clone, Deserialize)]
@@ -288,7 +288,7 @@ pub enum Sent {
 pub struct Receivers {
     by_name: HashMap<String, ReceiverConfig>,
     global: GlobalConfig,
-    client: reqwest::Client,
+    client: http::HttpClient,
     external_url: String,
 }
 
@@ -390,7 +390,7 @@ impl Receivers {
 
 /// What every integration's `send` may use.
 pub struct Context<'a> {
-    pub client: &'a reqwest::Client,
+    pub client: &'a http::HttpClient,
     pub global: &'a GlobalConfig,
     /// Vigil's URL, without a trailing slash.
     pub external_url: &'a str,
