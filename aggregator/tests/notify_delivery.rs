@@ -393,3 +393,38 @@ async fn a_newer_state_of_a_group_supersedes_an_older_pending_one() {
     server.abort();
     backend.close().await;
 }
+
+#[tokio::test]
+async fn a_receiver_that_never_answers_times_out_and_is_retried() {
+    let (store, backend) = open(false).await;
+    // Accepts connections and reads, never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let silent = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            open.push(stream);
+        }
+    });
+    let yaml = format!(
+        "- name: team\n  webhook_configs:\n    - url: http://{addr}/\n      timeout: 200ms\n"
+    );
+    let outbox = outbox(store.db(), &yaml, &Metrics::new(), fast());
+    let task = outbox.spawn();
+    let started = std::time::Instant::now();
+    outbox
+        .enqueue(notification("team", "k-silent"))
+        .await
+        .unwrap();
+    wait_rows(&store.db(), WAIT, "a timed-out attempt", |r| {
+        r[0].last_error.is_some()
+    })
+    .await;
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    let row = &rows(&store.db()).await[0];
+    assert_eq!(row.status, "pending");
+    assert_eq!(row.last_error.as_deref(), Some("no answer within 200ms"));
+    task.stop().await;
+    silent.abort();
+    backend.close().await;
+}

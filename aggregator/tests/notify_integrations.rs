@@ -189,23 +189,6 @@ async fn email_is_delivered_to_an_smtp_server_with_auth_login() {
     email_delivered("LOGIN").await;
 }
 
-/// A TLS acceptor for `localhost` and the CA file that trusts it.
-fn test_tls(dir: &std::path::Path) -> (tokio_rustls::TlsAcceptor, std::path::PathBuf) {
-    vigil_certs::create_ca(dir, "test CA", 2, false).unwrap();
-    vigil_certs::issue_server(dir, dir, &["localhost".to_string()], 2, false).unwrap();
-    let (cert, key) = vigil_certs::server_paths(dir);
-    let certs = vigil_common::tls::load_certs(&cert).unwrap();
-    let key = vigil_common::tls::load_key(&key).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(vigil_common::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
-    (acceptor, vigil_certs::ca_paths(dir).0)
-}
-
 fn email_yaml(addr: &str, extra: &str) -> String {
     format!(
         "- name: team\n  email_configs:\n    - to: ops@example.com\n      from: vigil@example.com\n      \
@@ -350,5 +333,50 @@ async fn email_rejected_by_the_server_is_not_retried() {
     assert!(server.mails().is_empty());
     task.stop().await;
     task_smtp.abort();
+    backend.close().await;
+}
+
+#[tokio::test]
+async fn webhook_over_https_trusts_the_configured_ca_only() {
+    let (store, backend) = open(false).await;
+    let certs = tempfile::tempdir().unwrap();
+    let (acceptor, ca) = test_tls(certs.path());
+    let receiver = Receiver::default();
+    let (addr, server) = receiver.start_tls(acceptor).await;
+    let yaml = format!(
+        "- name: trusted\n  webhook_configs:\n    - url: https://{addr}/hook\n      \
+         http_config:\n        tls_config: {{ca_file: '{}', server_name: localhost}}\n\
+         - name: untrusted\n  webhook_configs:\n    - url: https://{addr}/hook\n      \
+         http_config:\n        tls_config: {{server_name: localhost}}\n",
+        ca.display()
+    );
+    let outbox = outbox(store.db(), &yaml, &Metrics::new(), fast());
+    let task = outbox.spawn();
+    outbox
+        .enqueue(notification("trusted", "k-tls-ok"))
+        .await
+        .unwrap();
+    outbox
+        .enqueue(notification("untrusted", "k-tls-bad"))
+        .await
+        .unwrap();
+    wait_rows(&store.db(), WAIT, "one delivered, one failing", |r| {
+        let of = |name: &str| r.iter().find(|r| r.receiver == name).cloned();
+        of("trusted").is_some_and(|r| r.status == "delivered")
+            && of("untrusted").is_some_and(|r| r.last_error.is_some())
+    })
+    .await;
+    let got = receiver.requests();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body["receiver"], "trusted");
+    let rows = rows(&store.db()).await;
+    let bad = rows.iter().find(|r| r.receiver == "untrusted").unwrap();
+    assert_eq!(bad.status, "pending", "a TLS failure is retried");
+    assert!(
+        bad.last_error.as_deref().unwrap().contains("TLS"),
+        "{bad:?}"
+    );
+    task.stop().await;
+    server.abort();
     backend.close().await;
 }

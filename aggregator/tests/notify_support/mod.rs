@@ -62,6 +62,18 @@ impl Receiver {
         (url, self.serve(listener))
     }
 
+    /// Binds 127.0.0.1:0 and serves HTTPS; returns `127.0.0.1:port`.
+    pub async fn start_tls(&self, acceptor: tokio_rustls::TlsAcceptor) -> (String, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let app = Router::new().fallback(record).with_state(self.clone());
+        let listener = TlsListener { listener, acceptor };
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (addr, task)
+    }
+
     pub fn requests(&self) -> Vec<Got> {
         self.got.lock().unwrap().clone()
     }
@@ -82,6 +94,50 @@ async fn record(
     });
     let code = r.script.lock().unwrap().pop_front().unwrap_or(200);
     StatusCode::from_u16(code).unwrap()
+}
+
+/// A TCP listener that completes a TLS handshake before handing the
+/// connection to axum (failed handshakes are skipped).
+struct TlsListener {
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.listener.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
+}
+
+/// A TLS acceptor for `localhost` and the CA file that trusts it.
+pub fn test_tls(dir: &std::path::Path) -> (tokio_rustls::TlsAcceptor, std::path::PathBuf) {
+    vigil_certs::create_ca(dir, "test CA", 2, false).unwrap();
+    vigil_certs::issue_server(dir, dir, &["localhost".to_string()], 2, false).unwrap();
+    let (cert, key) = vigil_certs::server_paths(dir);
+    let certs = vigil_common::tls::load_certs(&cert).unwrap();
+    let key = vigil_common::tls::load_key(&key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(vigil_common::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    (acceptor, vigil_certs::ca_paths(dir).0)
 }
 
 /// A store to run the outbox on.

@@ -43,6 +43,22 @@ pub struct HttpConfig {
     /// A file holding the bearer token (read on every send).
     #[serde(default)]
     pub bearer_token_file: Option<PathBuf>,
+    /// TLS settings for `https://` URLs.
+    #[serde(default)]
+    pub tls_config: Option<TlsConfig>,
+}
+
+/// `http_config.tls_config`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// A PEM file of CA certificates trusted besides the system's (an
+    /// internal CA); read on every send.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The name the server's certificate must carry (default: the URL's host).
+    #[serde(default)]
+    pub server_name: Option<String>,
 }
 
 /// `http_config.basic_auth`.
@@ -80,6 +96,14 @@ impl HttpConfig {
                 );
             }
         }
+        if let Some(path) = self.tls_config.as_ref().and_then(|t| t.ca_file.as_ref())
+            && !path.is_file()
+        {
+            errors.push(format!(
+                "http_config: tls_config.ca_file {} is not a readable file",
+                path.display()
+            ));
+        }
         errors
     }
 
@@ -101,25 +125,31 @@ impl HttpConfig {
 /// What HTTP integrations send with: the TLS settings.
 #[derive(Clone)]
 pub struct HttpClient {
+    /// The system trust store, read once per process.
+    roots: Arc<rustls::RootCertStore>,
+    /// A config trusting `roots` (used when no `tls_config.ca_file` is set).
     tls: Arc<rustls::ClientConfig>,
 }
 
-/// The client every HTTP integration shares (the system trust store is
-/// read once per process).
+/// The client every HTTP integration shares.
 pub(super) fn client() -> Result<HttpClient, String> {
-    static TLS: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
-    TLS.get_or_init(tls_config)
-        .clone()
-        .map(|tls| HttpClient { tls })
+    static ROOTS: OnceLock<Arc<rustls::RootCertStore>> = OnceLock::new();
+    let roots = ROOTS
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            let found = rustls_native_certs::load_native_certs();
+            for e in &found.errors {
+                tracing::warn!(error = %e, "reading the system trust store");
+            }
+            roots.add_parsable_certificates(found.certs);
+            Arc::new(roots)
+        })
+        .clone();
+    let tls = tls_config(roots.as_ref().clone())?;
+    Ok(HttpClient { roots, tls })
 }
 
-fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    for e in &found.errors {
-        tracing::warn!(error = %e, "reading the system trust store");
-    }
-    roots.add_parsable_certificates(found.certs);
+fn tls_config(roots: rustls::RootCertStore) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut config = rustls::ClientConfig::builder_with_provider(vigil_common::tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?
@@ -127,6 +157,25 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+impl HttpClient {
+    /// The TLS config for one integration: the system's roots plus its
+    /// `ca_file`, if any.
+    fn tls_for(&self, tls: Option<&TlsConfig>) -> Result<Arc<rustls::ClientConfig>, SendError> {
+        let Some(path) = tls.and_then(|t| t.ca_file.as_ref()) else {
+            return Ok(self.tls.clone());
+        };
+        let certs = vigil_common::tls::load_certs(path)
+            .map_err(|e| SendError::Retryable(format!("tls_config.ca_file: {e}")))?;
+        let mut roots = self.roots.as_ref().clone();
+        for cert in certs {
+            roots.add(cert).map_err(|e| {
+                SendError::Permanent(format!("tls_config.ca_file {}: {e}", path.display()))
+            })?;
+        }
+        tls_config(roots).map_err(SendError::Permanent)
+    }
 }
 
 /// POSTs `body` as JSON to `url`; the whole exchange (connect, TLS, request,
@@ -146,7 +195,11 @@ pub(super) async fn post_json<T: Serialize + ?Sized>(
         Some(h) => h.authorization()?,
         None => None,
     };
-    match tokio::time::timeout(timeout, exchange(client, url, auth, body)).await {
+    let tls_settings = http.and_then(|h| h.tls_config.as_ref());
+    let tls = client.tls_for(tls_settings)?;
+    let server_name = tls_settings.and_then(|t| t.server_name.clone());
+    let exchange = exchange(tls, server_name, url, auth, body);
+    match tokio::time::timeout(timeout, exchange).await {
         Ok(result) => result,
         Err(_) => Err(SendError::Retryable(format!(
             "no answer within {}",
@@ -156,7 +209,8 @@ pub(super) async fn post_json<T: Serialize + ?Sized>(
 }
 
 async fn exchange(
-    client: &HttpClient,
+    tls: Arc<rustls::ClientConfig>,
+    server_name: Option<String>,
     url: &str,
     auth: Option<Secret>,
     body: Vec<u8>,
@@ -204,9 +258,10 @@ async fn exchange(
         .map_err(|e| SendError::Retryable(format!("connect: {e}")))?;
     let _ = tcp.set_nodelay(true);
     let response = if https {
-        let name = ServerName::try_from(host.clone())
-            .map_err(|_| permanent(format!("{host:?} is not a valid TLS server name")))?;
-        let tls = TlsConnector::from(client.tls.clone())
+        let name = server_name.unwrap_or_else(|| host.clone());
+        let name = ServerName::try_from(name.clone())
+            .map_err(|_| permanent(format!("{name:?} is not a valid TLS server name")))?;
+        let tls = TlsConnector::from(tls)
             .connect(name, tcp)
             .await
             .map_err(|e| SendError::Retryable(format!("TLS: {e}")))?;

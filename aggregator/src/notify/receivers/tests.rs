@@ -138,6 +138,8 @@ fn validation_reports_every_problem() {
     - to: ops@example.com
   alertmanager_configs:
     - url: http://
+      http_config:
+        tls_config: {ca_file: /nonexistent/ca.pem}
 - name: bad
 "##,
     )
@@ -156,6 +158,7 @@ fn validation_reports_every_problem() {
         "email_configs[1]: no smarthost here or in global.smtp_smarthost",
         "email_configs[1]: no from here or in global.smtp_from",
         "alertmanager_configs[0]: url: the URL has no host",
+        "tls_config.ca_file /nonexistent/ca.pem is not a readable file",
         "receiver \"bad\": defined more than once",
     ];
     for e in expect {
