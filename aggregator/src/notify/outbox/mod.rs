@@ -168,7 +168,8 @@ impl Outbox {
                 continue;
             }
             tokio::select! {
-                _ = stopped.changed() => {}
+                // A dropped `OutboxTask` stops the task too.
+                changed = stopped.changed() => if changed.is_err() { break },
                 _ = self.inner.wake.notified() => {}
                 _ = tokio::time::sleep(self.inner.config.poll_interval) => {}
             }
@@ -380,7 +381,8 @@ impl Deliver for Outbox {
     }
 }
 
-/// The running delivery task.
+/// The running delivery task; dropping it stops the task after its current
+/// round.
 pub struct OutboxTask {
     stop: watch::Sender<bool>,
     handle: JoinHandle<()>,
