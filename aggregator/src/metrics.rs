@@ -98,6 +98,98 @@ impl StorageMetrics {
     }
 }
 
+/// `receiver` and `integration` labels of notification metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotifyLabels {
+    pub receiver: String,
+    /// `webhook`, `slack`, `email` or `alertmanager`.
+    pub integration: String,
+}
+
+/// Labels of dropped notifications: why they were given up.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabels {
+    pub receiver: String,
+    pub integration: String,
+    /// `expired` (retried past `max_age`), `rejected` (a permanent error),
+    /// `unknown_receiver` (not in the config any more), `corrupt`.
+    pub reason: String,
+}
+
+/// An `integration` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IntegrationLabel {
+    pub integration: String,
+}
+
+/// A histogram of notification request durations (100 ms .. ~100 s).
+#[derive(Clone, Copy)]
+pub struct LatencyHistogram;
+
+impl prometheus_client::metrics::family::MetricConstructor<Histogram> for LatencyHistogram {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(exponential_buckets(0.01, 2.0, 14))
+    }
+}
+
+/// The notification outbox's metrics; cheap to clone, every clone updates
+/// the same values.
+#[derive(Clone)]
+pub struct NotifyMetrics {
+    /// Notifications delivered (2xx, or accepted by the SMTP server).
+    pub sent: Family<NotifyLabels, Counter>,
+    /// Failed delivery attempts (each retry counts).
+    pub failed: Family<NotifyLabels, Counter>,
+    /// Notifications given up on, by reason.
+    pub dropped: Family<DropLabels, Counter>,
+    /// Outbox rows waiting for delivery.
+    pub pending: Gauge,
+    /// Duration of one delivery attempt, by integration.
+    pub latency: Family<IntegrationLabel, Histogram, LatencyHistogram>,
+}
+
+impl Default for NotifyMetrics {
+    fn default() -> Self {
+        NotifyMetrics {
+            sent: Family::default(),
+            failed: Family::default(),
+            dropped: Family::default(),
+            pending: Gauge::default(),
+            latency: Family::new_with_constructor(LatencyHistogram),
+        }
+    }
+}
+
+impl NotifyMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "notifications_sent",
+            "Notifications delivered, by receiver and integration",
+            self.sent.clone(),
+        );
+        registry.register(
+            "notifications_failed",
+            "Failed notification delivery attempts (each retry counts)",
+            self.failed.clone(),
+        );
+        registry.register(
+            "notifications_dropped",
+            "Notifications given up on, by reason",
+            self.dropped.clone(),
+        );
+        registry.register(
+            "notification_outbox_pending",
+            "Notifications in the outbox waiting for delivery",
+            self.pending.clone(),
+        );
+        registry.register(
+            "notification_latency_seconds",
+            "Duration of one notification delivery attempt",
+            self.latency.clone(),
+        );
+    }
+}
+
 /// Every counter and gauge the aggregator exports about itself.
 pub struct Metrics {
     registry: Registry,
@@ -116,7 +208,9 @@ pub struct Metrics {
     pub http_ingest: crate::http::ingest::tally::IngestMetrics,
     pub storage: StorageMetrics,
     /// The notification dispatcher's.
-    pub notify: crate::notify::dispatch::NotifyMetrics,
+    pub dispatch: crate::notify::dispatch::NotifyMetrics,
+    /// The notification outbox.
+    pub notify: NotifyMetrics,
 }
 
 impl Default for Metrics {
@@ -143,7 +237,8 @@ impl Metrics {
             database_up: Gauge::default(),
             http_ingest: Default::default(),
             storage: StorageMetrics::default(),
-            notify: Default::default(),
+            dispatch: Default::default(),
+            notify: NotifyMetrics::default(),
         };
         // Every reason exists from the start, so dashboards see zeros, not gaps.
         for code in RejectCode::ALL {
@@ -217,6 +312,7 @@ impl Metrics {
         );
         m.http_ingest.register(&mut registry);
         m.storage.register(&mut registry);
+        m.dispatch.register(&mut registry);
         m.notify.register(&mut registry);
         Metrics { registry, ..m }
     }

@@ -19,7 +19,11 @@ use crate::ingest::{self, Ingest};
 use crate::metrics::Metrics;
 use crate::notify::dispatch::Dispatcher;
 use crate::notify::mutes::Mutes;
+use crate::notify::outbox::{Outbox, OutboxTask};
 use crate::store::{self, Store, StoreError};
+
+/// Links in notifications point here (set by `[alerting] external_url`).
+const EXTERNAL_URL: &str = "";
 
 /// How long shutdown waits for agents to see the connection close.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
@@ -31,6 +35,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsError),
+    #[error("notifications: {}", .0.join("; "))]
+    Notify(Vec<String>),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -47,6 +53,8 @@ pub struct Running {
     /// What the evaluator sends alerts to (the notification dispatcher, or
     /// only silences/maintenance without `[notify]`).
     pub sink: Arc<dyn AlertSink>,
+    /// Delivers the notification outbox (with `[notify]`).
+    outbox: Option<OutboxTask>,
     ingest: Arc<Ingest>,
     endpoint: quinn::Endpoint,
     stop: watch::Sender<bool>,
@@ -137,17 +145,27 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
     background.push(mutes.clone().spawn_gc());
     // Where the evaluator hands its alerts: the dispatcher when [notify]
     // names a notification config, else only the mutes (nothing notified).
+    // Notifications go dispatcher -> outbox (persisted) -> receivers.
+    let mut outbox_task = None;
     let sink: Arc<dyn AlertSink> = match &config.notify.plan {
         Some(plan) => {
+            let outbox = Outbox::new(
+                store.db(),
+                &plan.receivers,
+                &plan.global,
+                metrics.notify.clone(),
+                EXTERNAL_URL,
+                config.notify.outbox.clone(),
+            )
+            .map_err(StartError::Notify)?;
+            outbox_task = Some(outbox.spawn());
             let (dispatcher, task) = Dispatcher::start(
                 plan.clone(),
                 (&config.notify).into(),
                 store.db(),
                 mutes.clone(),
-                // TEMPORARY until the persisted outbox (notify::outbox) is
-                // merged: notifications are logged and dropped.
-                Arc::new(crate::notify::dispatch::LogAndDrop),
-                metrics.notify.clone(),
+                Arc::new(outbox),
+                metrics.dispatch.clone(),
             );
             background.push(task);
             dispatcher
@@ -186,6 +204,7 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         quic_addr,
         state,
         sink,
+        outbox: outbox_task,
         ingest,
         endpoint,
         stop,
@@ -248,6 +267,9 @@ impl Running {
         let _ = self.stop.send(true);
         self.ingest.drain_commits().await;
         ingest::close(&self.endpoint, CLOSE_WAIT).await;
+        if let Some(outbox) = self.outbox {
+            outbox.stop().await;
+        }
         for task in self.background {
             task.abort();
         }

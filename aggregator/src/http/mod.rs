@@ -10,6 +10,7 @@ pub mod hosts;
 pub mod ingest;
 pub mod maintenance;
 pub mod metrics;
+pub mod notifications;
 pub mod openapi;
 mod ops;
 pub mod prometheus;
@@ -67,6 +68,8 @@ pub fn app_with_access(state: AppState, policy: &access::AccessPolicy) -> Router
         .nest("/api/v1", reports::router())
         .nest("/api/v1", silences::router())
         .nest("/api/v1", maintenance::router())
+
+        .nest("/api/v1", notifications::router())
         .nest("/prometheus/api/v1", prometheus::router())
         .merge(ingest::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })

@@ -53,6 +53,18 @@ pub struct Operation {
 const JSON: &str = "application/json";
 const TEXT: &str = "text/plain";
 
+const NOTIFICATIONS: &[Param] = &[
+    p(
+        "status",
+        false,
+        "pending, delivered, skipped, failed or superseded",
+    ),
+    p(
+        "limit",
+        false,
+        "at most this many rows, newest first (1..=1000, default 100)",
+    ),
+];
 const QUERY: &[Param] = &[
     p("query", true, "PromQL expression"),
     p(
@@ -146,6 +158,7 @@ pub const OPERATIONS: &[Operation] = &[
     op!("get", "/metrics", "health", None, &[], TEXT, "The aggregator's own metrics (Prometheus text format)"),
     op!("get", "/api/openapi.json", "meta", R, &[], JSON, "This document"),
     op!("get", "/api/v1/tokens", "access", A, &[], JSON, "API tokens: name, scope, created, revoked (never the secret)"),
+    op!("get", "/api/v1/notifications", "alerting", A, NOTIFICATIONS, JSON, "Recent notification deliveries: receiver, integration, status, attempts, last error (never payloads or receiver secrets)"),
     op!("get", "/api/v1/hosts", "operations", R, &[], JSON, "Every agent that has sent data"),
     op!("get", "/api/v1/hosts/{id}", "operations", R, &[], JSON, "One host by agent id or hostname, with its latest resource figures"),
     op!("get", "/api/v1/summary", "operations", R, &[], JSON, "Health per component (api, ml-models, database, cache, system): green/yellow/red with the reason"),

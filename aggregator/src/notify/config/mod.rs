@@ -44,6 +44,9 @@ pub struct NotifyConfig {
     /// dropped and counted (the next round carries every active alert again).
     #[serde(default = "default_queue_capacity")]
     pub queue_capacity: usize,
+    /// `[notify.outbox]`: delivery retries, concurrency, retention.
+    #[serde(default)]
+    pub outbox: crate::notify::outbox::OutboxConfig,
     /// The loaded notification config (set by [`NotifyConfig::load`]).
     #[serde(skip)]
     pub plan: Option<Arc<NotifyPlan>>,
@@ -56,6 +59,7 @@ impl Default for NotifyConfig {
             agent_down_inhibits: default_true(),
             resolve_timeout: default_resolve_timeout(),
             queue_capacity: default_queue_capacity(),
+            outbox: Default::default(),
             plan: None,
         }
     }
@@ -81,6 +85,7 @@ impl NotifyConfig {
         if self.resolve_timeout < Duration::from_secs(1) {
             problems.push("notify.resolve_timeout must be at least 1s".into());
         }
+        problems.extend(self.outbox.validate());
         let Some(file) = &self.config_file else {
             return;
         };
@@ -208,18 +213,15 @@ pub fn parse_file(text: &str, agent_down_inhibits: bool) -> Result<NotifyPlan, V
     for (i, r) in raw.receivers.iter().enumerate() {
         if r.name.is_empty() {
             problems.push(format!("receivers[{i}]: name is empty"));
-        } else if !receivers.insert(r.name.clone()) {
-            problems.push(format!(
-                "receivers[{i}]: duplicate receiver name {:?}",
-                r.name
-            ));
+        } else {
+            receivers.insert(r.name.clone());
         }
-        problems.extend(
-            r.validate()
-                .into_iter()
-                .map(|e| format!("receivers[{i}] ({}): {e}", r.name)),
-        );
     }
+    // Each receiver's settings, those that depend on `global:`, duplicates.
+    problems.extend(crate::notify::receivers::validate_receivers(
+        &raw.receivers,
+        raw.global.as_ref().unwrap_or(&GlobalConfig::default()),
+    ));
 
     let mut time_intervals = BTreeMap::new();
     for (field, list) in [

@@ -22,7 +22,6 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -353,11 +352,12 @@ impl AlertSink for Dispatcher {
     }
 }
 
-/// TEMPORARY stand-in until the persisted outbox (`notify::outbox`) is
-/// merged: logs each notification and drops it. Not for production.
+/// Logs each notification and drops it (tests of the queue alone).
+#[cfg(test)]
 pub struct LogAndDrop;
 
-#[async_trait]
+#[cfg(test)]
+#[async_trait::async_trait]
 impl Deliver for LogAndDrop {
     async fn enqueue(&self, n: Notification) -> Result<(), StoreError> {
         warn!(receiver = %n.receiver, group = %n.group_key, alerts = n.alerts.len(),
