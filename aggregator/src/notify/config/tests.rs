@@ -87,7 +87,7 @@ time_intervals:
         "route.group_wait",
         "invalid regex",
         "undefined time interval \"never-defined\"",
-        "duplicate receiver name \"a\"",
+        "receiver \"a\": defined more than once",
         "inhibit_rules[0].equal: invalid label name",
         "inhibit_rules[0]: target matchers are empty",
         "inhibit_rules[1]: source matchers are empty",
