@@ -212,7 +212,7 @@ impl Config {
             .filter(|p| !p.as_os_str().is_empty())
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        match config.validate(&mut problems) {
+        match config.validate(&base_dir, &mut problems) {
             Some((http_listen, quic_listen, tls)) if problems.is_empty() => Ok(Loaded {
                 config,
                 base_dir,
@@ -226,6 +226,7 @@ impl Config {
 
     fn validate(
         &self,
+        base_dir: &Path,
         problems: &mut Vec<String>,
     ) -> Option<(SocketAddr, SocketAddr, TlsMaterial)> {
         let addr = |field: &str, value: &str, problems: &mut Vec<String>| {
@@ -269,6 +270,7 @@ impl Config {
         }
         self.http_ingest.validate(problems);
         self.storage.validate(problems);
+        self.alerting.validate(base_dir, problems);
         Some((http?, quic?, tls?))
     }
 }

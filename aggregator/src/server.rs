@@ -125,12 +125,34 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
     // Trims the head, extends rollups, applies retention.
     background.push(layers.rollups.clone().spawn(layers.head.clone()));
 
+    let engine = Arc::new(crate::query::Engine::default());
+    // ---- The alert sink: where evaluated alerts go. -------------------
+    // NullSink until the notification dispatcher (crate::notify) is wired
+    // in here; it is the only place that decides.
+    let sink: Arc<dyn crate::alert::AlertSink> = Arc::new(crate::alert::NullSink);
+    // --------------------------------------------------------------------
+    let alerting = Arc::new(crate::alert::eval::Evaluator::new(
+        store.clone(),
+        layers.source.clone(),
+        engine.clone(),
+        sink,
+        metrics.alerting.clone(),
+        config.alerting.clone(),
+        loaded.base_dir.clone(),
+    ));
+    if let Err(e) = alerting.reload().await {
+        // Checked by Config::load already; a file changed since then.
+        error!(errors = %e.0.join("; "), "rule files are invalid; evaluating no rules until a reload succeeds");
+    }
+    background.push(alerting.clone().spawn());
+    background.push(tokio::spawn(reload_on_sighup(alerting.clone())));
     let state = AppState {
         store,
         metrics,
         store_ready,
         source: layers.source.clone(),
-        engine: Arc::new(crate::query::Engine::default()),
+        engine,
+        alerting,
     };
     let app = http::app_with_access(state.clone(), &config.http.access_policy())
         .layer(axum::Extension(std::sync::Arc::new(
@@ -160,6 +182,27 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         servers,
         background,
     })
+}
+
+/// Reloads the rule files on every SIGHUP (a broken file is logged and the
+/// old rules keep running).
+async fn reload_on_sighup(alerting: Arc<crate::alert::eval::Evaluator>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGHUP; reload rules with POST /api/v1/rules/reload");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        match alerting.reload().await {
+            Ok(l) => info!(groups = l.groups, rules = l.rules, "SIGHUP: rules reloaded"),
+            Err(e) => {
+                error!(errors = %e.0.join("; "), "SIGHUP: rule files rejected; the old rules keep running")
+            }
+        }
+    }
 }
 
 async fn migrate_until_ready(store: Arc<dyn Store>, ready: Arc<AtomicBool>, metrics: Arc<Metrics>) {

@@ -3,6 +3,8 @@
 //! `tower::ServiceExt::oneshot`.
 
 pub mod access;
+pub mod alert_reports;
+pub mod alerts;
 pub mod error;
 pub mod exports;
 pub mod health;
@@ -14,6 +16,7 @@ mod ops;
 pub mod prometheus;
 pub mod reports;
 pub mod resources;
+pub mod rules;
 pub mod summary;
 pub mod tokens;
 
@@ -41,6 +44,8 @@ pub struct AppState {
     /// What queries read (head + store).
     pub source: Arc<dyn Source>,
     pub engine: Arc<Engine>,
+    /// Rule evaluation and alert state (alerts API, rules API, reload).
+    pub alerting: Arc<crate::alert::eval::Evaluator>,
 }
 
 /// The whole HTTP application, tokens required and no rate limits (tests).
@@ -61,6 +66,9 @@ pub fn app_with_access(state: AppState, policy: &access::AccessPolicy) -> Router
         .nest("/api/v1", summary::router())
         .nest("/api/v1", resources::router())
         .nest("/api/v1", reports::router())
+        .nest("/api/v1", alerts::router())
+        .nest("/api/v1", alert_reports::router())
+        .nest("/api/v1", rules::router())
         .nest("/prometheus/api/v1", prometheus::router())
         .merge(ingest::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
