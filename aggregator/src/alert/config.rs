@@ -116,7 +116,7 @@ impl AlertingConfig {
             problems.push("alerting.resend_delay must be at least 1s".into());
         }
         let url = &self.external_url;
-        if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             problems.push(format!(
                 "alerting.external_url: {url:?} must start with http:// or https://"
             ));

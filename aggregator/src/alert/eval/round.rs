@@ -60,10 +60,24 @@ impl Evaluator {
         let mut group_times = Vec::new();
         for (gi, name, rules) in due {
             let started = Instant::now();
+            // Recording outputs no later rule of the group reads are written
+            // together at the group's end (one transaction instead of one
+            // per rule); the others at once, so later rules see them.
+            let mut deferred: Vec<Series> = Vec::new();
+            let mut deferred_rules: Vec<usize> = Vec::new();
             for (ri, rule) in rules.iter().enumerate() {
                 let t0 = Instant::now();
                 let result = match rule {
-                    Rule::Recording(r) => self.record(r, now).await.map(|()| None),
+                    Rule::Recording(r) => match self.record(r, now).await {
+                        Ok(series) if series.is_empty() => Ok(None),
+                        Ok(series) if !read_later(&rules[ri + 1..], &r.record) => {
+                            deferred.extend(series);
+                            deferred_rules.push(outcomes.len());
+                            Ok(None)
+                        }
+                        Ok(series) => self.write(&series).await.map(|()| None),
+                        Err(e) => Err(e),
+                    },
                     Rule::Alerting(a) => self.query_alerting(a, now).await.map(Some),
                 };
                 outcomes.push(RuleOutcome {
@@ -72,6 +86,15 @@ impl Evaluator {
                     result,
                     seconds: t0.elapsed().as_secs_f64(),
                 });
+            }
+            if !deferred.is_empty() {
+                if let Err(e) = self.write(&deferred).await {
+                    for &o in &deferred_rules {
+                        if let Some(o) = outcomes.get_mut(o) {
+                            o.result = Err(e.clone());
+                        }
+                    }
+                }
             }
             let secs = started.elapsed().as_secs_f64();
             self.metrics
@@ -347,8 +370,8 @@ impl Evaluator {
         })
     }
 
-    /// Evaluates a recording rule and writes its output at `now`.
-    async fn record(&self, rule: &RecordingRule, now: i64) -> Result<(), String> {
+    /// Evaluates a recording rule: its output as series at `now`.
+    async fn record(&self, rule: &RecordingRule, now: i64) -> Result<Vec<Series>, String> {
         let samples = self.instant(&rule.expr, now).await?;
         let mut seen = HashSet::new();
         let mut series = Vec::with_capacity(samples.len());
@@ -373,15 +396,28 @@ impl Evaluator {
                 }],
             ));
         }
-        if series.is_empty() {
-            return Ok(());
-        }
+        Ok(series)
+    }
+
+    /// Writes recording rule output through the store (and so the head).
+    async fn write(&self, series: &[Series]) -> Result<(), String> {
         self.store
-            .write_series(&series)
+            .write_series(series)
             .await
             .map(|_| ())
             .map_err(|e| format!("writing the result: {e}"))
     }
+}
+
+/// Whether any of `later` may read the metric `name` (a plain text search of
+/// their expressions: a false positive only costs an early write).
+pub(crate) fn read_later(later: &[Rule], name: &str) -> bool {
+    later.iter().any(|r| match r {
+        Rule::Alerting(a) => {
+            a.expr.contains(name) || a.vigil.recover.as_deref().is_some_and(|e| e.contains(name))
+        }
+        Rule::Recording(r) => r.expr.contains(name),
+    })
 }
 
 fn rule_name(rule: &Rule) -> &str {
