@@ -179,47 +179,6 @@ async fn main() -> anyhow::Result<()> {
         "the recording rule's output is not queryable"
     );
 
-    if std::env::var("PROBE").is_ok() {
-        for (name, q) in [
-            ("threshold", "m3 > 95"),
-            ("avg", "avg by (host) (m3) > 60"),
-            (
-                "delta",
-                "max_over_time(m3[5m]) - min_over_time(m3[5m]) > 99",
-            ),
-            ("rec", "sum by (host) (m3)"),
-        ] {
-            let t = Instant::now();
-            for _ in 0..100 {
-                engine.instant(layers.source.as_ref(), q, end).await?;
-            }
-            println!("{name}: {:.2} ms/query", t.elapsed().as_secs_f64() * 10.0);
-        }
-        let series: Vec<Series> = (0..100)
-            .map(|h| {
-                Series::new(
-                    "host:x",
-                    vec![Label::new("host", format!("h{h}"))],
-                    vec![Point {
-                        timestamp_ms: end + 5,
-                        value: 1.0,
-                    }],
-                )
-            })
-            .collect();
-        let t = Instant::now();
-        for k in 0..20 {
-            let mut s = series.clone();
-            for x in &mut s {
-                x.points[0].timestamp_ms += k;
-            }
-            layers.store.write_series(&s).await?;
-        }
-        println!(
-            "write_series 100: {:.2} ms",
-            t.elapsed().as_secs_f64() * 1e3 / 20.0
-        );
-    }
     let mut times = Vec::with_capacity(args.rounds);
     for r in 0..args.rounds {
         // Within the samples' lookback: the same data, steady state (the

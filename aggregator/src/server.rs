@@ -145,7 +145,12 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         error!(errors = %e.0.join("; "), "rule files are invalid; evaluating no rules until a reload succeeds");
     }
     background.push(alerting.clone().spawn());
-    background.push(tokio::spawn(reload_on_sighup(alerting.clone())));
+    match alerting.clone().reload_on_sighup() {
+        Ok(task) => background.push(task),
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGHUP; reload rules with POST /api/v1/rules/reload")
+        }
+    }
     let state = AppState {
         store,
         metrics,
@@ -182,27 +187,6 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         servers,
         background,
     })
-}
-
-/// Reloads the rule files on every SIGHUP (a broken file is logged and the
-/// old rules keep running).
-async fn reload_on_sighup(alerting: Arc<crate::alert::eval::Evaluator>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!(error = %e, "cannot listen for SIGHUP; reload rules with POST /api/v1/rules/reload");
-            return;
-        }
-    };
-    while hup.recv().await.is_some() {
-        match alerting.reload().await {
-            Ok(l) => info!(groups = l.groups, rules = l.rules, "SIGHUP: rules reloaded"),
-            Err(e) => {
-                error!(errors = %e.0.join("; "), "SIGHUP: rule files rejected; the old rules keep running")
-            }
-        }
-    }
 }
 
 async fn migrate_until_ready(store: Arc<dyn Store>, ready: Arc<AtomicBool>, metrics: Arc<Metrics>) {

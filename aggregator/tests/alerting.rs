@@ -583,6 +583,36 @@ async fn the_dead_man_fires_for_a_silent_host_only() {
         .map(|a| a.labels["host"].clone())
         .collect();
     assert!(hosts.contains(&"slow".to_string()), "{hosts:?}");
+
+    // Restarted aggregator: the hosts already down stay down (restored),
+    // and a host that went quiet while the aggregator was down gets the
+    // grace of one threshold from the first round, not an instant page.
+    let up = Series::new(
+        "up",
+        vec![Label::new("host", "third")],
+        vec![Point {
+            timestamp_ms: now,
+            value: 1.0,
+        }],
+    );
+    h.state
+        .store
+        .commit_batch(&header("third", "third"), &[up])
+        .await
+        .expect("commit");
+    let h = h.restart().await;
+    h.round(now + 1000 * S).await;
+    let mut hosts: Vec<String> = h
+        .state
+        .alerting
+        .active()
+        .iter()
+        .map(|a| a.labels["host"].clone())
+        .collect();
+    hosts.sort();
+    assert_eq!(hosts, ["fast", "slow"]);
+    h.round(now + 1031 * S).await;
+    assert_eq!(h.state.alerting.active().len(), 3);
 }
 
 #[tokio::test]
@@ -974,4 +1004,50 @@ async fn a_dead_database_is_503_not_500() {
     let r = common::get(&dead_state, "/api/v1/alerts", Some(&tokens.read)).await;
     // The token itself lives in the dead store: 503 before the handler.
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.json);
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_rule_files() {
+    let h = Harness::sqlite(HIGH_CPU, config_with_rules()).await;
+    let task = h
+        .state
+        .alerting
+        .clone()
+        .reload_on_sighup()
+        .expect("handler");
+    let rules = |h: &Harness| -> Vec<String> {
+        h.state
+            .alerting
+            .groups()
+            .iter()
+            .flat_map(|g| {
+                g.rules
+                    .iter()
+                    .map(|r| format!("{:?}", r.rule).chars().take(40).collect())
+            })
+            .collect()
+    };
+    assert_eq!(rules(&h).len(), 1);
+    std::fs::write(h.dir.path().join("rules.yml"), ACKABLE).expect("write");
+    rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::HUP)
+        .expect("kill");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while rules(&h).len() != 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not reload the rules"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // A broken file on SIGHUP: logged, the old rules stay.
+    std::fs::write(
+        h.dir.path().join("rules.yml"),
+        "groups: [{name: g, rules: [{expr: up}]}]",
+    )
+    .expect("write");
+    rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::HUP)
+        .expect("kill");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(rules(&h).len(), 2);
+    task.abort();
 }

@@ -5,7 +5,9 @@
 //! else `alerting.default_agent_interval`), and at least
 //! `alerting.agent_down_min`. It runs every `evaluation_interval` through
 //! the same state machine as rule alerts (no `for`: the threshold is the
-//! delay) and resolves as soon as the host sends again.
+//! delay) and resolves as soon as the host sends again. Silence is counted
+//! from the evaluator's first round at the earliest, so restarting an
+//! aggregator that was down does not page for every agent at once.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -80,6 +82,17 @@ pub async fn silent_hosts(ev: &Evaluator, now: i64) -> Result<Vec<Sample>, Strin
         Err(e) => return Err(e.to_string()),
     };
     let cfg = &ev.config;
+    let (since, down): (i64, std::collections::HashSet<String>) = {
+        let inner = ev.lock();
+        let down = inner
+            .deadman
+            .alerts
+            .values()
+            .filter(|e| e.phase != super::machine::Phase::Inactive)
+            .map(|e| e.label("host").to_string())
+            .collect();
+        (inner.started_ms.unwrap_or(now), down)
+    };
     let mut out = Vec::new();
     for h in hosts {
         let interval = intervals.get(&h.hostname).copied().unwrap_or(f64::NAN);
@@ -89,7 +102,13 @@ pub async fn silent_hosts(ev: &Evaluator, now: i64) -> Result<Vec<Sample>, Strin
             cfg.agent_down_min,
             cfg.default_agent_interval,
         );
-        let silent = now - h.last_seen_ms;
+        // A host already down (restored alert) stays down without a grace.
+        let from = if down.contains(&h.hostname) {
+            h.last_seen_ms
+        } else {
+            h.last_seen_ms.max(since)
+        };
+        let silent = now - from;
         if silent > threshold {
             out.push(Sample {
                 labels: vec![Label::new("host", h.hostname)],

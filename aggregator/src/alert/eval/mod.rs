@@ -87,6 +87,9 @@ pub(crate) struct Inner {
     /// `VigilAgentDown` alerts.
     pub(crate) deadman: RuleAlerts,
     pub(crate) next_deadman_ms: i64,
+    /// Time of the first round: a host counts as silent only since then,
+    /// so an aggregator that was down does not page for every agent.
+    pub(crate) started_ms: Option<i64>,
     /// Alerts whose rule went away (reload) or was unknown on restore:
     /// sent as resolved, then dropped.
     pub(crate) retired: RuleAlerts,
@@ -408,13 +411,36 @@ impl Evaluator {
             loop {
                 let now = vigil_common::now_ms();
                 if let Err(e) = self.tick(now, false).await {
-                    warn!(error = %e, "alert evaluation round failed; retrying");
+                    // The state could not be restored (database down):
+                    // nothing is evaluated until it can be.
+                    warn!(error = %e, "alert evaluation round failed; retrying in 5 s");
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    continue;
                 }
                 let next = self.next_due_ms().max(now + 100);
                 let wait = u64::try_from(next - vigil_common::now_ms()).unwrap_or(0);
                 tokio::time::sleep(std::time::Duration::from_millis(wait.clamp(100, 60_000))).await;
             }
         })
+    }
+
+    /// Reloads the rule files on every SIGHUP (a broken file is logged and
+    /// the old rules keep running). The handler is installed before this
+    /// returns, so a SIGHUP sent afterwards is never the default (exit).
+    pub fn reload_on_sighup(self: Arc<Self>) -> std::io::Result<tokio::task::JoinHandle<()>> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = signal(SignalKind::hangup())?;
+        Ok(tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match self.reload().await {
+                    Ok(l) => info!(groups = l.groups, rules = l.rules, "SIGHUP: rules reloaded"),
+                    Err(e) => tracing::error!(
+                        errors = %e.0.join("; "),
+                        "SIGHUP: rule files rejected; the old rules keep running"
+                    ),
+                }
+            }
+        }))
     }
 
     fn next_due_ms(&self) -> i64 {

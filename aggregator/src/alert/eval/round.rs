@@ -50,6 +50,7 @@ impl Evaluator {
                     ));
                 }
             }
+            inner.started_ms.get_or_insert(now);
             let deadman_due = all || inner.next_deadman_ms <= now;
             if deadman_due {
                 inner.next_deadman_ms = now + machine::duration_ms(self.config.evaluation_interval);
