@@ -991,7 +991,12 @@ async fn a_dead_database_is_503_not_500() {
     let engine = Arc::new(Engine::default());
     let metrics = Arc::new(Metrics::new());
     let state = AppState {
-        alerting: Evaluator::detached(dead.clone(), source.clone(), engine.clone(), metrics.alerting.clone()),
+        alerting: Evaluator::detached(
+            dead.clone(),
+            source.clone(),
+            engine.clone(),
+            metrics.alerting.clone(),
+        ),
         store: dead,
         metrics,
         store_ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),

@@ -19,6 +19,7 @@
 
 pub mod deadman;
 pub mod machine;
+mod query;
 mod round;
 
 use std::collections::HashMap;

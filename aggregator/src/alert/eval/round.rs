@@ -2,34 +2,18 @@
 //! lock, no I/O), then one write and one send. See the module above.
 
 use std::collections::HashSet;
-use std::time::Instant;
 
 use tracing::warn;
-use vigil_common::{Label, Point, Series};
 
 use super::machine::{self, Entry, Event, Observation, Phase, Transition};
+use super::query::{Querier, RuleOutcome, rule_name};
 use super::{Evaluator, Health, deadman};
-use crate::alert::rules::{AlertingRule, RecordingRule, Rule};
+use crate::alert::Alert;
+use crate::alert::rules::Rule;
 use crate::alert::state::{self, Changes};
-use crate::alert::{Alert, fingerprint};
 use crate::metrics::{GroupLabel, StateLabel};
-use crate::query::{Sample, Value};
+use crate::query::Sample;
 use crate::store::StoreError;
-
-/// What evaluating an alerting rule's expressions gave.
-struct AlertingResult {
-    samples: Vec<Sample>,
-    recovered: HashSet<u64>,
-    present: HashSet<u64>,
-}
-
-struct RuleOutcome {
-    group: usize,
-    rule: usize,
-    /// `None` for a recording rule that worked.
-    result: Result<Option<AlertingResult>, String>,
-    seconds: f64,
-}
 
 impl Evaluator {
     pub(crate) async fn tick(&self, now: i64, all: bool) -> Result<(), StoreError> {
@@ -57,52 +41,31 @@ impl Evaluator {
             }
             (due, deadman_due)
         };
+        // Groups are independent: they run concurrently (as in
+        // Prometheus); rules within a group in order.
+        let querier = Querier {
+            store: self.store.clone(),
+            source: self.source.clone(),
+            engine: self.engine.clone(),
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        for (gi, name, rules) in due {
+            tasks.spawn(querier.clone().group(gi, name, rules, now));
+        }
         let mut outcomes = Vec::new();
         let mut group_times = Vec::new();
-        for (gi, name, rules) in due {
-            let started = Instant::now();
-            // Recording outputs no later rule of the group reads are written
-            // together at the group's end (one transaction instead of one
-            // per rule); the others at once, so later rules see them.
-            let mut deferred: Vec<Series> = Vec::new();
-            let mut deferred_rules: Vec<usize> = Vec::new();
-            for (ri, rule) in rules.iter().enumerate() {
-                let t0 = Instant::now();
-                let result = match rule {
-                    Rule::Recording(r) => match self.record(r, now).await {
-                        Ok(series) if series.is_empty() => Ok(None),
-                        Ok(series) if !read_later(&rules[ri + 1..], &r.record) => {
-                            deferred.extend(series);
-                            deferred_rules.push(outcomes.len());
-                            Ok(None)
-                        }
-                        Ok(series) => self.write(&series).await.map(|()| None),
-                        Err(e) => Err(e),
-                    },
-                    Rule::Alerting(a) => self.query_alerting(a, now).await.map(Some),
-                };
-                outcomes.push(RuleOutcome {
-                    group: gi,
-                    rule: ri,
-                    result,
-                    seconds: t0.elapsed().as_secs_f64(),
-                });
-            }
-            if !deferred.is_empty() {
-                if let Err(e) = self.write(&deferred).await {
-                    for &o in &deferred_rules {
-                        if let Some(o) = outcomes.get_mut(o) {
-                            o.result = Err(e.clone());
-                        }
-                    }
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok((gi, name, secs, mut o)) => {
+                    self.metrics
+                        .rule_group_last_duration
+                        .get_or_create(&GroupLabel { group: name })
+                        .set(secs);
+                    group_times.push((gi, secs));
+                    outcomes.append(&mut o);
                 }
+                Err(e) => warn!(error = %e, "a rule group's evaluation task failed"),
             }
-            let secs = started.elapsed().as_secs_f64();
-            self.metrics
-                .rule_group_last_duration
-                .get_or_create(&GroupLabel { group: name })
-                .set(secs);
-            group_times.push((gi, secs));
         }
         let silent = if deadman_due {
             match deadman::silent_hosts(self, now).await {
@@ -321,131 +284,4 @@ impl Evaluator {
             self.config.external_url.trim_end_matches('/')
         )
     }
-
-    async fn instant(&self, expr: &str, now: i64) -> Result<Vec<Sample>, String> {
-        match self.engine.instant(self.source.as_ref(), expr, now).await {
-            Ok(Value::Vector(v)) => Ok(v),
-            Ok(Value::Scalar { value, .. }) => Ok(vec![Sample {
-                labels: vec![],
-                timestamp_ms: now,
-                value,
-            }]),
-            Ok(other) => Err(format!(
-                "rule result is a {}, not a vector",
-                other.type_name()
-            )),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    async fn query_alerting(
-        &self,
-        rule: &AlertingRule,
-        now: i64,
-    ) -> Result<AlertingResult, String> {
-        let samples = self.instant(&rule.expr, now).await?;
-        let mut recovered = HashSet::new();
-        let mut present = HashSet::new();
-        if let Some(recover) = &rule.vigil.recover {
-            for s in self
-                .instant(recover, now)
-                .await
-                .map_err(|e| format!("recover: {e}"))?
-            {
-                recovered.insert(fingerprint(&machine::output_labels(&s.labels)));
-            }
-            if let Some(operand) = presence_expr(&rule.expr) {
-                for s in self
-                    .instant(&operand, now)
-                    .await
-                    .map_err(|e| format!("presence: {e}"))?
-                {
-                    present.insert(fingerprint(&machine::output_labels(&s.labels)));
-                }
-            }
-        }
-        Ok(AlertingResult {
-            samples,
-            recovered,
-            present,
-        })
-    }
-
-    /// Evaluates a recording rule: its output as series at `now`.
-    async fn record(&self, rule: &RecordingRule, now: i64) -> Result<Vec<Series>, String> {
-        let samples = self.instant(&rule.expr, now).await?;
-        let mut seen = HashSet::new();
-        let mut series = Vec::with_capacity(samples.len());
-        for s in samples {
-            let mut labels = machine::output_labels(&s.labels);
-            for (k, v) in &rule.labels {
-                labels.insert(k.clone(), v.clone());
-            }
-            if !seen.insert(fingerprint(&labels)) {
-                return Err(
-                    "vector contains metrics with the same labelset after applying rule labels"
-                        .into(),
-                );
-            }
-            let labels = labels.into_iter().map(|(k, v)| Label::new(k, v)).collect();
-            series.push(Series::new(
-                rule.record.clone(),
-                labels,
-                vec![Point {
-                    timestamp_ms: now,
-                    value: s.value,
-                }],
-            ));
-        }
-        Ok(series)
-    }
-
-    /// Writes recording rule output through the store (and so the head).
-    async fn write(&self, series: &[Series]) -> Result<(), String> {
-        self.store
-            .write_series(series)
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("writing the result: {e}"))
-    }
-}
-
-/// Whether any of `later` may read the metric `name` (a plain text search of
-/// their expressions: a false positive only costs an early write).
-pub(crate) fn read_later(later: &[Rule], name: &str) -> bool {
-    later.iter().any(|r| match r {
-        Rule::Alerting(a) => {
-            a.expr.contains(name) || a.vigil.recover.as_deref().is_some_and(|e| e.contains(name))
-        }
-        Rule::Recording(r) => r.expr.contains(name),
-    })
-}
-
-fn rule_name(rule: &Rule) -> &str {
-    match rule {
-        Rule::Alerting(a) => &a.name,
-        Rule::Recording(r) => &r.record,
-    }
-}
-
-/// For hysteresis: the vector operand of the expression's top-level
-/// filtering comparison (`x > 90` -> `x`), whose result says the series
-/// still exists; `None` when the expression is not such a comparison.
-pub(crate) fn presence_expr(expr: &str) -> Option<String> {
-    use promql_parser::parser::Expr;
-    use promql_parser::parser::value::ValueType;
-    let mut e = promql_parser::parser::parse(expr).ok()?;
-    while let Expr::Paren(p) = e {
-        e = *p.expr;
-    }
-    let Expr::Binary(b) = e else {
-        return None;
-    };
-    if !b.op.is_comparison_operator() || b.return_bool() {
-        return None;
-    }
-    [b.lhs, b.rhs]
-        .into_iter()
-        .find(|side| side.value_type() == ValueType::Vector)
-        .map(|side| side.to_string())
 }

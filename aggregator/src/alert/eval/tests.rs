@@ -1,4 +1,4 @@
-use super::round::presence_expr;
+use super::query::presence_expr;
 
 #[test]
 fn presence_is_the_vector_side_of_a_filtering_comparison() {
@@ -19,7 +19,7 @@ fn presence_is_the_vector_side_of_a_filtering_comparison() {
 
 #[test]
 fn recording_output_is_written_early_only_when_a_later_rule_may_read_it() {
-    use super::round::read_later;
+    use super::query::read_later;
     let load = |text: &str| {
         crate::alert::rules::parse(std::path::Path::new("x.yml"), text)
             .expect("parse")
