@@ -4,6 +4,8 @@ use std::time::Duration;
 use vigil_common::Label;
 
 use super::*;
+use crate::alert::eval::flap::state_change_share;
+use crate::alert::rules::FlapDetection;
 use crate::alert::rules::VigilExtensions;
 
 fn rule(for_s: u64, keep_s: u64) -> AlertingRule {

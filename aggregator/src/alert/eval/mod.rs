@@ -18,6 +18,7 @@
 //! of [`Evaluator::round_at`]: tests evaluate "at" any timestamp.
 
 pub mod deadman;
+pub mod flap;
 pub mod machine;
 mod query;
 mod round;
