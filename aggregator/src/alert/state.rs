@@ -41,8 +41,21 @@ impl Changes {
         self.upserts.len() + self.deletes.len() + self.history.len()
     }
 
-    /// Adds `later` after these changes (a failed write retried with the next).
+    /// Adds `later` after these changes (a failed write retried with the
+    /// next). A row's last change wins: [`write`] runs deletes before
+    /// upserts, so an earlier upsert of a row `later` deletes is dropped,
+    /// and so is an earlier delete of a row `later` upserts.
     pub fn append(&mut self, later: Changes) {
+        let deleted: std::collections::HashSet<(String, u64)> =
+            later.deletes.iter().cloned().collect();
+        let upserted: std::collections::HashSet<(String, u64)> = later
+            .upserts
+            .iter()
+            .map(|e| (e.rule.clone(), e.fingerprint()))
+            .collect();
+        self.upserts
+            .retain(|e| !deleted.contains(&(e.rule.clone(), e.fingerprint())));
+        self.deletes.retain(|d| !upserted.contains(d));
         self.upserts.extend(later.upserts);
         self.deletes.extend(later.deletes);
         self.history.extend(later.history);
@@ -397,5 +410,62 @@ pub async fn episode_events(
     match db {
         Db::Postgres(pool) => episodes_impl!(pool, from_ms, to_ms, limit),
         Db::Sqlite { reader, .. } => episodes_impl!(reader, from_ms, to_ms, limit),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(host: &str) -> Entry {
+        Entry {
+            rule: "R".into(),
+            group: "g".into(),
+            labels: [
+                ("alertname".to_string(), "R".to_string()),
+                ("host".into(), host.into()),
+            ]
+            .into(),
+            annotations: LabelSet::new(),
+            phase: Phase::Firing,
+            active_at_ms: 1,
+            fired_at_ms: Some(2),
+            resolved_at_ms: None,
+            keep_firing_since_ms: None,
+            value: 1.5,
+            series_fp: 7,
+            flap: Flap::default(),
+            ack: None,
+            escalated_at_ms: None,
+            last_sent_ms: None,
+            sent_flapping: false,
+            dirty: true,
+        }
+    }
+
+    #[test]
+    fn a_rows_last_change_wins_when_changes_are_merged() {
+        let (a, b) = (entry("a"), entry("b"));
+        let mut earlier = Changes {
+            upserts: vec![a.clone()],
+            deletes: vec![("R".into(), b.fingerprint())],
+            history: vec![],
+        };
+        earlier.append(Changes {
+            upserts: vec![b.clone()],
+            deletes: vec![("R".into(), a.fingerprint())],
+            history: vec![],
+        });
+        assert_eq!(earlier.upserts, vec![b]);
+        assert_eq!(earlier.deletes, vec![("R".to_string(), a.fingerprint())]);
+    }
+
+    #[test]
+    fn fingerprints_round_trip_as_16_hex_digits() {
+        for fp in [0, 1, u64::MAX, 0x0123_4567_89ab_cdef] {
+            assert_eq!(parse_fp(&fp_hex(fp)), Some(fp));
+        }
+        assert_eq!(parse_fp("xyz"), None);
+        assert_eq!(parse_fp("123"), None);
     }
 }
