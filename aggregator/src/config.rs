@@ -325,6 +325,45 @@ mod tests {
     }
 
     #[test]
+    fn broken_rule_files_and_alerting_settings_are_reported_with_the_rest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        certs(dir.path());
+        std::fs::write(
+            dir.path().join("bad.yml"),
+            "groups:\n- name: g\n  rules:\n  - expr: up\n",
+        )
+        .expect("write");
+        let path = dir.path().join("aggregator.toml");
+        std::fs::write(
+            &path,
+            "[quic]\nca = \"ca.crt\"\ncert = \"server.crt\"\nkey = \"server.key\"\n\
+             [database]\nmax_connections = 0\n\
+             [alerting]\nrule_files = [\"bad.yml\", \"gone.yml\"]\nevaluation_interval = \"1ms\"\n",
+        )
+        .expect("write");
+        let text = Config::load(&path).expect_err("invalid").0.join("\n");
+        for needle in [
+            "database.max_connections",
+            "alerting.evaluation_interval",
+            "gone.yml: no such file",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+        // With the missing file gone, the broken one is reported.
+        std::fs::write(
+            &path,
+            "[quic]\nca = \"ca.crt\"\ncert = \"server.crt\"\nkey = \"server.key\"\n\
+             [alerting]\nrule_files = [\"*.yml\"]\n",
+        )
+        .expect("write");
+        let text = Config::load(&path).expect_err("invalid").0.join("\n");
+        assert!(
+            text.contains("alerting:") && text.contains("bad.yml"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_missing_required_section_is_reported() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("empty.toml");

@@ -1073,3 +1073,35 @@ async fn sighup_reloads_the_rule_files() {
     assert_eq!(rules(&h).len(), 2);
     task.abort();
 }
+
+const KEEP: &str = r#"
+groups:
+  - name: host
+    rules:
+      - alert: HighCpu
+        expr: cpu > 90
+        keep_firing_for: 1m
+"#;
+
+#[tokio::test]
+async fn keep_firing_for_holds_the_resolution() {
+    let h = Harness::sqlite(KEEP, config_with_rules()).await;
+    let t = t0();
+    h.write("cpu", "a", t, 95.0).await;
+    h.round(t).await;
+    assert_eq!(h.sink.take().len(), 1);
+    for (dt, firing) in [(15, true), (30, true), (74, true), (75, false)] {
+        h.write("cpu", "a", t + dt * S, 50.0).await;
+        h.round(t + dt * S).await;
+        let active = h.state.alerting.active();
+        assert_eq!(active.len(), usize::from(firing), "at +{dt}s");
+        if firing {
+            assert_eq!(active[0].keep_firing_since_ms, Some(t + 15 * S));
+        }
+    }
+    // A re-send while held firing (resend_delay 1m), then the resolution.
+    let sent = h.sink.take();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[0].ends_at_ms, None);
+    assert_eq!(sent[1].ends_at_ms, Some(t + 75 * S));
+}
