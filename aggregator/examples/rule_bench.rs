@@ -30,6 +30,10 @@ use vigil_aggregator::query::{Engine, Value};
 use vigil_aggregator::store::{self, config::StorageConfig};
 use vigil_common::{Label, Point, Series, now_ms};
 
+// The aggregator binary's allocator (see `src/main.rs`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 struct Args {
     /// postgres://... or sqlite:PATH (default: SQLite in a temporary folder).
