@@ -254,11 +254,7 @@ pub(crate) struct Fetched {
 impl Fetched {
     /// Samples fetched in total (what evaluating over them costs, roughly).
     pub(crate) fn samples(&self) -> usize {
-        self.slots
-            .iter()
-            .flatten()
-            .map(|s| s.samples.len())
-            .sum()
+        self.slots.iter().flatten().map(|s| s.samples.len()).sum()
     }
 
     /// The series of the selector node with [`key`] `k`.
