@@ -1105,3 +1105,25 @@ async fn keep_firing_for_holds_the_resolution() {
     assert_eq!(sent[0].ends_at_ms, None);
     assert_eq!(sent[1].ends_at_ms, Some(t + 75 * S));
 }
+
+#[tokio::test]
+async fn the_default_rule_pack_evaluates_without_errors() {
+    let h = Harness::sqlite(
+        vigil_aggregator::http::exports::DEFAULT_RULES,
+        config_with_rules(),
+    )
+    .await;
+    let t = t0();
+    h.write("system_cpu_usage_ratio", "a", t, 0.5).await;
+    h.round(t).await;
+    let broken: Vec<String> = h
+        .state
+        .alerting
+        .groups()
+        .iter()
+        .flat_map(|g| g.rules.iter())
+        .filter(|r| r.health != vigil_aggregator::alert::eval::Health::Ok)
+        .map(|r| format!("{:?}: {:?}", r.rule, r.last_error))
+        .collect();
+    assert!(broken.is_empty(), "{broken:#?}");
+}
