@@ -213,7 +213,7 @@ impl Config {
             .filter(|p| !p.as_os_str().is_empty())
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        match config.validate(&mut problems) {
+        match config.validate(&base_dir, &mut problems) {
             Some((http_listen, quic_listen, tls)) if problems.is_empty() => Ok(Loaded {
                 config,
                 base_dir,
@@ -227,6 +227,7 @@ impl Config {
 
     fn validate(
         &self,
+        base_dir: &Path,
         problems: &mut Vec<String>,
     ) -> Option<(SocketAddr, SocketAddr, TlsMaterial)> {
         let addr = |field: &str, value: &str, problems: &mut Vec<String>| {
@@ -270,6 +271,7 @@ impl Config {
         }
         self.http_ingest.validate(problems);
         self.storage.validate(problems);
+        self.alerting.validate(base_dir, problems);
         Some((http?, quic?, tls?))
     }
 }
@@ -321,6 +323,45 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }
+    }
+
+    #[test]
+    fn broken_rule_files_and_alerting_settings_are_reported_with_the_rest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        certs(dir.path());
+        std::fs::write(
+            dir.path().join("bad.yml"),
+            "groups:\n- name: g\n  rules:\n  - expr: up\n",
+        )
+        .expect("write");
+        let path = dir.path().join("aggregator.toml");
+        std::fs::write(
+            &path,
+            "[quic]\nca = \"ca.crt\"\ncert = \"server.crt\"\nkey = \"server.key\"\n\
+             [database]\nmax_connections = 0\n\
+             [alerting]\nrule_files = [\"bad.yml\", \"gone.yml\"]\nevaluation_interval = \"1ms\"\n",
+        )
+        .expect("write");
+        let text = Config::load(&path).expect_err("invalid").0.join("\n");
+        for needle in [
+            "database.max_connections",
+            "alerting.evaluation_interval",
+            "gone.yml: no such file",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+        // With the missing file gone, the broken one is reported.
+        std::fs::write(
+            &path,
+            "[quic]\nca = \"ca.crt\"\ncert = \"server.crt\"\nkey = \"server.key\"\n\
+             [alerting]\nrule_files = [\"*.yml\"]\n",
+        )
+        .expect("write");
+        let text = Config::load(&path).expect_err("invalid").0.join("\n");
+        assert!(
+            text.contains("alerting:") && text.contains("bad.yml"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -190,6 +190,62 @@ impl NotifyMetrics {
     }
 }
 
+/// A `group` label (a rule group's name).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabel {
+    pub group: String,
+}
+
+/// A `state` label (`pending`, `firing`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: String,
+}
+
+/// The rule evaluator's metrics; cheap to clone.
+#[derive(Clone, Default)]
+pub struct AlertMetrics {
+    /// Rule evaluations that failed, by group.
+    pub rule_evaluation_failures: Family<GroupLabel, Counter>,
+    /// Duration of the last evaluation of each group, in seconds.
+    pub rule_group_last_duration: Family<GroupLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Active alerts by state.
+    pub alerts: Family<StateLabel, Gauge>,
+    /// Alert state changes that could not be written to the database (kept
+    /// for the next round, up to a cap).
+    pub state_write_failures: Counter,
+}
+
+impl AlertMetrics {
+    fn register(&self, registry: &mut Registry) {
+        for state in ["pending", "firing"] {
+            let _ = self.alerts.get_or_create(&StateLabel {
+                state: state.into(),
+            });
+        }
+        registry.register(
+            "rule_evaluation_failures",
+            "Rule evaluations that failed, by rule group",
+            self.rule_evaluation_failures.clone(),
+        );
+        registry.register(
+            "rule_group_last_duration_seconds",
+            "How long the last evaluation of a rule group took",
+            self.rule_group_last_duration.clone(),
+        );
+        registry.register(
+            "alerts",
+            "Active alerts by state (pending, firing)",
+            self.alerts.clone(),
+        );
+        registry.register(
+            "alert_state_write_failures",
+            "Rounds whose alert state changes could not be written to the database",
+            self.state_write_failures.clone(),
+        );
+    }
+}
+
 /// Every counter and gauge the aggregator exports about itself.
 pub struct Metrics {
     registry: Registry,
@@ -211,6 +267,9 @@ pub struct Metrics {
     pub dispatch: crate::notify::dispatch::NotifyMetrics,
     /// The notification outbox.
     pub notify: NotifyMetrics,
+
+    /// Rule evaluation and alerts.
+    pub alerting: AlertMetrics,
 }
 
 impl Default for Metrics {
@@ -239,6 +298,8 @@ impl Metrics {
             storage: StorageMetrics::default(),
             dispatch: Default::default(),
             notify: NotifyMetrics::default(),
+
+            alerting: AlertMetrics::default(),
         };
         // Every reason exists from the start, so dashboards see zeros, not gaps.
         for code in RejectCode::ALL {
@@ -314,6 +375,8 @@ impl Metrics {
         m.storage.register(&mut registry);
         m.dispatch.register(&mut registry);
         m.notify.register(&mut registry);
+
+        m.alerting.register(&mut registry);
         Metrics { registry, ..m }
     }
 

@@ -9,6 +9,7 @@
 //! aggregator.toml  agent.toml  admin.token (0600)  vigil.db (SQLite)
 //! certs/ca.{crt,key}  certs/server.{crt,key}
 //! certs/<agent-id>.{crt,key,sign.key,pub}
+//! rules/vigil-default.rules.yml (the default rule pack, written once)
 //! ```
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -106,6 +107,14 @@ pub fn prepare(opts: &Options) -> Result<Setup, QuickstartError> {
         vigil_certs::issue_agent(&certs, &certs, &agent_id, 825, true)?;
     }
 
+    // The default rule pack, written once: an operator's edits are kept.
+    let rules = dir.join("rules");
+    create_private_dir(&rules)?;
+    let pack = rules.join("vigil-default.rules.yml");
+    if !pack.exists() {
+        vigil_certs::write_file(&pack, crate::http::exports::DEFAULT_RULES.as_bytes(), false)?;
+    }
+
     let database = opts
         .database
         .clone()
@@ -115,7 +124,8 @@ pub fn prepare(opts: &Options) -> Result<Setup, QuickstartError> {
         "# Written by `vigil-aggregator quickstart`; rewritten on every quickstart run.\n\
          [http]\nlisten = {http}\n\n\
          [quic]\nlisten = {quic}\nca = \"certs/ca.crt\"\ncert = \"certs/server.crt\"\nkey = \"certs/server.key\"\n\n\
-         [database]\nurl = {db}\n",
+         [database]\nurl = {db}\n\n\
+         [alerting]\nrule_files = [\"rules/*.yml\"]\n",
         http = toml_str(&opts.listen_http.to_string()),
         quic = toml_str(&opts.listen_quic.to_string()),
         db = toml_str(&database),
@@ -279,5 +289,14 @@ mod tests {
         assert_eq!(again.agent_id, setup.agent_id);
         let loaded = crate::Config::load(&setup.aggregator_config).expect("config loads");
         assert_eq!(loaded.config.database.url, "sqlite:vigil.db");
+        // The default rule pack is in place and loaded by the config.
+        let paths = loaded
+            .config
+            .alerting
+            .rule_paths(&loaded.base_dir)
+            .expect("rule paths");
+        assert_eq!(paths, [opts.data_dir.join("rules/vigil-default.rules.yml")]);
+        let set = crate::alert::rules::load_files(&paths).expect("rules load");
+        assert!(!set.groups.is_empty());
     }
 }

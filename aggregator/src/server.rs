@@ -22,9 +22,6 @@ use crate::notify::mutes::Mutes;
 use crate::notify::outbox::{Outbox, OutboxTask};
 use crate::store::{self, Store, StoreError};
 
-/// Links in notifications point here (set by `[alerting] external_url`).
-const EXTERNAL_URL: &str = "";
-
 /// How long shutdown waits for agents to see the connection close.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
@@ -154,7 +151,7 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
                 &plan.receivers,
                 &plan.global,
                 metrics.notify.clone(),
-                EXTERNAL_URL,
+                &config.alerting.external_url,
                 config.notify.outbox.clone(),
             )
             .map_err(StartError::Notify)?;
@@ -173,12 +170,34 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         None => mutes.clone(),
     };
 
+    let engine = Arc::new(crate::query::Engine::default());
+    let alerting = Arc::new(crate::alert::eval::Evaluator::new(
+        store.clone(),
+        layers.source.clone(),
+        engine.clone(),
+        sink.clone(),
+        metrics.alerting.clone(),
+        config.alerting.clone(),
+        loaded.base_dir.clone(),
+    ));
+    if let Err(e) = alerting.reload().await {
+        // Checked by Config::load already; a file changed since then.
+        error!(errors = %e.0.join("; "), "rule files are invalid; evaluating no rules until a reload succeeds");
+    }
+    background.push(alerting.clone().spawn());
+    match alerting.clone().reload_on_sighup() {
+        Ok(task) => background.push(task),
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGHUP; reload rules with POST /api/v1/rules/reload")
+        }
+    }
     let state = AppState {
         store,
         metrics,
         store_ready,
         source: layers.source.clone(),
-        engine: Arc::new(crate::query::Engine::default()),
+        engine,
+        alerting,
         mutes,
     };
     let app = http::app_with_access(state.clone(), &config.http.access_policy())

@@ -116,13 +116,22 @@ pub async fn sqlite_app_state(
     use std::sync::Arc;
     let store = crate::store::open("sqlite:t.db", dir, 2)?;
     store.migrate().await?;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let engine = Arc::new(crate::query::Engine::default());
     Ok(crate::http::AppState {
         mutes: mutes(store.as_ref()),
+
+        alerting: crate::alert::eval::Evaluator::detached(
+            store.clone(),
+            source.clone(),
+            engine.clone(),
+            metrics.alerting.clone(),
+        ),
         store,
-        metrics: Arc::new(crate::metrics::Metrics::new()),
+        metrics,
         store_ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         source,
-        engine: Arc::new(crate::query::Engine::default()),
+        engine,
     })
 }
 

@@ -141,13 +141,24 @@ async fn a_dead_database_makes_readyz_fail_and_the_api_answer_503() {
         1,
     )
     .expect("lazy");
+    let metrics = Arc::new(Metrics::new());
+    let source: Arc<dyn vigil_aggregator::query::Source> =
+        Arc::new(vigil_aggregator::query::MemorySource::new());
+    let engine = Arc::new(vigil_aggregator::query::Engine::default());
     let state = AppState {
         mutes: vigil_aggregator::testing::mutes(store.as_ref()),
+
+        alerting: vigil_aggregator::alert::eval::Evaluator::detached(
+            store.clone(),
+            source.clone(),
+            engine.clone(),
+            metrics.alerting.clone(),
+        ),
         store,
-        metrics: Arc::new(Metrics::new()),
+        metrics,
         store_ready: Arc::new(AtomicBool::new(true)),
-        source: Arc::new(vigil_aggregator::query::MemorySource::new()),
-        engine: Arc::new(vigil_aggregator::query::Engine::default()),
+        source,
+        engine,
     };
     let (status, body) = call(&state, "/readyz", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

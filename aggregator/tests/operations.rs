@@ -691,13 +691,21 @@ async fn through_a_real_store(inner: Arc<dyn Store>) {
             .await
             .expect("commit");
     }
+    let engine = Arc::new(vigil_aggregator::query::Engine::default());
     let state = AppState {
         mutes: vigil_aggregator::testing::mutes(layers.store.as_ref()),
+
+        alerting: vigil_aggregator::alert::eval::Evaluator::detached(
+            layers.store.clone(),
+            layers.source.clone(),
+            engine.clone(),
+            metrics.alerting.clone(),
+        ),
         store: layers.store.clone(),
         metrics,
         store_ready: Arc::new(AtomicBool::new(true)),
         source: layers.source.clone(),
-        engine: Arc::new(vigil_aggregator::query::Engine::default()),
+        engine,
     };
 
     let (status, s) = get_json(&state, &token, "/api/v1/summary").await;

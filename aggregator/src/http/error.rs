@@ -17,6 +17,9 @@ pub enum ApiError {
     Forbidden(String),
     /// 404.
     NotFound(String),
+    /// 409: the request conflicts with the resource's state (an alert
+    /// already acknowledged).
+    Conflict(String),
     /// 422: a well-formed query that cannot be executed (a limit, an
     /// evaluation error), as Prometheus' `execution` error.
     Unprocessable(String),
@@ -33,6 +36,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m.to_string()),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
             ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, "execution", m),
             ApiError::RateLimited { retry_after_secs } => {
                 let mut response = (

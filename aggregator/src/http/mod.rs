@@ -3,6 +3,8 @@
 //! `tower::ServiceExt::oneshot`.
 
 pub mod access;
+pub mod alert_reports;
+pub mod alerts;
 pub mod error;
 pub mod exports;
 pub mod health;
@@ -17,6 +19,8 @@ pub mod prometheus;
 pub mod reports;
 pub mod resources;
 pub mod silences;
+
+pub mod rules;
 pub mod summary;
 pub mod tokens;
 
@@ -46,6 +50,9 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Silences and maintenance windows (the notify dispatcher reads them).
     pub mutes: Arc<crate::notify::mutes::Mutes>,
+
+    /// Rule evaluation and alert state (alerts API, rules API, reload).
+    pub alerting: Arc<crate::alert::eval::Evaluator>,
 }
 
 /// The whole HTTP application, tokens required and no rate limits (tests).
@@ -70,6 +77,10 @@ pub fn app_with_access(state: AppState, policy: &access::AccessPolicy) -> Router
         .nest("/api/v1", maintenance::router())
 
         .nest("/api/v1", notifications::router())
+
+        .nest("/api/v1", alerts::router())
+        .nest("/api/v1", alert_reports::router())
+        .nest("/api/v1", rules::router())
         .nest("/prometheus/api/v1", prometheus::router())
         .merge(ingest::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })

@@ -108,6 +108,27 @@ const EXEMPLARS: &[Param] = &[
 ];
 const SILENCES: &[Param] = &[p("state", false, "active, pending or expired")];
 const RULES: &[Param] = &[p("type", false, "alert or record")];
+const ALERTS: &[Param] = &[
+    p("severity", false, "only alerts with this severity label"),
+    p("team", false, "only alerts with this team label"),
+    p("host", false, "only alerts with this host label"),
+    p("state", false, "pending or firing"),
+];
+const ALERT_HISTORY: &[Param] = &[
+    p("from", false, "start: RFC 3339 or unix seconds"),
+    p("to", false, "end: RFC 3339 or unix seconds"),
+    p("rule", false, "alert (rule) name"),
+    p("host", false, "host label"),
+    p("severity", false, "severity label"),
+    p("team", false, "team label"),
+    p(
+        "event",
+        false,
+        "pending, firing, resolved, inactive, acknowledged, escalated, flapping_start or flapping_stop",
+    ),
+    p("limit", false, "rows per page, 1 to 1000 (default 100)"),
+    p("cursor", false, "next_cursor of the previous page"),
+];
 const FROM_TO: &[Param] = &[
     p(
         "from",
@@ -165,6 +186,11 @@ pub const OPERATIONS: &[Operation] = &[
     op!("get", "/api/v1/system/resources", "operations", R, &[], JSON, "Latest CPU, memory, disk, network, database and cache figures per host"),
     op!("get", "/api/v1/reports/availability", "reports", R, FROM_TO, JSON, "Uptime % per host and per service over a time range"),
     op!("get", "/api/v1/reports/metrics", "reports", R, REPORT_METRICS, JSON, "A range query as JSON or CSV"),
+    op!("get", "/api/v1/alerts", "alerts", R, ALERTS, JSON, "Pending and firing alerts, with acknowledgement and mute status"),
+    op!("get", "/api/v1/alerts/history", "alerts", R, ALERT_HISTORY, JSON, "Alert transitions, newest first, paged"),
+    op!("post", "/api/v1/alerts/{id}/ack", "alerts", W, &[], JSON, "Acknowledge a firing alert (JSON body with an optional comment)"),
+    op!("get", "/api/v1/reports/alerts", "reports", R, FROM_TO, JSON, "Alerts fired by severity and team, MTTA and MTTR"),
+    op!("post", "/api/v1/rules/reload", "alerts", A, &[], JSON, "Reload the rule files (400 with every error; old rules keep running)"),
     op!("get", "/api/v1/export/grafana", "exports", R, &[], JSON, "The Grafana dashboards Vigil ships"),
     op!("get", "/api/v1/export/grafana/{uid}", "exports", R, &[], JSON, "One Grafana dashboard (JSON model, import-ready)"),
     op!("get", "/api/v1/silences", "alerting", R, SILENCES, JSON, "Silences (pending, active, expired), Alertmanager's shape"),
@@ -266,7 +292,10 @@ fn operation(op: &Operation) -> Value {
             .collect();
         out["requestBody"] = json!({"content": {"application/x-www-form-urlencoded":
             {"schema": {"type": "object", "properties": props, "required": required}}}});
-    } else if op.method == "post" {
+    } else if op.path.ends_with("/ack") {
+        out["requestBody"] = json!({"required": false, "content": {JSON: {"schema": {"type": "object",
+            "properties": {"comment": {"type": "string"}}, "additionalProperties": false}}}});
+    } else if op.method == "post" && !op.path.ends_with("/reload") && !op.path.ends_with("/stop") {
         let (media, schema) = if op.path.ends_with("/write") {
             (
                 "application/x-protobuf",

@@ -41,8 +41,8 @@ const MAX_POINTS: i64 = 11_000;
 
 #[derive(Debug, Deserialize)]
 pub struct RangeParams {
-    from: Option<String>,
-    to: Option<String>,
+    pub(crate) from: Option<String>,
+    pub(crate) to: Option<String>,
 }
 
 /// The availability interval for a range: at least a minute, at most

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use promql_parser::label::Matcher;
 
-use super::head::Head;
+use super::head::{Head, Probe};
 use super::rollup::{self, Rollups};
 use super::{Store, StoreError};
 use crate::query::{Labels, RawSeries, SelectHints, Source, SourceError};
@@ -64,14 +64,28 @@ impl Source for StoreSource {
         let raw_from = self.raw_from().max(start_ms);
 
         // Which part of the range each series needs from the store.
-        let mut in_head: Vec<bool> = Vec::with_capacity(selected.len());
+        // The head's part of each series, read at once (one lookup each).
+        let mut in_head: Vec<Option<Vec<(i64, f64)>>> = Vec::with_capacity(selected.len());
         let (mut full, mut before_head) = (Vec::new(), Vec::new());
+        let head_start = start_ms.max(head_from);
         for (id, labels) in &selected {
-            let held = start_ms.max(head_from) <= end_ms && self.head.holds(labels);
-            in_head.push(held);
+            // A range that ends before the head covers anything is all
+            // the store's (as for a refused series).
+            let probe = if head_start <= end_ms {
+                self.head.probe(labels, head_start, end_ms)
+            } else {
+                Probe::Refused
+            };
+            let refused = probe == Probe::Refused;
+            let recent = match probe {
+                Probe::Held(samples) => Some(samples),
+                Probe::Refused | Probe::Absent => None,
+            };
+            let held = recent.is_some();
+            in_head.push(recent);
             // A series the head does not hold has no sample from
             // `head_from` on, unless the head refused it for being full.
-            let head_knows_absent = head_from <= start_ms && !self.head.refused(labels);
+            let head_knows_absent = head_from <= start_ms && !refused;
             if !held && !head_knows_absent {
                 full.push(*id);
             } else if held && raw_from < head_from {
@@ -137,7 +151,7 @@ impl Source for StoreSource {
         for ((id, labels), held) in selected.into_iter().zip(in_head) {
             let mut samples = by_id.remove(&id).unwrap_or_default();
             samples.sort_unstable_by_key(|&(t, _)| t);
-            if held && let Some(recent) = self.head.get(&labels, start_ms.max(head_from), end_ms) {
+            if let Some(recent) = held {
                 samples.extend(recent);
             }
             samples.dedup_by_key(|s| s.0);

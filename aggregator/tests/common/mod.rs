@@ -48,13 +48,22 @@ pub async fn sqlite(dir: &std::path::Path) -> Arc<dyn Store> {
 
 /// App state over `store`, reading from `source`.
 pub fn state(store: Arc<dyn Store>, source: Arc<dyn Source>, engine: Engine) -> AppState {
+    let metrics = Arc::new(Metrics::new());
+    let engine = Arc::new(engine);
     AppState {
         mutes: vigil_aggregator::testing::mutes(store.as_ref()),
+
+        alerting: vigil_aggregator::alert::eval::Evaluator::detached(
+            store.clone(),
+            source.clone(),
+            engine.clone(),
+            metrics.alerting.clone(),
+        ),
         store,
-        metrics: Arc::new(Metrics::new()),
+        metrics,
         store_ready: Arc::new(AtomicBool::new(true)),
         source,
-        engine: Arc::new(engine),
+        engine,
     }
 }
 
@@ -68,13 +77,21 @@ pub async fn layered_state(inner: Arc<dyn Store>) -> AppState {
         metrics.storage.clone(),
     );
     layers.store.migrate().await.expect("migrate");
+    let engine = Arc::new(Engine::default());
     AppState {
         mutes: vigil_aggregator::testing::mutes(layers.store.as_ref()),
+
+        alerting: vigil_aggregator::alert::eval::Evaluator::detached(
+            layers.store.clone(),
+            layers.source.clone(),
+            engine.clone(),
+            metrics.alerting.clone(),
+        ),
         store: layers.store,
         metrics,
         store_ready: Arc::new(AtomicBool::new(true)),
         source: layers.source,
-        engine: Arc::new(Engine::default()),
+        engine,
     }
 }
 

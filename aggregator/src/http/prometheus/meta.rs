@@ -1,5 +1,5 @@
 //! Everything but queries: series and label lookups (what Grafana's metric
-//! browser calls), metadata, rules, alerts, build info and the cheap extras
+//! browser calls), metadata, build info and the cheap extras
 //! Grafana probes for.
 
 use axum::extract::{Path, State};
@@ -122,16 +122,6 @@ fn int_param(params: &Params, name: &str) -> Result<Option<i64>, PromError> {
             })
         })
         .transpose()
-}
-
-/// `GET /rules`: no rule groups until alerting is built (issue 5).
-pub async fn rules(_: ReadAccess) -> Response {
-    respond(json::success(r#"{"groups":[]}"#, &[]))
-}
-
-/// `GET /alerts`: no alerts until alerting is built (issue 5).
-pub async fn alerts(_: ReadAccess) -> Response {
-    respond(json::success(r#"{"alerts":[]}"#, &[]))
 }
 
 /// `GET|POST /query_exemplars`: Vigil keeps no exemplars.

@@ -6,7 +6,8 @@
 //!   durations, `match[]` selectors;
 //! - [`query`]: `query`, `query_range` through [`crate::query::Engine`];
 //! - [`meta`]: `series`, `labels`, `label/{name}/values`, `metadata`,
-//!   `rules`, `alerts`, `status/*`, `query_exemplars`;
+//!   `status/*`, `query_exemplars`;
+//! - [`rules`]: `rules` and `alerts` from the rule evaluator;
 //! - [`json`]: results in Prometheus' exact JSON; [`error`]: its error envelope.
 //!
 //! Every route needs a token with the `read` scope.
@@ -16,6 +17,7 @@ pub mod json;
 pub mod meta;
 pub mod params;
 pub mod query;
+pub mod rules;
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -36,8 +38,8 @@ pub fn router() -> Router<AppState> {
             get(meta::label_values).post(meta::label_values),
         )
         .route("/metadata", get(meta::metadata))
-        .route("/rules", get(meta::rules))
-        .route("/alerts", get(meta::alerts))
+        .route("/rules", get(rules::rules))
+        .route("/alerts", get(rules::alerts))
         .route(
             "/query_exemplars",
             get(meta::exemplars).post(meta::exemplars),

@@ -294,7 +294,8 @@ impl Engine {
         .map_err(|_| QueryError::Timeout(self.limits.timeout))??;
         let limits = self.limits.clone();
         let query_start = grid.start;
-        let task = tokio::task::spawn_blocking(move || {
+        let small = grid.n == 1 && data.samples() <= INLINE_EVAL_MAX_SAMPLES;
+        let evaluate = move || {
             let ev = Evaluator {
                 data: &data,
                 query_start,
@@ -306,13 +307,24 @@ impl Engine {
                 samples: Cell::new(0),
             };
             ev.eval(&expr, &grid)
-        });
-        let val = task
-            .await
-            .map_err(|e| QueryError::Execution(format!("query evaluation failed: {e}")))??;
+        };
+        // A small evaluation (an instant query over a few thousand samples,
+        // what alerting rules mostly are) costs less than the two thread
+        // hand-offs of a blocking task: run it here.
+        let val = if small {
+            evaluate()?
+        } else {
+            tokio::task::spawn_blocking(evaluate)
+                .await
+                .map_err(|e| QueryError::Execution(format!("query evaluation failed: {e}")))??
+        };
         Ok((val, grid))
     }
 }
+
+/// Instant queries over at most this many fetched samples are evaluated on
+/// the calling task instead of a blocking thread (well under a millisecond).
+const INLINE_EVAL_MAX_SAMPLES: usize = 20_000;
 
 /// `11000` -> `11,000`, as Prometheus prints the resolution limit.
 fn thousands(n: usize) -> String {

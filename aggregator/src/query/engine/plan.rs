@@ -252,6 +252,11 @@ pub(crate) struct Fetched {
 }
 
 impl Fetched {
+    /// Samples fetched in total (what evaluating over them costs, roughly).
+    pub(crate) fn samples(&self) -> usize {
+        self.slots.iter().flatten().map(|s| s.samples.len()).sum()
+    }
+
     /// The series of the selector node with [`key`] `k`.
     pub fn get(&self, k: usize) -> Option<&[RawSeries]> {
         self.index.get(&k).map(|&i| self.slots[i].as_slice())
