@@ -181,7 +181,10 @@ async fn samples_over_the_threshold_page_once_and_resolve_cleanly() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     let text = r.json.to_string();
     for event in ["pending", "firing", "resolved"] {
-        assert!(text.contains(&format!("\"{event}\"")), "{event} missing: {text}");
+        assert!(
+            text.contains(&format!("\"{event}\"")),
+            "{event} missing: {text}"
+        );
     }
     running.shutdown().await;
 }

@@ -75,9 +75,7 @@ pub fn app_with_access(state: AppState, policy: &access::AccessPolicy) -> Router
         .nest("/api/v1", reports::router())
         .nest("/api/v1", silences::router())
         .nest("/api/v1", maintenance::router())
-
         .nest("/api/v1", notifications::router())
-
         .nest("/api/v1", alerts::router())
         .nest("/api/v1", alert_reports::router())
         .nest("/api/v1", rules::router())
