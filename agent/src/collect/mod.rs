@@ -233,7 +233,10 @@ impl Runner {
                 config.interval,
             )?));
         }
-        collectors.push(Box::new(agent::AgentCollector::new(stats.clone())));
+        collectors.push(Box::new(agent::AgentCollector::new(
+            stats.clone(),
+            config.interval,
+        )));
         Ok(Runner::new(collectors, config, budget, stats))
     }
 

@@ -55,18 +55,24 @@ pub fn build(
     for sample in samples {
         let timestamp_ms = sample.timestamp_ms.unwrap_or(ctx.timestamp_ms);
         let value = sample.value;
-        let mut labels = target_labels(sample, origin);
-        if !relabel::apply(rules, &mut labels) {
-            continue;
-        }
+        let (name, labels) = match judge(sample, ctx, origin, rules) {
+            Verdict::Dropped => continue,
+            Verdict::Invalid => {
+                out.post_relabel += 1;
+                out.rejected += 1;
+                continue;
+            }
+            Verdict::Kept(name, labels) => (name, labels),
+        };
         out.post_relabel += 1;
         let point = Point {
             timestamp_ms,
             value,
         };
-        let Some(series) = finish(labels, point, ctx) else {
-            out.rejected += 1;
-            continue;
+        let series = Series {
+            name,
+            labels,
+            points: vec![point],
         };
         let mut hasher = DefaultHasher::new();
         (&series.name, &series.labels).hash(&mut hasher);
@@ -86,6 +92,29 @@ pub fn build(
         out.series.push(series);
     }
     out
+}
+
+/// What target labels, relabelling and validation make of one sample's series.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// A relabel rule dropped it.
+    Dropped,
+    /// Left invalid by relabelling.
+    Invalid,
+    /// The final name and label set (sorted, valid).
+    Kept(String, Vec<Label>),
+}
+
+/// The [`Verdict`] on `sample`'s series (its value and timestamp play no part).
+pub fn judge(sample: Sample, ctx: &Context, origin: Origin<'_>, rules: &[Rule]) -> Verdict {
+    let mut labels = target_labels(sample, origin);
+    if !relabel::apply(rules, &mut labels) {
+        return Verdict::Dropped;
+    }
+    match finish(labels, ctx) {
+        Some(series) => Verdict::Kept(series.name, series.labels),
+        None => Verdict::Invalid,
+    }
 }
 
 fn target_labels(sample: Sample, origin: Origin<'_>) -> Labels {
@@ -113,8 +142,8 @@ fn target_labels(sample: Sample, origin: Origin<'_>) -> Labels {
     labels
 }
 
-/// The final series, or `None` if relabelling left it invalid.
-fn finish(mut labels: Labels, point: Point, ctx: &Context) -> Option<Series> {
+/// The final series (without points), or `None` if relabelling left it invalid.
+fn finish(mut labels: Labels, ctx: &Context) -> Option<Series> {
     let name = labels.remove(NAME)?;
     let base = ctx.base_labels();
     let mut all: Vec<Label> = Vec::with_capacity(base.len() + labels.len());
@@ -124,7 +153,7 @@ fn finish(mut labels: Labels, point: Point, ctx: &Context) -> Option<Series> {
             .filter(|(n, v)| !v.is_empty() && !base.iter().any(|b| &b.name == n))
             .map(|(name, value)| Label { name, value }),
     );
-    let series = Series::new(name, all, vec![point]);
+    let series = Series::new(name, all, Vec::new());
     series.validate().ok().map(|()| series)
 }
 
