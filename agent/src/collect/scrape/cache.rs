@@ -24,29 +24,22 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use vigil_common::exposition::{Normalised, RawSample, Sample, Visitor};
-use vigil_common::{Label, Point, Series};
+use vigil_common::{Label, Point};
 
 use super::relabel::Rule;
 use super::series::{self, Origin, Outcome, Verdict};
-use crate::collect::Context;
+use crate::collect::{Collected, Context, Identity};
 
 /// Entries beyond twice the last scrape's samples kept before stale ones go.
 pub const SLACK: usize = 64;
-
-/// A kept series' identity, shared by every scrape that shows it.
-#[derive(Debug)]
-struct Kept {
-    name: String,
-    labels: Vec<Label>,
-    /// Of (name, labels), with the cache's random keys: duplicate checks.
-    hash: u64,
-}
 
 #[derive(Debug, Clone)]
 enum Cached {
     Dropped,
     Invalid,
-    Kept(Arc<Kept>),
+    /// The final identity, shared by every scrape that shows the series, and
+    /// its hash (the cache's random keys) for duplicate checks.
+    Kept(Arc<Identity>, u64),
 }
 
 #[derive(Debug)]
@@ -130,7 +123,7 @@ impl SeriesCache {
         ctx: &Context,
         origin: Origin<'_>,
         max_series: usize,
-    ) -> (Outcome, vigil_common::exposition::Summary, u64) {
+    ) -> (Outcome<Collected>, vigil_common::exposition::Summary, u64) {
         let attached = Attached {
             job: origin.job.to_string(),
             instance: origin.instance.to_string(),
@@ -174,7 +167,7 @@ struct Scrape<'a> {
     ctx: &'a Context,
     origin: Origin<'a>,
     max_series: usize,
-    out: Outcome,
+    out: Outcome<Collected>,
     /// Hash of a kept series -> index in `out.series` of the first with it.
     first_with_hash: FxHashMap<u64, usize>,
     samples: u64,
@@ -182,19 +175,19 @@ struct Scrape<'a> {
 
 impl Scrape<'_> {
     fn add(&mut self, cached: &Cached, raw: &RawSample<'_>) {
-        let kept = match cached {
+        let (identity, hash) = match cached {
             Cached::Dropped => return,
             Cached::Invalid => {
                 self.out.post_relabel += 1;
                 self.out.rejected += 1;
                 return;
             }
-            Cached::Kept(kept) => kept,
+            Cached::Kept(identity, hash) => (identity, *hash),
         };
         self.out.post_relabel += 1;
-        if let Some(&first) = self.first_with_hash.get(&kept.hash) {
-            let earlier = &self.out.series[first];
-            if earlier.name == kept.name && earlier.labels == kept.labels {
+        if let Some(&first) = self.first_with_hash.get(&hash) {
+            let earlier = &self.out.series[first].identity;
+            if Arc::ptr_eq(earlier, identity) || earlier == identity {
                 self.out.rejected += 1;
                 return;
             }
@@ -204,16 +197,14 @@ impl Scrape<'_> {
             return;
         }
         (self.first_with_hash)
-            .entry(kept.hash)
+            .entry(hash)
             .or_insert(self.out.series.len());
-        self.out.series.push(Series {
-            name: kept.name.clone(),
-            labels: kept.labels.clone(),
-            points: vec![Point {
-                timestamp_ms: raw.timestamp_ms.unwrap_or(self.ctx.timestamp_ms),
-                value: raw.value,
-            }],
-        });
+        let point = Point {
+            timestamp_ms: raw.timestamp_ms.unwrap_or(self.ctx.timestamp_ms),
+            value: raw.value,
+        };
+        // Validated by `series::judge` when it was cached.
+        (self.out.series).push(Collected::checked(identity.clone(), vec![point]));
     }
 }
 
@@ -237,7 +228,7 @@ impl Visitor for Scrape<'_> {
             Verdict::Invalid => Cached::Invalid,
             Verdict::Kept(name, labels) => {
                 let hash = cache.hasher.hash_one((&name, &labels));
-                Cached::Kept(Arc::new(Kept { name, labels, hash }))
+                Cached::Kept(Arc::new(Identity { name, labels }), hash)
             }
         };
         if cache.len() < cache.max_entries {

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use vigil_common::{MetricKind, MetricMetadata, Series};
 
 use super::http::{self, BodyPolicy, Client, FailureLog, HttpError, Target};
-use super::{CollectError, Collector, Context};
+use super::{CollectError, Collected, Collector, Context};
 
 pub mod cache;
 mod config;
@@ -255,6 +255,11 @@ impl Collector for ScrapeCollector {
     }
 
     async fn collect(&mut self, ctx: &Context) -> Result<Vec<Series>, CollectError> {
+        let shared = self.collect_shared(ctx).await?;
+        Ok(shared.iter().map(Collected::to_series).collect())
+    }
+
+    async fn collect_shared(&mut self, ctx: &Context) -> Result<Vec<Collected>, CollectError> {
         if !self.due() {
             return Ok(Vec::new());
         }
@@ -303,8 +308,8 @@ impl Collector for ScrapeCollector {
         }
         let labels = [("job", origin.job), ("instance", origin.instance)];
         let elapsed = started.elapsed().as_secs_f64();
-        out.push(ctx.series("scrape_duration_seconds", &labels, elapsed));
-        out.extend(stats.iter().map(|(name, v)| ctx.series(name, &labels, *v)));
+        out.push(ctx.series("scrape_duration_seconds", &labels, elapsed).into());
+        out.extend((stats.iter()).map(|(name, v)| ctx.series(name, &labels, *v).into()));
         Ok(out)
     }
 }

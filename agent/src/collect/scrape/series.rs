@@ -22,15 +22,26 @@ use crate::collect::Context;
 const ATTACHED: [&str; 4] = ["job", "instance", "host", "role"];
 
 /// The series of one scrape and what happened to the others.
-#[derive(Debug, Default)]
-pub struct Outcome {
-    pub series: Vec<Series>,
+#[derive(Debug)]
+pub struct Outcome<S = Series> {
+    pub series: Vec<S>,
     /// Samples left after relabelling (before validity, duplicate and limit checks).
     pub post_relabel: u64,
     /// Invalid after relabelling, or a repeat of an earlier series.
     pub rejected: u64,
     /// Dropped because `max_series` was reached.
     pub over_limit: u64,
+}
+
+impl<S> Default for Outcome<S> {
+    fn default() -> Self {
+        Outcome {
+            series: Vec::new(),
+            post_relabel: 0,
+            rejected: 0,
+            over_limit: 0,
+        }
+    }
 }
 
 /// Where the samples came from: the `job` and `instance` labels.

@@ -27,6 +27,7 @@ use vigil_common::{MetricKind, MetricMetadata, Series};
 use super::{CollectError, Collector, Context};
 
 pub mod cpu;
+mod files;
 pub mod filesystems;
 pub mod procfs;
 
@@ -73,6 +74,7 @@ pub struct SystemCollector {
     /// The slow sources' last samples, and when they were read.
     slow: Option<(Instant, Vec<procfs::Sample>)>,
     proc_root: &'static Path,
+    files: procfs::ProcFiles,
 }
 
 fn read_stat(root: &Path) -> Option<String> {
@@ -94,6 +96,7 @@ impl SystemCollector {
             disks: Arc::new(Mutex::new(disks)),
             slow: None,
             proc_root,
+            files: procfs::ProcFiles::new(proc_root),
         })
     }
 
@@ -141,7 +144,7 @@ impl Collector for SystemCollector {
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
-        let mut samples = read_fast(&mut self.cpu, self.proc_root);
+        let mut samples = read_fast(&mut self.cpu, &mut self.files);
         samples.extend(self.slow_samples().await?);
         Ok(samples
             .into_iter()
@@ -155,10 +158,10 @@ impl Collector for SystemCollector {
 }
 
 /// CPU usage and every /proc file but the slow sources.
-fn read_fast(usage: &mut cpu::CpuUsage, root: &Path) -> Vec<procfs::Sample> {
-    let stat = read_stat(root);
+fn read_fast(usage: &mut cpu::CpuUsage, files: &mut procfs::ProcFiles) -> Vec<procfs::Sample> {
     let mut samples = Vec::new();
-    if let Some(text) = &stat {
+    if let Some(text) = files.read("stat") {
+        samples.extend(procfs::stat(text));
         let times = cpu::parse(text);
         samples.push(("system_cpu_count", vec![], times.cores.len() as f64));
         let (total, cores) = usage.update(times);
@@ -175,7 +178,7 @@ fn read_fast(usage: &mut cpu::CpuUsage, root: &Path) -> Vec<procfs::Sample> {
             }
         }
     }
-    samples.extend(procfs::read_all(root, stat.as_deref()));
+    samples.extend(procfs::read_all(files));
     samples
 }
 
