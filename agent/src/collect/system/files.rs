@@ -26,6 +26,7 @@ enum Handle {
 pub struct ProcFiles {
     root: PathBuf,
     files: Vec<(&'static str, Handle)>,
+    /// Always initialised to its full length (zeroed once, not per read).
     buf: Vec<u8>,
 }
 
@@ -35,7 +36,7 @@ impl ProcFiles {
         ProcFiles {
             root: root.to_path_buf(),
             files: Vec::new(),
-            buf: Vec::with_capacity(16 << 10),
+            buf: vec![0; 16 << 10],
         }
     }
 
@@ -59,37 +60,32 @@ impl ProcFiles {
         let Handle::Open(file) = handle else {
             return None;
         };
-        if read_whole(file, &mut self.buf).is_err() {
-            *handle = Handle::Unopened;
-            return None;
+        match read_whole(file, &mut self.buf) {
+            Ok(len) => std::str::from_utf8(&self.buf[..len]).ok(),
+            Err(_) => {
+                *handle = Handle::Unopened;
+                None
+            }
         }
-        std::str::from_utf8(&self.buf).ok()
     }
 }
 
-/// Reads `file` from offset 0 to its end into `buf` (replacing its content).
-fn read_whole(file: &File, buf: &mut Vec<u8>) -> std::io::Result<()> {
-    buf.clear();
+/// Reads `file` from offset 0 to its end into `buf`, growing it if needed;
+/// returns the length read.
+fn read_whole(file: &File, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut len = 0;
     loop {
-        if buf.len() == buf.capacity() {
-            if buf.len() >= MAX_BYTES {
+        if len == buf.len() {
+            if len >= MAX_BYTES {
                 return Err(std::io::Error::other("file too large"));
             }
-            buf.reserve(buf.capacity().max(4096));
+            buf.resize((2 * len).max(4096), 0);
         }
-        let len = buf.len();
-        buf.resize(buf.capacity(), 0);
         match file.read_at(&mut buf[len..], len as u64) {
-            Ok(0) => {
-                buf.truncate(len);
-                return Ok(());
-            }
-            Ok(n) => buf.truncate(len + n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(len),
-            Err(e) => {
-                buf.truncate(len);
-                return Err(e);
-            }
+            Ok(0) => return Ok(len),
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }
