@@ -23,8 +23,8 @@ mod line;
 #[cfg(test)]
 mod tests;
 
-use line::{sample, split};
 pub use line::{format_float, parse_float};
+use line::{sample, split};
 
 /// The two text formats, told apart by the response's Content-Type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -331,7 +331,9 @@ impl<V: Visitor> Parser<'_, V> {
     fn sample_line(&mut self, line: &str) -> Result<(), &'static str> {
         let Ok(parts) = split(line, self.format) else {
             // The full parser names the problem as it always has.
-            return Err(sample(line, self.format).err().unwrap_or("invalid sample line"));
+            return Err(sample(line, self.format)
+                .err()
+                .unwrap_or("invalid sample line"));
         };
         let normalised = match self.type_of(parts.name) {
             Some(Type::Histogram) => Normalised::Le,

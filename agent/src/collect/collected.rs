@@ -76,8 +76,8 @@ impl Collected {
             return Err(format!("invalid metric name {:?}", self.identity.name));
         }
         for (i, label) in self.identity.labels.iter().enumerate() {
-            let ok_name = vigil_common::model::is_valid_label_name(&label.name)
-                && label.name != "__name__";
+            let ok_name =
+                vigil_common::model::is_valid_label_name(&label.name) && label.name != "__name__";
             if !ok_name {
                 return Err(format!(
                     "series {}: invalid label name {:?}",

@@ -136,7 +136,12 @@ pub trait Collector: Send {
     /// form. Collectors that keep label sets between cycles (scrapes)
     /// override it to hand them out without copying.
     async fn collect_shared(&mut self, ctx: &Context) -> Result<Vec<Collected>, CollectError> {
-        Ok(self.collect(ctx).await?.into_iter().map(Collected::from).collect())
+        Ok(self
+            .collect(ctx)
+            .await?
+            .into_iter()
+            .map(Collected::from)
+            .collect())
     }
 }
 

@@ -554,8 +554,8 @@ fn group_commit_syncs_only_batches_still_unacked_at_the_next_push() {
     // Without fsync: never.
     let dir = tempfile::tempdir().expect("tempdir");
     let disk = Arc::new(CountingDisk::default());
-    let s = Spool::open_with(dir.path(), limits(1 << 20, 1 << 16), disk.clone(), stats)
-        .expect("open");
+    let s =
+        Spool::open_with(dir.path(), limits(1 << 20, 1 << 16), disk.clone(), stats).expect("open");
     for seq in 1..=3 {
         s.push(batch(seq, 100));
     }

@@ -269,9 +269,12 @@ proptest! {
 
 /// A visitor that remembers every parsed series by its text, as the agent's
 /// scrape cache does, and replays the remembered labels for known ones.
+/// Series text and normalisation -> parsed name and labels.
+type Seen = HashMap<(String, Normalised), (String, Vec<(String, String)>)>;
+
 #[derive(Default)]
 struct Memo {
-    seen: HashMap<(String, Normalised), (String, Vec<(String, String)>)>,
+    seen: Seen,
     samples: Vec<Sample>,
     known: usize,
 }
@@ -333,11 +336,20 @@ fn a_visitor_sees_the_exact_series_text_and_can_skip_known_labels() {
     keys.sort();
     assert_eq!(
         keys,
-        ["h_bucket {le=\"1\"}", "h_bucket{le=\"1\"}", "m", "m{a=\"x\\\"}\",b=\"\"}"]
+        [
+            "h_bucket {le=\"1\"}",
+            "h_bucket{le=\"1\"}",
+            "m",
+            "m{a=\"x\\\"}\",b=\"\"}"
+        ]
     );
     assert_eq!(memo.samples[0].labels, labels(&[("le", "1.0")]));
     assert_eq!(memo.samples[1].labels, labels(&[("le", "1.0")]));
-    assert!(memo.seen.keys().all(|(s, n)| *n == Normalised::Le || s.starts_with('m')));
+    assert!(
+        memo.seen
+            .keys()
+            .all(|(s, n)| *n == Normalised::Le || s.starts_with('m'))
+    );
 }
 
 proptest! {

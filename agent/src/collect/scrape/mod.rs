@@ -308,7 +308,10 @@ impl Collector for ScrapeCollector {
         }
         let labels = [("job", origin.job), ("instance", origin.instance)];
         let elapsed = started.elapsed().as_secs_f64();
-        out.push(ctx.series("scrape_duration_seconds", &labels, elapsed).into());
+        out.push(
+            ctx.series("scrape_duration_seconds", &labels, elapsed)
+                .into(),
+        );
         out.extend((stats.iter()).map(|(name, v)| ctx.series(name, &labels, *v).into()));
         Ok(out)
     }

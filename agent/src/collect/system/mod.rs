@@ -212,7 +212,10 @@ mod tests {
         assert!(again.iter().any(|s| s.name == "system_processes"));
         collector.slow = collector.slow.take().map(|(at, s)| (at - SLOW_REFRESH, s));
         collector.collect(&ctx).await.expect("third collect");
-        assert!(collector.slow.as_ref().map(|(at, _)| *at) > read_at, "refreshed when due");
+        assert!(
+            collector.slow.as_ref().map(|(at, _)| *at) > read_at,
+            "refreshed when due"
+        );
 
         let names: HashSet<&str> = series.iter().map(|s| s.name.as_str()).collect();
         let families: HashSet<&str> = FAMILIES

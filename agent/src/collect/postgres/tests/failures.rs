@@ -164,7 +164,9 @@ async fn hung_services_are_down_within_a_short_interval() {
     let value = |name: &str, collector: Option<&str>| {
         c.series
             .iter()
-            .find(|s| s.name() == name && (collector.is_none() || s.label("collector") == collector))
+            .find(|s| {
+                s.name() == name && (collector.is_none() || s.label("collector") == collector)
+            })
             .map(|s| s.points[0].value)
     };
     assert_eq!(value("pg_up", None), Some(0.0));

@@ -69,8 +69,13 @@ fn cached_scrapes_give_what_the_uncached_path_gives() {
     let mut cache = SeriesCache::new(rules(), 1_000);
     for max_series in [100, 4] {
         for pass in 0..3 {
-            let (got, summary, samples) =
-                cache.scrape(BODY.as_bytes(), Format::Prometheus, &ctx, ORIGIN, max_series);
+            let (got, summary, samples) = cache.scrape(
+                BODY.as_bytes(),
+                Format::Prometheus,
+                &ctx,
+                ORIGIN,
+                max_series,
+            );
             assert_same(&got, &reference(BODY, &ctx, &rules(), max_series));
             assert_eq!((samples, summary.malformed), (10, 1), "pass {pass}");
             assert_eq!(summary.metadata.len(), 1);
@@ -82,7 +87,10 @@ fn cached_scrapes_give_what_the_uncached_path_gives() {
     let (got, _, _) = cache.scrape(BODY.as_bytes(), Format::Prometheus, &ctx, ORIGIN, 100);
     assert_eq!((got.post_relabel, got.rejected), (9, 3));
     assert_eq!(got.series.len(), 6);
-    let exported = got.series.iter().find(|s| s.label("exported_job").is_some());
+    let exported = got
+        .series
+        .iter()
+        .find(|s| s.label("exported_job").is_some());
     let exported = exported.expect("the series with its own job label");
     assert_eq!(exported.points[0].timestamp_ms, 1_700_000_000_000);
     assert_eq!(exported.label("job"), Some("api"));
@@ -95,7 +103,13 @@ fn values_and_timestamps_come_from_each_scrape() {
     cache.scrape(b"m{a=\"1\"} 1\n", Format::Prometheus, &first, ORIGIN, 100);
     let second = Context::new(2_000, "h", "api");
     let (got, _, _) = cache.scrape(b"m{a=\"1\"} 2\n", Format::Prometheus, &second, ORIGIN, 100);
-    assert_eq!(got.series[0].points, vec![Point { timestamp_ms: 2_000, value: 2.0 }]);
+    assert_eq!(
+        got.series[0].points,
+        vec![Point {
+            timestamp_ms: 2_000,
+            value: 2.0
+        }]
+    );
 }
 
 #[test]
@@ -111,7 +125,11 @@ fn a_rule_change_relabels_cached_series() {
     assert_same(&got, &reference(body, &ctx, &cache.rules, 100));
     assert_eq!(got.series.len(), 1, "n is dropped by the new rule");
     assert_eq!(got.series[0].label("c"), Some("1"));
-    assert_eq!(got.series[0].label("b"), None, "nothing of the old rule is left");
+    assert_eq!(
+        got.series[0].label("b"),
+        None,
+        "nothing of the old rule is left"
+    );
 }
 
 #[test]
@@ -124,7 +142,13 @@ fn changed_series_and_changed_attached_labels_get_their_own_labels() {
 
     // Same text, but the family became a histogram: `le` is normalised now.
     let typed = "# TYPE m histogram\nm_bucket{le=\"1\"} 1\n";
-    let (got, _, _) = cache.scrape(b"m_bucket{le=\"1\"} 1\n", Format::Prometheus, &ctx, ORIGIN, 100);
+    let (got, _, _) = cache.scrape(
+        b"m_bucket{le=\"1\"} 1\n",
+        Format::Prometheus,
+        &ctx,
+        ORIGIN,
+        100,
+    );
     assert_eq!(got.series[0].label("le"), Some("1"));
     let (got, _, _) = cache.scrape(typed.as_bytes(), Format::Prometheus, &ctx, ORIGIN, 100);
     assert_eq!(got.series[0].label("le"), Some("1.0"));
@@ -132,8 +156,14 @@ fn changed_series_and_changed_attached_labels_get_their_own_labels() {
     // Another host/role or target: nothing cached for the old one is reused.
     let moved = Context::new(2_000, "h2", "db");
     let (got, _, _) = cache.scrape(b"m{a=\"2\"} 1\n", Format::Prometheus, &moved, ORIGIN, 100);
-    assert_eq!((got.series[0].label("host"), got.series[0].label("role")), (Some("h2"), Some("db")));
-    let other = Origin { job: "other", instance: "10.0.0.1:9" };
+    assert_eq!(
+        (got.series[0].label("host"), got.series[0].label("role")),
+        (Some("h2"), Some("db"))
+    );
+    let other = Origin {
+        job: "other",
+        instance: "10.0.0.1:9",
+    };
     let (got, _, _) = cache.scrape(b"m{a=\"2\"} 1\n", Format::Prometheus, &moved, other, 100);
     assert_eq!(got.series[0].label("job"), Some("other"));
     assert_eq!(got.series[0].label("instance"), Some("10.0.0.1:9"));
@@ -145,10 +175,16 @@ fn the_cache_stays_bounded() {
     // Churning series: every scrape shows 50 never seen before.
     let mut cache = SeriesCache::new(Vec::new(), 10_000);
     for scrape in 0..40 {
-        let body: String = (0..50).map(|i| format!("m{{id=\"{scrape}-{i}\"}} 1\n")).collect();
+        let body: String = (0..50)
+            .map(|i| format!("m{{id=\"{scrape}-{i}\"}} 1\n"))
+            .collect();
         let (got, _, _) = cache.scrape(body.as_bytes(), Format::Prometheus, &ctx, ORIGIN, 1_000);
         assert_eq!(got.series.len(), 50);
-        assert!(cache.len() <= 2 * 50 + SLACK, "{} entries after scrape {scrape}", cache.len());
+        assert!(
+            cache.len() <= 2 * 50 + SLACK,
+            "{} entries after scrape {scrape}",
+            cache.len()
+        );
     }
     // A target larger than the cap: evaluated in full, remembered up to the cap.
     let mut small = SeriesCache::new(Vec::new(), 30);

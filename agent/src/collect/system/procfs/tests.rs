@@ -313,7 +313,10 @@ fn read_all_skips_what_is_missing() {
     let s = read_all(&mut ProcFiles::new(dir.path()));
     assert_eq!(value(&s, "system_load1", None), Some(0.5));
     assert!(value(&s, "system_tcp_established", None).is_none());
-    assert!(value(&s, "system_context_switches_total", None).is_none(), "stat is the caller's");
+    assert!(
+        value(&s, "system_context_switches_total", None).is_none(),
+        "stat is the caller's"
+    );
     // Everything emitted is a documented family.
     let stat_text = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
     let mut live = stat(&stat_text);
