@@ -210,11 +210,13 @@ impl Scrape<'_> {
 
 impl Visitor for Scrape<'_> {
     fn known(&mut self, raw: &RawSample<'_>) -> bool {
-        self.samples += 1;
         let now = self.cache.scrape;
         let Some(slot) = self.cache.maps[kind(raw.normalised)].get_mut(raw.series) else {
             return false;
         };
+        // Counted here and in `parsed`: a line whose labels turn out
+        // malformed is not a sample.
+        self.samples += 1;
         slot.seen = now;
         let cached = slot.cached.clone();
         self.add(&cached, raw);
@@ -222,6 +224,7 @@ impl Visitor for Scrape<'_> {
     }
 
     fn parsed(&mut self, raw: &RawSample<'_>, sample: Sample) {
+        self.samples += 1;
         let cache = &mut *self.cache;
         let cached = match series::judge(sample, self.ctx, self.origin, &cache.rules) {
             Verdict::Dropped => Cached::Dropped,

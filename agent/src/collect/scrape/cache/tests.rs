@@ -97,6 +97,18 @@ fn cached_scrapes_give_what_the_uncached_path_gives() {
 }
 
 #[test]
+fn lines_with_malformed_labels_are_not_counted_as_samples() {
+    let ctx = Context::new(1_000, "h", "api");
+    let mut cache = SeriesCache::new(Vec::new(), 100);
+    let body = b"m{9=\"1\"} 1\nm 2\nm{a=\"unterminated} 3\n";
+    for _ in 0..2 {
+        let (got, summary, samples) = cache.scrape(body, Format::Prometheus, &ctx, ORIGIN, 100);
+        assert_eq!((samples, summary.malformed, got.series.len()), (1, 2, 1));
+    }
+    assert_eq!(cache.len(), 1, "only the well-formed series is remembered");
+}
+
+#[test]
 fn values_and_timestamps_come_from_each_scrape() {
     let mut cache = SeriesCache::new(Vec::new(), 100);
     let first = Context::new(1_000, "h", "api");
