@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sysinfo::Disks;
+use tokio::task::JoinHandle;
 use vigil_common::{MetricKind, MetricMetadata, Series};
 
 use super::{CollectError, Collector, Context};
@@ -65,6 +66,15 @@ const FAMILIES: &[(&str, MetricKind, &str, &str)] = &[
 /// How often the process count and filesystem usage are read again.
 pub const SLOW_REFRESH: Duration = Duration::from_secs(10);
 
+/// How long a cycle waits for a slow refresh (normally done in about a
+/// millisecond) before sending the previous values; the first refresh gets
+/// longer. A refresh stuck on a hung mount then costs one blocked thread,
+/// never the host metrics.
+const REFRESH_WAIT: Duration = Duration::from_millis(100);
+const FIRST_REFRESH_WAIT: Duration = Duration::from_millis(500);
+
+type Samples = Vec<procfs::Sample>;
+
 /// Host metrics: CPU, load, memory, swap, filesystems, disk I/O, network,
 /// kernel counters, uptime, processes.
 pub struct SystemCollector {
@@ -72,7 +82,10 @@ pub struct SystemCollector {
     /// Only ever used on the blocking pool, one refresh at a time.
     disks: Arc<Mutex<Disks>>,
     /// The slow sources' last samples, and when they were read.
-    slow: Option<(Instant, Vec<procfs::Sample>)>,
+    slow: Option<(Instant, Samples)>,
+    /// A refresh of them still running (kept across cycles, and across a
+    /// cycle the runner cut off, so there is never more than one).
+    refresh: Option<JoinHandle<Samples>>,
     proc_root: &'static Path,
     files: procfs::ProcFiles,
 }
@@ -95,35 +108,52 @@ impl SystemCollector {
             cpu: cpu::CpuUsage::new(first),
             disks: Arc::new(Mutex::new(disks)),
             slow: None,
+            refresh: None,
             proc_root,
             files: procfs::ProcFiles::new(proc_root),
         })
     }
 
     /// The slow sources' samples, read again on the blocking pool when
-    /// [`SLOW_REFRESH`] has passed.
-    async fn slow_samples(&mut self) -> Result<Vec<procfs::Sample>, CollectError> {
-        match &self.slow {
-            Some((at, samples)) if at.elapsed() < SLOW_REFRESH => return Ok(samples.clone()),
-            _ => {}
+    /// [`SLOW_REFRESH`] has passed (the previous ones while that runs).
+    async fn slow_samples(&mut self) -> Samples {
+        let due = (self.slow.as_ref()).is_none_or(|(at, _)| at.elapsed() >= SLOW_REFRESH);
+        if due && self.refresh.is_none() {
+            let disks = self.disks.clone();
+            let root = self.proc_root;
+            self.refresh = Some(tokio::task::spawn_blocking(move || {
+                // A panic while reading would poison the lock; the list is
+                // still usable (it is only ever refreshed), so carry on.
+                let mut disks = disks.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut samples = filesystems::samples(&mut disks);
+                // Listing /proc is enough: it shows processes, not threads.
+                if let Some(processes) = procfs::count_processes(root) {
+                    samples.push(("system_processes", vec![], processes as f64));
+                }
+                samples
+            }));
         }
-        let disks = self.disks.clone();
-        let root = self.proc_root;
-        let samples = tokio::task::spawn_blocking(move || {
-            // A panic while reading would poison the lock; the list is still
-            // usable (it is only ever refreshed), so carry on with it.
-            let mut disks = disks.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut samples = filesystems::samples(&mut disks);
-            // Listing /proc is enough: it shows processes, not threads.
-            if let Some(processes) = procfs::count_processes(root) {
-                samples.push(("system_processes", vec![], processes as f64));
+        if let Some(handle) = &mut self.refresh {
+            let wait = match self.slow {
+                None => FIRST_REFRESH_WAIT,
+                Some(_) => REFRESH_WAIT,
+            };
+            match tokio::time::timeout(wait, handle).await {
+                Ok(Ok(samples)) => {
+                    self.slow = Some((Instant::now(), samples));
+                    self.refresh = None;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "reading filesystems and processes failed");
+                    self.refresh = None;
+                }
+                Err(_) => {} // still running: the previous values this cycle
             }
-            samples
-        })
-        .await
-        .map_err(|e| CollectError::Task(e.to_string()))?;
-        self.slow = Some((Instant::now(), samples.clone()));
-        Ok(samples)
+        }
+        self.slow
+            .as_ref()
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -145,7 +175,7 @@ impl Collector for SystemCollector {
             tokio::time::sleep(wait).await;
         }
         let mut samples = read_fast(&mut self.cpu, &mut self.files);
-        samples.extend(self.slow_samples().await?);
+        samples.extend(self.slow_samples().await);
         Ok(samples
             .into_iter()
             .map(|(name, labels, value)| {
@@ -210,8 +240,30 @@ mod tests {
         // The slow sources were not read again, but their series still go out.
         assert_eq!(collector.slow.as_ref().map(|(at, _)| *at), read_at);
         assert!(again.iter().any(|s| s.name == "system_processes"));
-        collector.slow = collector.slow.take().map(|(at, s)| (at - SLOW_REFRESH, s));
-        collector.collect(&ctx).await.expect("third collect");
+        // A refresh stuck (a hung mount) holds up no cycle: the previous values go out.
+        let stale = collector.slow.take().map(|(at, s)| (at - SLOW_REFRESH, s));
+        collector.slow = stale;
+        collector.refresh = Some(tokio::task::spawn_blocking(|| {
+            std::thread::sleep(Duration::from_secs(2));
+            Vec::new()
+        }));
+        let started = Instant::now();
+        let during = collector
+            .collect(&ctx)
+            .await
+            .expect("collect during a stuck refresh");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(during.iter().any(|s| s.name == "system_processes"));
+        assert!(collector.refresh.is_some(), "not started twice");
+        collector.refresh = None;
+        // Refreshed when due.
+        for _ in 0..100 {
+            collector.collect(&ctx).await.expect("collect");
+            if collector.slow.as_ref().map(|(at, _)| *at) > read_at {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         assert!(
             collector.slow.as_ref().map(|(at, _)| *at) > read_at,
             "refreshed when due"
