@@ -8,8 +8,17 @@
 # Usage:  agent/benches/agent-footprint.sh [SECONDS]        (default 300)
 # Env:    PROFILE=release|debug   which build to measure (default release;
 #                                 release is built first, debug must exist)
+#         BUILD=0                 do not build release first
 #         COMPARE=1               also measure prometheus-node-exporter
 #         DATABASE_URL / REDIS_URL  what the agent monitors (defaults: local)
+#         AGENT_BIN=PATH          measure this vigil-agent binary instead
+#                                 (e.g. a copy of an earlier build)
+#         AGENT_WRAP="CMD ARGS"   start the agent under CMD (profiling), e.g.
+#                                 "valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p"
+#                                 or "strace -c -f -o /tmp/strace.txt"; the
+#                                 CPU figures then include the wrapper's cost
+#         PERF_STAT=FILE          write `perf stat` (task clock, context
+#                                 switches = wake-ups) of the measured window
 # CI runs it as a smoke test (`PROFILE=debug ... 5`): it fails unless the
 # agent's samples reach the aggregator.
 set -euo pipefail
@@ -20,17 +29,27 @@ profile=${PROFILE:-release}
 pg_url=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 redis_url=${REDIS_URL:-redis://127.0.0.1:6379}
 bin=$root/target/$profile
-if [ "$profile" = release ]; then
+if [ "$profile" = release ] && [ "${BUILD:-1}" = 1 ]; then
   cargo build --quiet --release --manifest-path "$root/Cargo.toml" \
     -p vigil-agent -p vigil-aggregator -p vigil-tests --bins
 fi
-for b in vigil-agent vigil-aggregator vigil-demo-api; do
-  [ -x "$bin/$b" ] || { echo "missing $bin/$b: build it first" >&2; exit 1; }
+agent_bin=${AGENT_BIN:-$bin/vigil-agent}
+for b in "$agent_bin" "$bin/vigil-aggregator" "$bin/vigil-demo-api"; do
+  [ -x "$b" ] || { echo "missing $b: build it first" >&2; exit 1; }
 done
 
 work=$(mktemp -d)
 pids=()
+agent=
 cleanup() {
+  # The agent first, while the aggregator can still take its last batch; under
+  # AGENT_WRAP the agent is the wrapper's child (strace, unlike valgrind,
+  # would only detach on SIGTERM).
+  if [ -n "$agent" ]; then
+    pkill -TERM -P "$agent" 2>/dev/null || true
+    kill "$agent" 2>/dev/null || true
+    wait "$agent" 2>/dev/null || true
+  fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
@@ -39,6 +58,7 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+user_ticks() { awk '{print $14}' "/proc/$1/stat"; }
 hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 
 # The aggregator, on SQLite, without its own local agent.
@@ -73,26 +93,35 @@ name = "api"
 url = "http://127.0.0.1:$api_port/metrics"
 role = "api"
 TOML
-"$bin/vigil-agent" run --config "$work/data/bench-agent.toml" >"$work/agent.log" 2>&1 &
+# shellcheck disable=SC2086 # AGENT_WRAP is a command line, split on purpose
+${AGENT_WRAP:-} "$agent_bin" run --config "$work/data/bench-agent.toml" >"$work/agent.log" 2>&1 &
 agent=$!
-pids+=($agent)
 
 # Warm up (first connections, first collections), then measure.
 sleep 3
 kill -0 "$agent" || { echo "agent died:" >&2; cat "$work/agent.log" >&2; exit 1; }
+# Under AGENT_WRAP=strace the agent is the wrapper's child.
+measured=$(pgrep -n -P "$agent" || echo "$agent")
 hz=$(getconf CLK_TCK)
-t0=$(cpu_ticks "$agent")
-sleep "$duration"
-t1=$(cpu_ticks "$agent")
-hwm=$(hwm_kib "$agent")
+t0=$(cpu_ticks "$measured")
+u0=$(user_ticks "$measured")
+if [ -n "${PERF_STAT:-}" ]; then
+  perf stat -o "$PERF_STAT" -e task-clock,context-switches,cpu-migrations,page-faults \
+    -p "$measured" -- sleep "$duration"
+else
+  sleep "$duration"
+fi
+t1=$(cpu_ticks "$measured")
+u1=$(user_ticks "$measured")
+hwm=$(hwm_kib "$measured")
 stored=$(curl -sf -H "Authorization: Bearer $token" "$http/api/v1/hosts" |
   python3 -c 'import json,sys; h=json.load(sys.stdin)["hosts"]; print(sum(x["samples_stored"] for x in h))')
 
-cpu_s=$(awk -v a="$t0" -v b="$t1" -v hz="$hz" 'BEGIN {printf "%.2f", (b - a) / hz}')
-cpu_pct=$(awk -v a="$t0" -v b="$t1" -v hz="$hz" -v d="$duration" 'BEGIN {printf "%.3f", 100 * (b - a) / hz / d}')
 echo "vigil-agent ($profile), ${duration}s at 1s: system + postgres + redis + scrape of ${scraped} samples"
 awk -v k="$hwm" 'BEGIN {printf "  peak RSS (VmHWM): %.1f MiB\n", k / 1024}'
-echo "  CPU: ${cpu_s} s = ${cpu_pct}% of one core"
+awk -v a="$t0" -v b="$t1" -v ua="$u0" -v ub="$u1" -v hz="$hz" -v d="$duration" \
+  'BEGIN {printf "  CPU: %.2f s = %.3f%% of one core (user %.2f s, system %.2f s)\n",
+    (b - a) / hz, 100 * (b - a) / hz / d, (ub - ua) / hz, (b - a - ub + ua) / hz}'
 echo "  samples stored by the aggregator: $stored"
 [ "${stored:-0}" -gt 0 ] || { echo "FAIL: no samples reached the aggregator" >&2; cat "$work/agent.log" >&2; exit 1; }
 

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use vigil_common::frame::MAX_FRAME_BYTES;
 use vigil_common::sign::{self, SigningKey};
-use vigil_common::wire::{PROTOCOL_VERSION, WireError};
-use vigil_common::{Batch, BatchHeader, MetricMetadata, Series, SignedBatch};
+use vigil_common::wire::{PROTOCOL_VERSION, WireError, encode_batch_parts};
+use vigil_common::{BatchHeader, MetricMetadata, SignedBatch};
 
-use crate::collect::Collection;
+use crate::collect::{Collected, Collection};
 use crate::spool::QueuedBatch;
 
 /// Why a batch could not be built.
@@ -77,27 +77,26 @@ impl Batcher {
 
     fn sign(
         &mut self,
-        series: Vec<Series>,
+        series: Vec<Collected>,
         metadata: Vec<MetricMetadata>,
     ) -> Result<QueuedBatch, Failed> {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        let batch = Batch {
-            header: BatchHeader {
-                protocol_version: PROTOCOL_VERSION,
-                agent_id: self.agent_id.clone(),
-                boot_id: self.boot_id,
-                sequence,
-                created_at_ms: vigil_common::now_ms(),
-                host: self.host.clone(),
-                roles: self.roles.clone(),
-            },
-            series,
-            metadata,
+        let header = BatchHeader {
+            protocol_version: PROTOCOL_VERSION,
+            agent_id: self.agent_id.clone(),
+            boot_id: self.boot_id,
+            sequence,
+            created_at_ms: vigil_common::now_ms(),
+            host: self.host.clone(),
+            roles: self.roles.clone(),
         };
-        let samples = batch.sample_count() as u64;
+        let samples = series.iter().map(|s| s.points.len() as u64).sum();
         let encode = |source| (BatchError::Encode { sequence, source }, samples);
-        let bytes = batch.encode().map_err(encode)?;
+        // The bytes `Batch::encode` would give, without copying the shared
+        // label sets into `Series` values first.
+        let bytes = encode_batch_parts(&header, &series, &metadata).map_err(encode)?;
+        drop(series);
         let signature = sign::sign(&self.key, &bytes);
         let payload = SignedBatch {
             batch: bytes,
@@ -119,7 +118,7 @@ impl Batcher {
 }
 
 /// Splits series into chunks of at most `max` samples (an oversized series alone).
-fn split(series: Vec<Series>, max: usize) -> Vec<Vec<Series>> {
+fn split(series: Vec<Collected>, max: usize) -> Vec<Vec<Collected>> {
     let mut chunks = Vec::new();
     let mut current = Vec::new();
     let mut count = 0;
@@ -140,12 +139,12 @@ fn split(series: Vec<Series>, max: usize) -> Vec<Vec<Series>> {
 
 /// The metadata of the families present in `series` (histogram and summary
 /// suffixes map to their family name).
-fn metadata_for(series: &[Series], all: &[MetricMetadata]) -> Vec<MetricMetadata> {
+fn metadata_for(series: &[Collected], all: &[MetricMetadata]) -> Vec<MetricMetadata> {
     let mut names: HashSet<&str> = HashSet::new();
     for s in series {
-        names.insert(&s.name);
+        names.insert(s.name());
         for suffix in ["_bucket", "_sum", "_count"] {
-            if let Some(family) = s.name.strip_suffix(suffix) {
+            if let Some(family) = s.name().strip_suffix(suffix) {
                 names.insert(family);
             }
         }
@@ -160,25 +159,25 @@ fn metadata_for(series: &[Series], all: &[MetricMetadata]) -> Vec<MetricMetadata
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vigil_common::{MetricKind, Point};
+    use vigil_common::{Batch, MetricKind, Point, Series};
 
-    fn series(name: &str, points: usize) -> Series {
+    fn series(name: &str, points: usize) -> Collected {
         let p = Point {
             timestamp_ms: 1,
             value: 1.0,
         };
-        Series::new(name, vec![], vec![p; points])
+        Series::new(name, vec![], vec![p; points]).into()
     }
 
     #[test]
     fn splits_on_series_boundaries() {
-        let sizes = |chunks: &Vec<Vec<Series>>| -> Vec<usize> {
+        let sizes = |chunks: &Vec<Vec<Collected>>| -> Vec<usize> {
             chunks
                 .iter()
                 .map(|c| c.iter().map(|s| s.points.len()).sum())
                 .collect()
         };
-        let input: Vec<Series> = (0..7).map(|i| series(&format!("m{i}"), 1)).collect();
+        let input: Vec<Collected> = (0..7).map(|i| series(&format!("m{i}"), 1)).collect();
         assert_eq!(sizes(&split(input, 3)), vec![3, 3, 1]);
         let input = vec![series("a", 1), series("big", 5), series("b", 1)];
         assert_eq!(sizes(&split(input, 2)), vec![1, 5, 1]);
@@ -219,6 +218,9 @@ mod tests {
             &signed.signature
         ));
         let batch = Batch::decode(&signed.batch).expect("batch");
+        // Exactly the canonical encoding of what it decodes to.
+        assert_eq!(batch.encode().expect("encode"), signed.batch);
+        assert_eq!(batch.series, vec![series("h_bucket", 1).to_series()]);
         assert_eq!(batch.header.sequence, 2);
         assert_eq!(batch.header.boot_id, [9; 16]);
         assert_eq!(batch.header.agent_id, "a1");

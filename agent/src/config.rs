@@ -143,8 +143,10 @@ pub struct SpoolConfig {
     /// A segment file is closed and a new one started at this size.
     #[serde(default = "default_spool_segment_bytes")]
     pub segment_bytes: u64,
-    /// `fdatasync` every appended batch, so it also survives a power failure
-    /// (a `kill -9` never loses a spooled batch either way).
+    /// Make spooled batches survive a power failure too (a `kill -9` never
+    /// loses a spooled batch either way): a batch still unacked when the next
+    /// one is spooled is `fdatasync`ed then (group commit; acked batches need
+    /// no sync), and everything pending when the agent stops.
     #[serde(default = "default_true")]
     pub fsync: bool,
     /// After an outage, backlog batches sent per second (fresh ones are not paced).

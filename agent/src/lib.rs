@@ -290,6 +290,8 @@ impl AgentHandle {
                 })
             }
         };
+        // What is left waits for the next start: make it durable now.
+        spool::blocking(&self.spool, |s| s.sync()).await;
         self.endpoint.close(0u32.into(), b"agent shutting down");
         // Lets the close reach the peer; bounded because the peer may be gone.
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;

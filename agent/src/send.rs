@@ -191,9 +191,14 @@ impl Sender {
             attempt: attempt.saturating_add(1),
         };
         let backlog_allowed = self.pacer.ready(Instant::now());
-        let next = spool::blocking(&self.spool, move |s| s.front(backlog_allowed))
-            .await
-            .flatten();
+        // Nothing pending (the usual case after an ack): no trip to the
+        // blocking pool. A push racing with this check wakes `spool.wait()`.
+        let next = match self.spool.is_empty() {
+            true => None,
+            false => spool::blocking(&self.spool, move |s| s.front(backlog_allowed))
+                .await
+                .flatten(),
+        };
         let Some(spooled) = next else {
             if self.draining() && self.spool.is_empty() {
                 conn.close(0u32.into(), b"agent shutting down");

@@ -147,6 +147,9 @@ pub struct Stats {
     pub spool_truncated_bytes: AtomicU64,
     /// Failed spool writes (records, ack tombstones) and file deletions.
     pub spool_write_errors: AtomicU64,
+    /// `fdatasync` calls of the spool's group commit (not exported: it
+    /// shows in tests and benchmarks that acked batches are not synced).
+    pub spool_syncs: AtomicU64,
     /// Batches found pending in the spool when this process started.
     pub spool_recovered_batches: AtomicU64,
     /// Samples in those batches.

@@ -419,7 +419,7 @@ async fn the_runner_runs_configured_scrapes() {
     config.collect.scrape = vec![ml, ScrapeConfig::new("gone", gone)];
     let mut runner = Runner::from_config(&config, Arc::new(Stats::default())).expect("runner");
     let c = runner.collect().await;
-    let s = &c.series;
+    let s = &c.series.iter().map(|s| s.to_series()).collect::<Vec<_>>();
     assert_eq!(
         value(
             s,

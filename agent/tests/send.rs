@@ -67,6 +67,11 @@ async fn batches_are_signed_decodable_and_delivered_exactly() {
         ] {
             assert!(names.contains(&name), "batch {} lacks {name}", h.sequence);
         }
+        // The dead-man alert's input: the configured interval (150 ms here).
+        let interval = (b.series.iter())
+            .find(|s| s.name == "vigil_agent_interval_seconds")
+            .map(|s| s.points[0].value);
+        assert_eq!(interval, Some(0.15), "batch {}", h.sequence);
         assert!(
             b.metadata
                 .iter()

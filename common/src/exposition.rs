@@ -23,8 +23,8 @@ mod line;
 #[cfg(test)]
 mod tests;
 
-use line::sample;
 pub use line::{format_float, parse_float};
+use line::{sample, split};
 
 /// The two text formats, told apart by the response's Content-Type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +56,51 @@ pub struct Sample {
     pub value: f64,
     /// The sample's own timestamp (ms since the epoch), when it has one.
     pub timestamp_ms: Option<i64>,
+}
+
+/// Which label of a sample [`parse`] rewrites in Prometheus' float form:
+/// `le` for histogram series, `quantile` for summary series (by `# TYPE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Normalised {
+    Nothing,
+    Le,
+    Quantile,
+}
+
+/// A sample line before its labels are parsed, for [`parse_with`].
+#[derive(Debug, Clone, Copy)]
+pub struct RawSample<'a> {
+    /// The metric name and label block exactly as written (`name{a="1"}`).
+    /// Together with `normalised` it determines the parsed name and labels.
+    pub series: &'a str,
+    /// The label this line's family type normalises.
+    pub normalised: Normalised,
+    pub value: f64,
+    /// The sample's own timestamp (ms since the epoch), when it has one.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// Receives the samples of [`parse_with`].
+pub trait Visitor {
+    /// A sample line whose name, value and timestamp are well formed. Return
+    /// `true` if the visitor already knows `raw.series` (with
+    /// `raw.normalised`) from an earlier [`Visitor::parsed`] call: its labels
+    /// are then not parsed again and `parsed` is not called. Parsing is a
+    /// function of that text, so a series once parsed cannot turn malformed.
+    fn known(&mut self, raw: &RawSample<'_>) -> bool;
+    /// A sample `known` did not know, its labels parsed and normalised.
+    fn parsed(&mut self, raw: &RawSample<'_>, sample: Sample);
+}
+
+/// What [`parse_with`] returns besides the samples it hands to the visitor.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Type, help and unit of every family described by a comment line.
+    pub metadata: Vec<MetricMetadata>,
+    /// Lines skipped because they could not be read.
+    pub malformed: u64,
+    /// Line number (1-based) and reason of the first malformed line.
+    pub first_error: Option<(usize, &'static str)>,
 }
 
 /// A parsed exposition.
@@ -131,11 +176,34 @@ struct Family {
 
 /// Parses `body` as `format`. Never fails: unreadable lines are counted.
 pub fn parse(body: &[u8], format: Format) -> Exposition {
+    struct Collect(Vec<Sample>);
+    impl Visitor for Collect {
+        fn known(&mut self, _: &RawSample<'_>) -> bool {
+            false
+        }
+        fn parsed(&mut self, _: &RawSample<'_>, sample: Sample) {
+            self.0.push(sample);
+        }
+    }
+    let mut samples = Collect(Vec::new());
+    let summary = parse_with(body, format, &mut samples);
+    Exposition {
+        samples: samples.0,
+        metadata: summary.metadata,
+        malformed: summary.malformed,
+        first_error: summary.first_error,
+    }
+}
+
+/// Parses `body` as `format` like [`parse`], handing each sample line to
+/// `visitor`, which may skip the parsing of label sets it already knows.
+pub fn parse_with<V: Visitor>(body: &[u8], format: Format, visitor: &mut V) -> Summary {
     let mut p = Parser {
         format,
-        out: Exposition::default(),
+        out: Summary::default(),
         families: Vec::new(),
         index: HashMap::new(),
+        visitor,
     };
     let mut eof = false;
     for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
@@ -169,14 +237,15 @@ enum Line {
 
 type LineResult = Result<Line, &'static str>;
 
-struct Parser {
+struct Parser<'v, V> {
     format: Format,
-    out: Exposition,
+    out: Summary,
     families: Vec<Family>,
     index: HashMap<String, usize>,
+    visitor: &'v mut V,
 }
 
-impl Parser {
+impl<V: Visitor> Parser<'_, V> {
     fn malformed(&mut self, line: usize, why: &'static str) {
         self.out.malformed += 1;
         self.out.first_error.get_or_insert((line, why));
@@ -190,8 +259,7 @@ impl Parser {
         match trimmed.strip_prefix('#') {
             Some(comment) => self.comment(comment),
             None => {
-                let sample = sample(trimmed, self.format)?;
-                self.add_sample(sample);
+                self.sample_line(trimmed)?;
                 Ok(Line::Other)
             }
         }
@@ -260,14 +328,38 @@ impl Parser {
         None
     }
 
-    fn add_sample(&mut self, mut s: Sample) {
-        let normalise = match self.type_of(&s.name) {
-            Some(Type::Histogram) => "le",
-            Some(Type::Summary) => "quantile",
-            _ => "",
+    fn sample_line(&mut self, line: &str) -> Result<(), &'static str> {
+        let Ok(parts) = split(line, self.format) else {
+            // The full parser names the problem as it always has.
+            return Err(sample(line, self.format)
+                .err()
+                .unwrap_or("invalid sample line"));
+        };
+        let normalised = match self.type_of(parts.name) {
+            Some(Type::Histogram) => Normalised::Le,
+            Some(Type::Summary) => Normalised::Quantile,
+            _ => Normalised::Nothing,
+        };
+        let raw = RawSample {
+            series: parts.series,
+            normalised,
+            value: parts.value,
+            timestamp_ms: parts.timestamp_ms,
+        };
+        if self.visitor.known(&raw) {
+            return Ok(());
+        }
+        let mut labels = match parts.labels {
+            Some(block) => line::labels(block)?,
+            None => Vec::new(),
+        };
+        let normalise = match normalised {
+            Normalised::Le => "le",
+            Normalised::Quantile => "quantile",
+            Normalised::Nothing => "",
         };
         if !normalise.is_empty() {
-            for (name, value) in &mut s.labels {
+            for (name, value) in &mut labels {
                 if name == normalise {
                     if let Ok(v) = value.parse::<f64>() {
                         *value = format_float(v);
@@ -275,10 +367,17 @@ impl Parser {
                 }
             }
         }
-        self.out.samples.push(s);
+        let sample = Sample {
+            name: parts.name.to_string(),
+            labels,
+            value: parts.value,
+            timestamp_ms: parts.timestamp_ms,
+        };
+        self.visitor.parsed(&raw, sample);
+        Ok(())
     }
 
-    fn finish(mut self) -> Exposition {
+    fn finish(mut self) -> Summary {
         let om = self.format == Format::OpenMetrics;
         self.out.metadata = (self.families.into_iter())
             .map(|f| {

@@ -5,6 +5,7 @@
 //! this runs inline on the runtime.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use vigil_common::{MetricKind, MetricMetadata, Series};
@@ -39,17 +40,22 @@ const FAMILIES: &[(&str, MetricKind, &str, &str)] = &[
     ("vigil_agent_resident_memory_bytes", Gauge, "Resident memory of the agent process", "bytes"),
     ("vigil_agent_cpu_seconds_total", Counter, "CPU time used by the agent process", "seconds"),
     ("vigil_agent_build_info", Gauge, "Always 1; the version label names the agent build", ""),
+    ("vigil_agent_interval_seconds", Gauge, "The agent's collection interval: a batch is due this often", "seconds"),
 ];
 
-/// Self-metrics: delivery counters and latency, spool state, own memory and CPU, build info.
+/// Self-metrics: delivery counters and latency, spool state, own memory and
+/// CPU, build info, collection interval.
 pub struct AgentCollector {
     stats: Arc<Stats>,
+    interval: Duration,
 }
 
 impl AgentCollector {
-    /// Reads `stats` each cycle.
-    pub fn new(stats: Arc<Stats>) -> Self {
-        AgentCollector { stats }
+    /// Reads `stats` each cycle; `interval` is the agent's collection interval
+    /// (`vigil_agent_interval_seconds`, which the aggregator's dead-man alert
+    /// reads to know how long a silent agent has really been silent).
+    pub fn new(stats: Arc<Stats>, interval: Duration) -> Self {
+        AgentCollector { stats, interval }
     }
 }
 
@@ -117,6 +123,11 @@ impl Collector for AgentCollector {
                 get(&s.reconnects) as f64,
             ),
             ctx.series("vigil_agent_connected", &[], get(&s.connected) as f64),
+            ctx.series(
+                "vigil_agent_interval_seconds",
+                &[],
+                self.interval.as_secs_f64(),
+            ),
             ctx.series(
                 "vigil_agent_build_info",
                 &[("version", env!("CARGO_PKG_VERSION"))],
@@ -213,7 +224,7 @@ mod tests {
         stats
             .send_latency
             .observe(std::time::Duration::from_secs(3));
-        let mut c = AgentCollector::new(stats);
+        let mut c = AgentCollector::new(stats, std::time::Duration::from_millis(2500));
         let series = c
             .collect(&Context::new(5, "h", "r"))
             .await
@@ -258,6 +269,12 @@ mod tests {
             get("vigil_agent_spool_dropped_samples_total", None),
             Some(15.0)
         );
+        assert_eq!(get("vigil_agent_interval_seconds", None), Some(2.5));
+        let interval = (series.iter())
+            .find(|s| s.name == "vigil_agent_interval_seconds")
+            .expect("interval series");
+        let names: Vec<&str> = interval.labels.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["host", "role"], "no labels beyond the usual ones");
         assert_eq!(get("vigil_agent_spool_bytes", None), Some(4096.0));
         assert_eq!(get("vigil_agent_spool_batches", None), Some(9.0));
         assert_eq!(

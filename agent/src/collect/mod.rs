@@ -25,7 +25,10 @@ use vigil_common::{Label, MetricKind, MetricMetadata, Point, Series};
 use crate::config::AgentConfig;
 use crate::stats::{DropReason, Stats};
 
+pub use collected::{Collected, Identity};
+
 pub mod agent;
+pub mod collected;
 pub mod http;
 pub mod outage;
 pub mod postgres;
@@ -129,13 +132,24 @@ pub trait Collector: Send {
     /// Collects one cycle. Every series must use `ctx.timestamp_ms` and appear
     /// at most once. Blocking work belongs in `spawn_blocking`.
     async fn collect(&mut self, ctx: &Context) -> Result<Vec<Series>, CollectError>;
+    /// What the runner calls: [`Collector::collect`] in the agent's shared
+    /// form. Collectors that keep label sets between cycles (scrapes)
+    /// override it to hand them out without copying.
+    async fn collect_shared(&mut self, ctx: &Context) -> Result<Vec<Collected>, CollectError> {
+        Ok(self
+            .collect(ctx)
+            .await?
+            .into_iter()
+            .map(Collected::from)
+            .collect())
+    }
 }
 
 /// The output of one cycle: series ready to batch, and their metadata.
 #[derive(Debug, Default)]
 pub struct Collection {
     /// Every series of the cycle, all stamped with the cycle's timestamp.
-    pub series: Vec<Series>,
+    pub series: Vec<Collected>,
     /// Type/help/unit of the families above.
     pub metadata: Vec<MetricMetadata>,
 }
@@ -233,7 +247,10 @@ impl Runner {
                 config.interval,
             )?));
         }
-        collectors.push(Box::new(agent::AgentCollector::new(stats.clone())));
+        collectors.push(Box::new(agent::AgentCollector::new(
+            stats.clone(),
+            config.interval,
+        )));
         Ok(Runner::new(collectors, config, budget, stats))
     }
 
@@ -248,7 +265,7 @@ impl Runner {
                 None => ctx.clone(),
             };
             let started = Instant::now();
-            let result = tokio::time::timeout(self.budget, entry.collector.collect(&cctx))
+            let result = tokio::time::timeout(self.budget, entry.collector.collect_shared(&cctx))
                 .await
                 .unwrap_or(Err(CollectError::Timeout(self.budget)));
             entry.duration = started.elapsed();
@@ -268,21 +285,16 @@ impl Runner {
         }
         for entry in &self.entries {
             let labels = [("collector", entry.collector.name())];
-            out.series.push(ctx.series(
-                "vigil_agent_collector_up",
-                &labels,
-                if entry.up { 1.0 } else { 0.0 },
-            ));
-            out.series.push(ctx.series(
-                "vigil_agent_collector_errors_total",
-                &labels,
-                entry.errors_total as f64,
-            ));
-            out.series.push(ctx.series(
-                "vigil_agent_collection_duration_seconds",
-                &labels,
-                entry.duration.as_secs_f64(),
-            ));
+            let up = if entry.up { 1.0 } else { 0.0 };
+            let errors = entry.errors_total as f64;
+            let duration = entry.duration.as_secs_f64();
+            for (name, value) in [
+                ("vigil_agent_collector_up", up),
+                ("vigil_agent_collector_errors_total", errors),
+                ("vigil_agent_collection_duration_seconds", duration),
+            ] {
+                out.series.push(ctx.series(name, &labels, value).into());
+            }
         }
         out.metadata.extend(metadata(HEALTH));
         out.series = sanitize(out.series, &self.stats);
@@ -297,7 +309,7 @@ impl Runner {
 ///
 /// Runs every cycle over every series, so it borrows rather than clones and
 /// hashes with FxHash (the keys are our own series, not attacker input).
-fn sanitize(series: Vec<Series>, stats: &Stats) -> Vec<Series> {
+fn sanitize(series: Vec<Collected>, stats: &Stats) -> Vec<Collected> {
     let problems: Vec<Option<String>> = {
         let mut seen: HashSet<(&str, &[Label]), BuildHasherDefault<FxHasher>> =
             HashSet::with_capacity_and_hasher(series.len(), Default::default());
@@ -305,9 +317,11 @@ fn sanitize(series: Vec<Series>, stats: &Stats) -> Vec<Series> {
             .iter()
             .map(|s| match s.validate() {
                 Err(e) => Some(e),
-                Ok(()) if !seen.insert((&s.name, &s.labels)) => {
-                    Some(format!("series {} {:?} emitted twice", s.name, s.labels))
-                }
+                Ok(()) if !seen.insert((s.name(), s.labels())) => Some(format!(
+                    "series {} {:?} emitted twice",
+                    s.name(),
+                    s.labels()
+                )),
                 Ok(()) => None,
             })
             .collect()
@@ -380,7 +394,7 @@ mod tests {
     fn value(c: &Collection, name: &str, collector: &str) -> Option<f64> {
         c.series
             .iter()
-            .find(|s| s.name == name && s.label("collector") == Some(collector))
+            .find(|s| s.name() == name && s.label("collector") == Some(collector))
             .map(|s| s.points[0].value)
     }
 
@@ -420,12 +434,12 @@ mod tests {
         runner.collect().await;
         let c2 = runner.collect().await;
 
-        let a: Vec<_> = c.series.iter().filter(|s| s.name == "a_metric").collect();
+        let a: Vec<_> = c.series.iter().filter(|s| s.name() == "a_metric").collect();
         assert_eq!(a.len(), 1, "duplicate dropped");
         assert_eq!(a[0].points[0].value, 1.0, "first occurrence kept");
         assert_eq!(a[0].label("host"), Some("h1"));
         assert_eq!(a[0].label("role"), Some("db"));
-        assert!(c.series.iter().all(|s| s.name != "bad-name"));
+        assert!(c.series.iter().all(|s| s.name() != "bad-name"));
         assert_eq!(value(&c, "vigil_agent_collector_up", "failing"), Some(0.0));
         assert_eq!(value(&c, "vigil_agent_collector_up", "slow"), Some(0.0));
         assert_eq!(value(&c, "vigil_agent_collector_up", "ok"), Some(1.0));

@@ -101,6 +101,8 @@ impl Inner {
 
     pub fn push(&mut self, batch: QueuedBatch, record: &[u8]) -> Pushed {
         let mut evicted = Vec::new();
+        // Group commit: the previous batches become durable now, unless acked.
+        self.sync_unacked();
         self.collect_garbage();
         let len = record.len() as u64;
         if len + HEADER_LEN > self.limits.max_bytes {
@@ -214,7 +216,7 @@ impl Inner {
         let Some(seg) = self.segments.get_mut(&id) else {
             return Err(std::io::Error::other("active segment missing"));
         };
-        match seg.append(record, &*self.disk, self.limits.fsync) {
+        match seg.append(record, &*self.disk) {
             Ok((index, offset)) => {
                 self.bytes += record.len() as u64;
                 Ok((id, index, offset))
@@ -289,6 +291,33 @@ impl Inner {
             boot_id: e.boot_id,
             payload,
         })
+    }
+
+    /// With `spool.fsync`: `fdatasync`s every segment holding records written
+    /// since its last sync, unless none of its records is still pending (an
+    /// acked batch needs no durability). See "Group commit" in the module docs.
+    pub fn sync_unacked(&mut self) {
+        if !self.limits.fsync {
+            return;
+        }
+        for seg in self.segments.values_mut() {
+            if !seg.unsynced {
+                continue;
+            }
+            if seg.pending == 0 {
+                seg.unsynced = false;
+                continue;
+            }
+            Stats::add(&self.stats.spool_syncs, 1);
+            if let Err(e) = seg.sync(&*self.disk) {
+                Stats::add(&self.stats.spool_write_errors, 1);
+                warn!(segment = seg.id, error = %e,
+                    "cannot fdatasync the spool; its newest batches may not survive a power failure");
+                // Not retried: the kernel may have dropped the failed pages
+                // (fsyncgate); a later append sets the flag again.
+                seg.unsynced = false;
+            }
+        }
     }
 
     /// Removes entry `key`: records its tombstone, or deletes its segment when

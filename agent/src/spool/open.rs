@@ -235,6 +235,7 @@ fn recover_segment(
         records: total as u32,
         pending: pending.len() as u32,
         writer: None,
+        unsynced: false,
         acks: AckLog::new(ack_path, removed.len() as u64 * ACK_LEN),
     };
     if pending.is_empty() {

@@ -65,6 +65,9 @@ pub(crate) struct Segment {
     pub pending: u32,
     /// The open file while this is the segment being appended to.
     pub writer: Option<File>,
+    /// Records were appended since the last `fdatasync` (group commit, see
+    /// the spool's module docs).
+    pub unsynced: bool,
     pub acks: AckLog,
 }
 
@@ -146,26 +149,21 @@ impl Segment {
             records: 0,
             pending: 0,
             writer: Some(file),
+            unsynced: false,
             acks: AckLog::new(ack_path(dir, id), 0),
         })
     }
 
-    /// Appends one encoded record; returns its index and offset. On failure
-    /// the file is cut back to its previous length, or, if that fails too, the
-    /// segment is sealed (the torn tail is truncated at the next start).
-    pub fn append(
-        &mut self,
-        record: &[u8],
-        disk: &dyn Disk,
-        fsync: bool,
-    ) -> io::Result<(u32, u64)> {
+    /// Appends one encoded record (not synced: see [`Segment::sync`]);
+    /// returns its index and offset. On failure the file is cut back to its
+    /// previous length, or, if that fails too, the segment is sealed (the
+    /// torn tail is truncated at the next start).
+    pub fn append(&mut self, record: &[u8], disk: &dyn Disk) -> io::Result<(u32, u64)> {
         let Some(file) = &self.writer else {
             return Err(io::Error::other("segment is sealed"));
         };
         let offset = self.len;
-        let written = disk
-            .write_at(file, record, offset)
-            .and_then(|()| if fsync { disk.sync(file) } else { Ok(()) });
+        let written = disk.write_at(file, record, offset);
         if let Err(e) = written {
             if file.set_len(offset).is_err() {
                 self.writer = None;
@@ -176,7 +174,17 @@ impl Segment {
         self.len += record.len() as u64;
         self.records += 1;
         self.pending += 1;
+        self.unsynced = true;
         Ok((index, offset))
+    }
+
+    /// `fdatasync`s what was appended since the last sync, if anything.
+    pub fn sync(&mut self, disk: &dyn Disk) -> io::Result<()> {
+        if let (true, Some(file)) = (self.unsynced, &self.writer) {
+            disk.sync(file)?;
+        }
+        self.unsynced = false;
+        Ok(())
     }
 
     /// Stops appending; the file stays until its last record is removed.

@@ -503,3 +503,62 @@ fn append_cost() {
         println!("fsync={fsync}: append {per:?}/batch (40 kB), front+ack {read_ack:?}/batch");
     }
 }
+
+/// Counts `fdatasync` calls.
+#[derive(Debug, Default)]
+struct CountingDisk {
+    syncs: std::sync::atomic::AtomicU64,
+}
+
+impl segment::Disk for CountingDisk {
+    fn sync(&self, file: &File) -> io::Result<()> {
+        self.syncs.fetch_add(1, Ordering::SeqCst);
+        file.sync_data()
+    }
+}
+
+#[test]
+fn group_commit_syncs_only_batches_still_unacked_at_the_next_push() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut l = limits(1 << 20, 1 << 16);
+    l.fsync = true;
+    let disk = Arc::new(CountingDisk::default());
+    let stats = Arc::new(Stats::default());
+    let s = Spool::open_with(dir.path(), l, disk.clone(), stats.clone()).expect("open");
+    let syncs = || disk.syncs.load(Ordering::SeqCst);
+
+    // The first push creates a segment: its header is synced at once.
+    s.push(batch(1, 100));
+    let after_create = syncs();
+    assert_eq!(after_create, 1);
+    // Acked before the next push: never synced.
+    let f = s.front(true).expect("front");
+    s.ack(f.id);
+    s.push(batch(2, 100));
+    assert_eq!(syncs(), after_create, "an acked batch needs no sync");
+    // Still pending at the next push (an outage): synced then.
+    s.push(batch(3, 100));
+    assert_eq!(syncs(), after_create + 1);
+    s.push(batch(4, 100));
+    assert_eq!(syncs(), after_create + 2);
+    // Stopping syncs what is pending; with nothing new, nothing to do.
+    s.sync();
+    assert_eq!(syncs(), after_create + 3);
+    s.sync();
+    assert_eq!(syncs(), after_create + 3);
+    assert_eq!(get(&stats.spool_syncs), 3);
+    drop(s);
+    let (reopened, _) = open(dir.path(), limits(1 << 20, 1 << 16));
+    assert_eq!(sequences(&reopened), vec![2, 3, 4]);
+
+    // Without fsync: never.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let disk = Arc::new(CountingDisk::default());
+    let s =
+        Spool::open_with(dir.path(), limits(1 << 20, 1 << 16), disk.clone(), stats).expect("open");
+    for seq in 1..=3 {
+        s.push(batch(seq, 100));
+    }
+    s.sync();
+    assert_eq!(disk.syncs.load(Ordering::SeqCst), 0);
+}

@@ -46,6 +46,94 @@ fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b':'
 }
 
+/// A sample line cut into its parts, the label block not yet parsed.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Split<'a> {
+    /// The metric name and the label block exactly as written.
+    pub series: &'a str,
+    pub name: &'a str,
+    /// What follows the label block's `{`, through its `}`.
+    pub labels: Option<&'a str>,
+    pub value: f64,
+    pub timestamp_ms: Option<i64>,
+}
+
+/// Cuts a sample line like [`sample`] does, but only finds the end of the
+/// label block (quotes and escapes respected) instead of parsing it: a cache
+/// keyed by `series` can then skip that work. An `Ok` here says nothing about
+/// the labels' validity; [`labels`] checks them. On well-formed lines both
+/// functions agree; on an `Err`, call [`sample`] for the reason it reports.
+pub(super) fn split(line: &str, format: Format) -> Result<Split<'_>, &'static str> {
+    let mut c = Cursor { s: line, i: 0 };
+    let name = c.take_while(is_name_byte);
+    if !is_valid_metric_name(name) {
+        return Err("invalid metric name");
+    }
+    let mut blank = c.blanks();
+    let mut labels = None;
+    if c.eat(b'{') {
+        let start = c.i;
+        skip_label_block(&mut c)?;
+        labels = Some(&line[start..c.i]);
+        blank = c.blanks();
+    }
+    let series = line[..c.i].trim_end_matches([' ', '\t']);
+    if !blank {
+        return Err("expected a blank before the value");
+    }
+    let (value, timestamp_ms) = value_and_timestamp(&mut c, format)?;
+    Ok(Split {
+        series,
+        name,
+        labels,
+        value,
+        timestamp_ms,
+    })
+}
+
+/// Moves past the `}` closing a label block, skipping quoted values.
+fn skip_label_block(c: &mut Cursor<'_>) -> Result<(), &'static str> {
+    let bytes = c.s.as_bytes();
+    let mut quoted = false;
+    while let Some(&b) = bytes.get(c.i) {
+        c.i += 1;
+        match (quoted, b) {
+            (true, b'\\') => c.i += 1,
+            (_, b'"') => quoted = !quoted,
+            (false, b'}') => return Ok(()),
+            _ => {}
+        }
+    }
+    // A multi-byte character may have been skipped half-way: stay on a boundary.
+    c.i = c.s.len();
+    Err("unterminated label set")
+}
+
+/// Parses a label block as cut by [`split`] (after `{`, through `}`).
+pub(super) fn labels(block: &str) -> Result<Vec<(String, String)>, &'static str> {
+    label_set(&mut Cursor { s: block, i: 0 })
+}
+
+/// The value, the optional timestamp and the optional exemplar.
+fn value_and_timestamp(
+    c: &mut Cursor<'_>,
+    format: Format,
+) -> Result<(f64, Option<i64>), &'static str> {
+    let value = parse_float(c.take_while(|b| !is_blank(b))).ok_or("invalid value")?;
+    c.blanks();
+    let mut timestamp_ms = None;
+    if c.peek().is_some_and(|b| b != b'#') {
+        let raw = c.take_while(|b| !is_blank(b));
+        timestamp_ms = Some(parse_timestamp(raw, format).ok_or("invalid timestamp")?);
+        c.blanks();
+    }
+    // Whatever follows a '#' is an exemplar, which Vigil does not keep.
+    if c.peek().is_some_and(|b| b != b'#') {
+        return Err("unexpected text after the value");
+    }
+    Ok((value, timestamp_ms))
+}
+
 /// One sample line: `name[{labels}] value [timestamp] [# exemplar]`.
 pub(super) fn sample(line: &str, format: Format) -> Result<Sample, &'static str> {
     let mut c = Cursor { s: line, i: 0 };
@@ -62,18 +150,7 @@ pub(super) fn sample(line: &str, format: Format) -> Result<Sample, &'static str>
     if !blank {
         return Err("expected a blank before the value");
     }
-    let value = parse_float(c.take_while(|b| !is_blank(b))).ok_or("invalid value")?;
-    c.blanks();
-    let mut timestamp_ms = None;
-    if c.peek().is_some_and(|b| b != b'#') {
-        let raw = c.take_while(|b| !is_blank(b));
-        timestamp_ms = Some(parse_timestamp(raw, format).ok_or("invalid timestamp")?);
-        c.blanks();
-    }
-    // Whatever follows a '#' is an exemplar, which Vigil does not keep.
-    if c.peek().is_some_and(|b| b != b'#') {
-        return Err("unexpected text after the value");
-    }
+    let (value, timestamp_ms) = value_and_timestamp(&mut c, format)?;
     Ok(Sample {
         name: name.to_string(),
         labels,

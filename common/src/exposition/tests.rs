@@ -266,3 +266,107 @@ proptest! {
         }
     }
 }
+
+/// A visitor that remembers every parsed series by its text, as the agent's
+/// scrape cache does, and replays the remembered labels for known ones.
+/// Series text and normalisation -> parsed name and labels.
+type Seen = HashMap<(String, Normalised), (String, Vec<(String, String)>)>;
+
+#[derive(Default)]
+struct Memo {
+    seen: Seen,
+    samples: Vec<Sample>,
+    known: usize,
+}
+
+impl Visitor for Memo {
+    fn known(&mut self, raw: &RawSample<'_>) -> bool {
+        let key = (raw.series.to_string(), raw.normalised);
+        let Some((name, labels)) = self.seen.get(&key) else {
+            return false;
+        };
+        self.known += 1;
+        self.samples.push(Sample {
+            name: name.clone(),
+            labels: labels.clone(),
+            value: raw.value,
+            timestamp_ms: raw.timestamp_ms,
+        });
+        true
+    }
+
+    fn parsed(&mut self, raw: &RawSample<'_>, sample: Sample) {
+        let key = (raw.series.to_string(), raw.normalised);
+        self.seen
+            .insert(key, (sample.name.clone(), sample.labels.clone()));
+        self.samples.push(sample);
+    }
+}
+
+fn same_samples(a: &[Sample], b: &[Sample]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.name == y.name
+                && x.labels == y.labels
+                && x.timestamp_ms == y.timestamp_ms
+                && (x.value == y.value || (x.value.is_nan() && y.value.is_nan()))
+        })
+}
+
+#[test]
+fn a_visitor_sees_the_exact_series_text_and_can_skip_known_labels() {
+    let body = "# TYPE h histogram\n\
+                h_bucket{le=\"1\"} 2\n\
+                h_bucket{le=\"1\"} 3\n\
+                h_bucket {le=\"1\"}  4 1700\n\
+                m{a=\"x\\\"}\",b=\"\"} 5\n\
+                m 6\n\
+                m{9=\"x\"} 7\n\
+                m{a=\"unterminated} 8\n";
+    let mut memo = Memo::default();
+    let summary = parse_with(body.as_bytes(), Format::Prometheus, &mut memo);
+    let plain = parse(body.as_bytes(), Format::Prometheus);
+    assert!(same_samples(&memo.samples, &plain.samples));
+    assert_eq!((summary.malformed, plain.malformed), (2, 2));
+    assert_eq!(summary.first_error, plain.first_error);
+    assert_eq!(summary.first_error, Some((7, "invalid label name")));
+    // The second h_bucket line repeats the first one's text: known.
+    assert_eq!(memo.known, 1);
+    let mut keys: Vec<&str> = memo.seen.keys().map(|(s, _)| s.as_str()).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "h_bucket {le=\"1\"}",
+            "h_bucket{le=\"1\"}",
+            "m",
+            "m{a=\"x\\\"}\",b=\"\"}"
+        ]
+    );
+    assert_eq!(memo.samples[0].labels, labels(&[("le", "1.0")]));
+    assert_eq!(memo.samples[1].labels, labels(&[("le", "1.0")]));
+    assert!(
+        memo.seen
+            .keys()
+            .all(|(s, n)| *n == Normalised::Le || s.starts_with('m'))
+    );
+}
+
+proptest! {
+    #[test]
+    fn a_remembering_visitor_parses_like_parse(
+        text in "([a-z_{}=\",# \\\\\\n\t.0-9eE+-]|NaN|Inf|TYPE|HELP|EOF|histogram|le){0,120}",
+    ) {
+        for format in [Format::Prometheus, Format::OpenMetrics] {
+            let plain = parse(text.as_bytes(), format);
+            let mut memo = Memo::default();
+            for _pass in 0..2 {
+                memo.samples.clear();
+                let summary = parse_with(text.as_bytes(), format, &mut memo);
+                prop_assert!(same_samples(&memo.samples, &plain.samples), "{}", text);
+                prop_assert_eq!(summary.malformed, plain.malformed);
+                prop_assert_eq!(summary.first_error, plain.first_error);
+            }
+        }
+    }
+}

@@ -17,17 +17,19 @@ use serde::Deserialize;
 use vigil_common::{MetricKind, MetricMetadata, Series};
 
 use super::http::{self, BodyPolicy, Client, FailureLog, HttpError, Target};
-use super::{CollectError, Collector, Context};
+use super::{CollectError, Collected, Collector, Context};
 
+pub mod cache;
 mod config;
 pub mod relabel;
 pub mod series;
 
 pub use config::{config_problems, file_problems, scrapes};
 
-use relabel::{RelabelConfig, Rule};
+use cache::SeriesCache;
+use relabel::RelabelConfig;
 use series::Origin;
-use vigil_common::exposition::{self as parse, Format};
+use vigil_common::exposition::Format;
 
 /// What a scrape asks for, in Prometheus' order of preference.
 const ACCEPT: &str = "application/openmetrics-text;version=1.0.0;q=0.5,\
@@ -155,7 +157,7 @@ pub struct ScrapeCollector {
     config: ScrapeConfig,
     client: Client,
     instance: String,
-    rules: Vec<Rule>,
+    series: SeriesCache,
     timeout: Duration,
     last: Option<Instant>,
     accept: HeaderValue,
@@ -194,7 +196,7 @@ impl ScrapeCollector {
             instance: client.target().instance(),
             timeout: config.timeout.min(timeout_cap(agent_interval)),
             client,
-            rules,
+            series: SeriesCache::new(rules, config.max_series.saturating_mul(2)),
             last: None,
             accept: HeaderValue::from_static(ACCEPT),
             families: Vec::new(),
@@ -253,6 +255,11 @@ impl Collector for ScrapeCollector {
     }
 
     async fn collect(&mut self, ctx: &Context) -> Result<Vec<Series>, CollectError> {
+        let shared = self.collect_shared(ctx).await?;
+        Ok(shared.iter().map(Collected::to_series).collect())
+    }
+
+    async fn collect_shared(&mut self, ctx: &Context) -> Result<Vec<Collected>, CollectError> {
         if !self.due() {
             return Ok(Vec::new());
         }
@@ -274,21 +281,14 @@ impl Collector for ScrapeCollector {
         match fetched {
             Ok((body, format)) => {
                 let size = body.len();
-                let exposition = parse::parse(&body, format);
+                let max_series = self.config.max_series;
+                let (built, exposition, scraped) =
+                    (self.series).scrape(&body, format, ctx, origin, max_series);
                 drop(body);
                 if let Some((line, why)) = exposition.first_error {
                     tracing::debug!(scrape = %self.config.name, line, why,
                         malformed = exposition.malformed, "malformed lines skipped");
                 }
-                let scraped = exposition.samples.len();
-                let rules = &self.rules;
-                let built = series::build(
-                    exposition.samples,
-                    ctx,
-                    origin,
-                    rules,
-                    self.config.max_series,
-                );
                 self.families = exposition.metadata;
                 self.log.success("scrape", &self.config.name);
                 let values = [
@@ -308,8 +308,11 @@ impl Collector for ScrapeCollector {
         }
         let labels = [("job", origin.job), ("instance", origin.instance)];
         let elapsed = started.elapsed().as_secs_f64();
-        out.push(ctx.series("scrape_duration_seconds", &labels, elapsed));
-        out.extend(stats.iter().map(|(name, v)| ctx.series(name, &labels, *v)));
+        out.push(
+            ctx.series("scrape_duration_seconds", &labels, elapsed)
+                .into(),
+        );
+        out.extend((stats.iter()).map(|(name, v)| ctx.series(name, &labels, *v).into()));
         Ok(out)
     }
 }

@@ -22,15 +22,26 @@ use crate::collect::Context;
 const ATTACHED: [&str; 4] = ["job", "instance", "host", "role"];
 
 /// The series of one scrape and what happened to the others.
-#[derive(Debug, Default)]
-pub struct Outcome {
-    pub series: Vec<Series>,
+#[derive(Debug)]
+pub struct Outcome<S = Series> {
+    pub series: Vec<S>,
     /// Samples left after relabelling (before validity, duplicate and limit checks).
     pub post_relabel: u64,
     /// Invalid after relabelling, or a repeat of an earlier series.
     pub rejected: u64,
     /// Dropped because `max_series` was reached.
     pub over_limit: u64,
+}
+
+impl<S> Default for Outcome<S> {
+    fn default() -> Self {
+        Outcome {
+            series: Vec::new(),
+            post_relabel: 0,
+            rejected: 0,
+            over_limit: 0,
+        }
+    }
 }
 
 /// Where the samples came from: the `job` and `instance` labels.
@@ -55,18 +66,24 @@ pub fn build(
     for sample in samples {
         let timestamp_ms = sample.timestamp_ms.unwrap_or(ctx.timestamp_ms);
         let value = sample.value;
-        let mut labels = target_labels(sample, origin);
-        if !relabel::apply(rules, &mut labels) {
-            continue;
-        }
+        let (name, labels) = match judge(sample, ctx, origin, rules) {
+            Verdict::Dropped => continue,
+            Verdict::Invalid => {
+                out.post_relabel += 1;
+                out.rejected += 1;
+                continue;
+            }
+            Verdict::Kept(name, labels) => (name, labels),
+        };
         out.post_relabel += 1;
         let point = Point {
             timestamp_ms,
             value,
         };
-        let Some(series) = finish(labels, point, ctx) else {
-            out.rejected += 1;
-            continue;
+        let series = Series {
+            name,
+            labels,
+            points: vec![point],
         };
         let mut hasher = DefaultHasher::new();
         (&series.name, &series.labels).hash(&mut hasher);
@@ -86,6 +103,29 @@ pub fn build(
         out.series.push(series);
     }
     out
+}
+
+/// What target labels, relabelling and validation make of one sample's series.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// A relabel rule dropped it.
+    Dropped,
+    /// Left invalid by relabelling.
+    Invalid,
+    /// The final name and label set (sorted, valid).
+    Kept(String, Vec<Label>),
+}
+
+/// The [`Verdict`] on `sample`'s series (its value and timestamp play no part).
+pub fn judge(sample: Sample, ctx: &Context, origin: Origin<'_>, rules: &[Rule]) -> Verdict {
+    let mut labels = target_labels(sample, origin);
+    if !relabel::apply(rules, &mut labels) {
+        return Verdict::Dropped;
+    }
+    match finish(labels, ctx) {
+        Some(series) => Verdict::Kept(series.name, series.labels),
+        None => Verdict::Invalid,
+    }
 }
 
 fn target_labels(sample: Sample, origin: Origin<'_>) -> Labels {
@@ -113,8 +153,8 @@ fn target_labels(sample: Sample, origin: Origin<'_>) -> Labels {
     labels
 }
 
-/// The final series, or `None` if relabelling left it invalid.
-fn finish(mut labels: Labels, point: Point, ctx: &Context) -> Option<Series> {
+/// The final series (without points), or `None` if relabelling left it invalid.
+fn finish(mut labels: Labels, ctx: &Context) -> Option<Series> {
     let name = labels.remove(NAME)?;
     let base = ctx.base_labels();
     let mut all: Vec<Label> = Vec::with_capacity(base.len() + labels.len());
@@ -124,7 +164,7 @@ fn finish(mut labels: Labels, point: Point, ctx: &Context) -> Option<Series> {
             .filter(|(n, v)| !v.is_empty() && !base.iter().any(|b| &b.name == n))
             .map(|(name, value)| Label { name, value }),
     );
-    let series = Series::new(name, all, vec![point]);
+    let series = Series::new(name, all, Vec::new());
     series.validate().ok().map(|()| series)
 }
 

@@ -13,6 +13,8 @@ use std::path::Path;
 
 use vigil_common::MetricKind::{self, Counter, Gauge};
 
+pub use super::files::ProcFiles;
+
 /// USER_HZ: the unit of /proc/stat CPU times on every Linux architecture.
 const USER_HZ: f64 = 100.0;
 /// /proc/diskstats counts 512-byte sectors whatever the device's block size.
@@ -58,51 +60,48 @@ pub const FAMILIES: &[(&str, MetricKind, &str, &str)] = &[
 /// A sample before labels from the context are added: name, labels, value.
 pub type Sample = (&'static str, Vec<(&'static str, String)>, f64);
 
-/// Reads every source under `root` (normally `/proc`) except `stat`, which
-/// the caller reads once for both this and CPU usage; missing files are skipped.
-pub fn read_all(root: &Path, stat_text: Option<&str>) -> Vec<Sample> {
+/// Reads every source of `files` (normally under `/proc`) except `stat`,
+/// which the caller reads once for both [`stat`] and CPU usage; missing files
+/// are skipped.
+pub fn read_all(files: &mut ProcFiles) -> Vec<Sample> {
     let mut out = Vec::new();
-    let read = |rel: &str| std::fs::read_to_string(root.join(rel)).ok();
-    if let Some(text) = stat_text {
-        out.extend(stat(text));
+    if let Some(text) = files.read("meminfo") {
+        out.extend(meminfo(text));
     }
-    if let Some(text) = read("meminfo") {
-        out.extend(meminfo(&text));
+    if let Some(text) = files.read("vmstat") {
+        out.extend(vmstat(text));
     }
-    if let Some(text) = read("vmstat") {
-        out.extend(vmstat(&text));
+    if let Some(text) = files.read("sys/fs/file-nr") {
+        out.extend(file_nr(text));
     }
-    if let Some(text) = read("sys/fs/file-nr") {
-        out.extend(file_nr(&text));
+    if let Some(text) = files.read("net/dev") {
+        out.extend(net_dev(text));
     }
-    if let Some(text) = read("net/dev") {
-        out.extend(net_dev(&text));
+    if let Some(text) = files.read("loadavg") {
+        out.extend(loadavg(text));
     }
-    if let Some(text) = read("loadavg") {
-        out.extend(loadavg(&text));
+    if let Some(text) = files.read("uptime") {
+        out.extend(uptime(text));
     }
-    if let Some(text) = read("uptime") {
-        out.extend(uptime(&text));
+    if let Some(text) = files.read("net/snmp") {
+        out.extend(snmp_tcp(text));
     }
-    if let Some(text) = read("net/snmp") {
-        out.extend(snmp_tcp(&text));
+    if let Some(text) = files.read("net/netstat") {
+        out.extend(netstat_listen(text));
     }
-    if let Some(text) = read("net/netstat") {
-        out.extend(netstat_listen(&text));
+    if let Some(text) = files.read("net/sockstat") {
+        out.extend(sockstat(text));
     }
-    if let Some(text) = read("net/sockstat") {
-        out.extend(sockstat(&text));
-    }
-    if let Some(text) = read("diskstats") {
-        out.extend(diskstats(&text));
+    if let Some(text) = files.read("diskstats") {
+        out.extend(diskstats(text));
     }
     for (resource, file) in [
         ("cpu", "pressure/cpu"),
         ("memory", "pressure/memory"),
         ("io", "pressure/io"),
     ] {
-        if let Some(text) = read(file) {
-            out.extend(pressure(resource, &text));
+        if let Some(text) = files.read(file) {
+            out.extend(pressure(resource, text));
         }
     }
     out

@@ -104,7 +104,7 @@ async fn the_runner_starts_db_and_cache_collectors_by_role() {
     config.collect.redis.url = "redis://127.0.0.1:1".into();
     let mut runner = Runner::from_config(&config, Arc::new(Stats::default())).expect("runner");
     let c = runner.collect().await;
-    let find = |name: &str| c.series.iter().find(|s| s.name == name).expect(name);
+    let find = |name: &str| c.series.iter().find(|s| s.name() == name).expect(name);
     assert_eq!(find("pg_up").points[0].value, 0.0);
     assert_eq!(find("pg_up").label("role"), Some("db"));
     assert_eq!(find("redis_up").points[0].value, 0.0);
@@ -113,7 +113,7 @@ async fn the_runner_starts_db_and_cache_collectors_by_role() {
         let up = c
             .series
             .iter()
-            .find(|s| s.name == "vigil_agent_collector_up" && s.label("collector") == Some(name));
+            .find(|s| s.name() == "vigil_agent_collector_up" && s.label("collector") == Some(name));
         assert_eq!(up.map(|s| s.points[0].value), Some(1.0), "{name}");
     }
     assert!(c.metadata.iter().any(|m| m.name == "pg_xact_commit_total"));
@@ -129,7 +129,7 @@ async fn the_runner_starts_db_and_cache_collectors_by_role() {
     assert!(
         c.series
             .iter()
-            .all(|s| s.name != "pg_up" && s.name != "redis_up")
+            .all(|s| s.name() != "pg_up" && s.name() != "redis_up")
     );
 }
 
@@ -164,7 +164,9 @@ async fn hung_services_are_down_within_a_short_interval() {
     let value = |name: &str, collector: Option<&str>| {
         c.series
             .iter()
-            .find(|s| s.name == name && (collector.is_none() || s.label("collector") == collector))
+            .find(|s| {
+                s.name() == name && (collector.is_none() || s.label("collector") == collector)
+            })
             .map(|s| s.points[0].value)
     };
     assert_eq!(value("pg_up", None), Some(0.0));

@@ -309,12 +309,18 @@ fn pressure_totals_in_seconds() {
 fn read_all_skips_what_is_missing() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("stat"), STAT).expect("write");
-    let s = read_all(dir.path(), Some(STAT));
-    assert!(value(&s, "system_context_switches_total", None).is_some());
+    std::fs::write(dir.path().join("loadavg"), "0.5 0.25 0.1 1/100 42\n").expect("write");
+    let s = read_all(&mut ProcFiles::new(dir.path()));
+    assert_eq!(value(&s, "system_load1", None), Some(0.5));
     assert!(value(&s, "system_tcp_established", None).is_none());
+    assert!(
+        value(&s, "system_context_switches_total", None).is_none(),
+        "stat is the caller's"
+    );
     // Everything emitted is a documented family.
-    let stat_text = std::fs::read_to_string("/proc/stat").ok();
-    let live = read_all(Path::new("/proc"), stat_text.as_deref());
+    let stat_text = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+    let mut live = stat(&stat_text);
+    live.extend(read_all(&mut ProcFiles::new(Path::new("/proc"))));
     for (name, _, v) in &live {
         assert!(
             FAMILIES
