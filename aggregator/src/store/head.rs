@@ -24,6 +24,7 @@ use promql_parser::label::Matcher;
 use tracing::info;
 use vigil_common::{BatchHeader, Label, MetricMetadata, Series, now_ms};
 
+use super::behind::WriteBehind;
 use super::metadata::StoredMetadata;
 use super::rollup::{Bucket, Resolution, Table};
 use super::{AgentRecord, CommitOutcome, HostInfo, Store, StoreError, TokenInfo, TokenRecord};
@@ -156,6 +157,32 @@ impl Head {
             }
         }
         self.publish(&st);
+    }
+
+    /// Appends `series` if the head is warmed and already holds every one
+    /// of them; else appends nothing and returns false.
+    pub fn append_held(&self, series: &[Series]) -> bool {
+        let labelled: Vec<Labels> = series.iter().map(series_labels).collect();
+        let Ok(mut st) = self.state.write() else {
+            return false;
+        };
+        let Some(from) = st.covered_from else {
+            return false;
+        };
+        if !labelled.iter().all(|l| st.series.contains_key(l)) {
+            return false;
+        }
+        let mut added = 0;
+        for (labels, s) in labelled.iter().zip(series) {
+            if let Some(samples) = st.series.get_mut(labels) {
+                for p in s.points.iter().filter(|p| p.timestamp_ms >= from) {
+                    added += usize::from(insert_sample(samples, p.timestamp_ms, p.value));
+                }
+            }
+        }
+        st.samples += added;
+        self.publish(&st);
+        true
     }
 
     /// Drops samples older than `now - head_duration` and series left empty.
@@ -304,11 +331,17 @@ impl Head {
 pub struct HeadStore {
     inner: Arc<dyn Store>,
     head: Arc<Head>,
+    behind: WriteBehind,
 }
 
 impl HeadStore {
     pub fn new(inner: Arc<dyn Store>, head: Arc<Head>) -> Self {
-        HeadStore { inner, head }
+        let behind = WriteBehind::new(inner.clone(), head.metrics.clone());
+        HeadStore {
+            inner,
+            head,
+            behind,
+        }
     }
 
     pub fn head(&self) -> &Arc<Head> {
@@ -368,6 +401,22 @@ impl Store for HeadStore {
         let stored = self.inner.write_series(series).await?;
         self.head.append(series);
         Ok(stored)
+    }
+
+    /// Series the head already holds (so the series index knows them) are
+    /// appended at once and written behind; a batch with a new series is
+    /// written first, so its id is in the index when a query looks.
+    async fn write_derived(&self, series: &[Series]) -> Result<(), StoreError> {
+        if self.head.append_held(series) {
+            self.behind.push(series.to_vec()).await
+        } else {
+            self.write_series(series).await.map(|_| ())
+        }
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.behind.flush().await?;
+        self.inner.flush().await
     }
 
     async fn select_series(&self, matchers: &[Matcher]) -> Result<Vec<(i64, Labels)>, StoreError> {
