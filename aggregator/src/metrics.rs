@@ -51,6 +51,10 @@ pub struct StorageMetrics {
     pub head_series: Gauge,
     pub head_samples: Gauge,
     pub head_series_refused: Counter,
+    /// Failed attempts to write recording rule output (each is retried).
+    pub derived_write_failures: Counter,
+    /// Recording rule samples given up after every attempt failed.
+    pub derived_samples_dropped: Counter,
     /// Per resolution (`1m`, `1h`): seconds between now and the rollup watermark.
     pub rollup_lag_seconds: Family<Resolution, Gauge>,
     pub partitions_dropped: Counter,
@@ -79,6 +83,16 @@ impl StorageMetrics {
             "head_series_refused",
             "Series not admitted to the head because it was full (read from the store)",
             self.head_series_refused.clone(),
+        );
+        registry.register(
+            "recording_write_failures",
+            "Failed attempts to write recording rule output to the database (retried)",
+            self.derived_write_failures.clone(),
+        );
+        registry.register(
+            "recording_samples_dropped",
+            "Recording rule samples not written after every attempt failed",
+            self.derived_samples_dropped.clone(),
         );
         registry.register(
             "rollup_watermark_lag_seconds",

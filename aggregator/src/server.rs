@@ -292,6 +292,12 @@ impl Running {
         for task in self.background {
             task.abort();
         }
+        // Recording rule output still queued for the database.
+        match tokio::time::timeout(CLOSE_WAIT, self.state.store.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "could not flush recording rule output"),
+            Err(_) => warn!("recording rule output not flushed in time"),
+        }
         for task in self.servers {
             let abort = task.abort_handle();
             if tokio::time::timeout(CLOSE_WAIT, task).await.is_err() {

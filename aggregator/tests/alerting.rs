@@ -445,6 +445,96 @@ groups:
         expr: cpu > 0
 "#;
 
+const RECORD_ONLY: &str = r#"
+groups:
+  - name: rec
+    rules:
+      - record: job:cpu:max
+        expr: max(cpu)
+"#;
+
+/// Samples of `job:cpu:max` in the database itself (not the head).
+async fn recorded_in_db(inner: &dyn Store) -> Vec<(i64, f64)> {
+    let name = promql_parser::label::Matcher::new(
+        promql_parser::label::MatchOp::Equal,
+        "__name__",
+        "job:cpu:max",
+    );
+    let ids: Vec<i64> = inner
+        .select_series(&[name])
+        .await
+        .expect("select")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let mut samples: Vec<(i64, f64)> = inner
+        .read_samples(&ids, 0, i64::MAX, 1000)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|(_, t, v)| (t, v))
+        .collect();
+    samples.sort_by_key(|&(t, _)| t);
+    samples
+}
+
+/// A recording rule's output is queryable when the round returns, while
+/// its database write happens behind the round: with the database's one
+/// writer connection held, the round still finishes and the query sees the
+/// new value; once the writer is free the sample is in the database.
+#[tokio::test]
+async fn recording_output_reaches_the_database_behind_the_round() {
+    let h = Harness::sqlite(RECORD_ONLY, config_with_rules()).await;
+    let tokens = h.tokens().await;
+    let t = t0();
+    h.write("cpu", "a", t, 80.0).await;
+    // A new output series is written before the round returns (so the
+    // series index knows it).
+    h.round(t).await;
+    assert_eq!(recorded_in_db(h.inner.as_ref()).await, vec![(t, 80.0)]);
+    h.write("cpu", "a", t + 60 * S, 70.0).await;
+
+    let store::Db::Sqlite { writer, .. } = h.inner.db() else {
+        panic!("a SQLite store");
+    };
+    let mut held = writer.acquire().await.expect("the writer connection");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *held)
+        .await
+        .expect("take the write lock");
+    tokio::time::timeout(std::time::Duration::from_secs(5), h.round(t + 60 * S))
+        .await
+        .expect("the round waited for the database");
+    let q = common::query_string(&[
+        ("query", "job:cpu:max"),
+        ("time", &((t + 60 * S) / 1000).to_string()),
+    ]);
+    let r = h
+        .get(&format!("/prometheus/api/v1/query?{q}"), &tokens.read)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["data"]["result"][0]["value"][1], "70", "{}", r.json);
+    assert_eq!(
+        recorded_in_db(h.inner.as_ref()).await,
+        vec![(t, 80.0)],
+        "not written while the writer is held"
+    );
+
+    sqlx::query("ROLLBACK")
+        .execute(&mut *held)
+        .await
+        .expect("release the write lock");
+    drop(held);
+    tokio::time::timeout(std::time::Duration::from_secs(10), h.state.store.flush())
+        .await
+        .expect("flushed in time")
+        .expect("flush");
+    assert_eq!(
+        recorded_in_db(h.inner.as_ref()).await,
+        vec![(t, 80.0), (t + 60 * S, 70.0)]
+    );
+}
+
 #[tokio::test]
 async fn recording_rules_are_queryable_and_a_failing_rule_stops_nothing() {
     let h = Harness::sqlite(RECORDING, config_with_rules()).await;

@@ -24,6 +24,7 @@ use promql_parser::label::Matcher;
 use tracing::info;
 use vigil_common::{BatchHeader, Label, MetricMetadata, Series, now_ms};
 
+use super::behind::WriteBehind;
 use super::metadata::StoredMetadata;
 use super::rollup::{Bucket, Resolution, Table};
 use super::{AgentRecord, CommitOutcome, HostInfo, Store, StoreError, TokenInfo, TokenRecord};
@@ -38,11 +39,60 @@ const WARM_CHUNK: usize = 1_000;
 struct State {
     /// `None` until warmed.
     covered_from: Option<i64>,
-    // FxHash: every query hashes each selected series' label set here
-    // (SipHash was a tenth of a rule evaluation round's time).
-    series: rustc_hash::FxHashMap<Labels, Vec<(i64, f64)>>,
+    /// Slot (in `slots`) of each held series.
+    series: rustc_hash::FxHashMap<Labels, usize>,
+    /// Samples of each held series.
+    slots: Vec<Vec<(i64, f64)>>,
+    /// Slots by series id, for [`Head::probe_id`]: queries then hash an id
+    /// instead of a label set (which was a fifth of a rule evaluation
+    /// round). Learnt on warming and on the first probe of a series; rebuilt
+    /// when [`Head::trim`] drops series.
+    by_id: rustc_hash::FxHashMap<i64, usize>,
     refused: rustc_hash::FxHashSet<Labels>,
     samples: usize,
+}
+
+impl State {
+    fn get(&self, labels: &Labels) -> Option<&Vec<(i64, f64)>> {
+        self.slots.get(*self.series.get(labels)?)
+    }
+
+    fn get_mut(&mut self, labels: &Labels) -> Option<&mut Vec<(i64, f64)>> {
+        self.slots.get_mut(*self.series.get(labels)?)
+    }
+
+    fn insert(&mut self, labels: Labels, samples: Vec<(i64, f64)>) -> usize {
+        let slot = self.slots.len();
+        self.slots.push(samples);
+        self.series.insert(labels, slot);
+        slot
+    }
+
+    /// Drops the slots left empty, renumbering the others.
+    fn compact(&mut self) {
+        let mut new_slot = vec![usize::MAX; self.slots.len()];
+        let mut kept = Vec::with_capacity(self.slots.len());
+        for (old, samples) in std::mem::take(&mut self.slots).into_iter().enumerate() {
+            if !samples.is_empty() {
+                new_slot[old] = kept.len();
+                kept.push(samples);
+            }
+        }
+        self.slots = kept;
+        let renumber = |slot: &mut usize| {
+            *slot = new_slot.get(*slot).copied().unwrap_or(usize::MAX);
+            *slot != usize::MAX
+        };
+        self.series.retain(|_, slot| renumber(slot));
+        self.by_id.retain(|_, slot| renumber(slot));
+    }
+}
+
+/// Samples of `samples` in `[start, end]`.
+fn in_range(samples: &[(i64, f64)], start: i64, end: i64) -> Vec<(i64, f64)> {
+    let lo = samples.partition_point(|&(t, _)| t < start);
+    let hi = samples.partition_point(|&(t, _)| t <= end);
+    samples[lo..hi.max(lo)].to_vec()
 }
 
 /// What the head knows of one series ([`Head::probe`]).
@@ -131,12 +181,10 @@ impl Head {
         };
         for (labels, s) in labelled {
             let points = s.points.iter().filter(|p| p.timestamp_ms >= from);
-            if st.series.contains_key(&labels) {
+            if let Some(samples) = st.get_mut(&labels) {
                 let mut added = 0;
-                if let Some(samples) = st.series.get_mut(&labels) {
-                    for p in points {
-                        added += usize::from(insert_sample(samples, p.timestamp_ms, p.value));
-                    }
+                for p in points {
+                    added += usize::from(insert_sample(samples, p.timestamp_ms, p.value));
                 }
                 st.samples += added;
             } else if st.refused.contains(&labels) {
@@ -151,11 +199,37 @@ impl Head {
                 }
                 if !samples.is_empty() {
                     st.samples += samples.len();
-                    st.series.insert(labels, samples);
+                    st.insert(labels, samples);
                 }
             }
         }
         self.publish(&st);
+    }
+
+    /// Appends `series` if the head is warmed and already holds every one
+    /// of them; else appends nothing and returns false.
+    pub fn append_held(&self, series: &[Series]) -> bool {
+        let labelled: Vec<Labels> = series.iter().map(series_labels).collect();
+        let Ok(mut st) = self.state.write() else {
+            return false;
+        };
+        let Some(from) = st.covered_from else {
+            return false;
+        };
+        if !labelled.iter().all(|l| st.series.contains_key(l)) {
+            return false;
+        }
+        let mut added = 0;
+        for (labels, s) in labelled.iter().zip(series) {
+            if let Some(samples) = st.get_mut(labels) {
+                for p in s.points.iter().filter(|p| p.timestamp_ms >= from) {
+                    added += usize::from(insert_sample(samples, p.timestamp_ms, p.value));
+                }
+            }
+        }
+        st.samples += added;
+        self.publish(&st);
+        true
     }
 
     /// Drops samples older than `now - head_duration` and series left empty.
@@ -172,13 +246,17 @@ impl Head {
         }
         st.covered_from = Some(cutoff);
         let mut removed = 0;
-        st.series.retain(|_, samples| {
+        let mut emptied = false;
+        for samples in &mut st.slots {
             let keep_from = samples.partition_point(|&(t, _)| t < cutoff);
             removed += keep_from;
             samples.drain(..keep_from);
             samples.shrink_to(samples.len() * 2);
-            !samples.is_empty()
-        });
+            emptied |= samples.is_empty();
+        }
+        if emptied {
+            st.compact();
+        }
         st.samples -= removed;
         self.publish(&st);
     }
@@ -187,10 +265,7 @@ impl Head {
     /// hold the series (refused, or no sample in the covered range).
     pub fn get(&self, labels: &Labels, start: i64, end: i64) -> Option<Vec<(i64, f64)>> {
         let st = self.state.read().ok()?;
-        let samples = st.series.get(labels)?;
-        let lo = samples.partition_point(|&(t, _)| t < start);
-        let hi = samples.partition_point(|&(t, _)| t <= end);
-        Some(samples[lo..hi.max(lo)].to_vec())
+        Some(in_range(st.get(labels)?, start, end))
     }
 
     /// Whether the head has a sample of `labels` in `[start, end]`.
@@ -198,7 +273,7 @@ impl Head {
         let Ok(st) = self.state.read() else {
             return false;
         };
-        st.series.get(labels).is_some_and(|samples| {
+        st.get(labels).is_some_and(|samples| {
             let lo = samples.partition_point(|&(t, _)| t < start);
             samples.get(lo).is_some_and(|&(t, _)| t <= end)
         })
@@ -218,15 +293,32 @@ impl Head {
         let Ok(st) = self.state.read() else {
             return Probe::Absent;
         };
-        match st.series.get(labels) {
-            Some(samples) => {
-                let lo = samples.partition_point(|&(t, _)| t < start);
-                let hi = samples.partition_point(|&(t, _)| t <= end);
-                Probe::Held(samples[lo..hi.max(lo)].to_vec())
-            }
+        match st.get(labels) {
+            Some(samples) => Probe::Held(in_range(samples, start, end)),
             None if st.refused.contains(labels) => Probe::Refused,
             None => Probe::Absent,
         }
+    }
+
+    /// [`Head::probe`] of the series `id` (whose label set is `labels`):
+    /// one id lookup once the head has seen this id.
+    pub fn probe_id(&self, id: i64, labels: &Labels, start: i64, end: i64) -> Probe {
+        {
+            let Ok(st) = self.state.read() else {
+                return Probe::Absent;
+            };
+            if let Some(samples) = st.by_id.get(&id).and_then(|&slot| st.slots.get(slot)) {
+                return Probe::Held(in_range(samples, start, end));
+            }
+        }
+        let probe = self.probe(labels, start, end);
+        if matches!(probe, Probe::Held(_))
+            && let Ok(mut st) = self.state.write()
+            && let Some(&slot) = st.series.get(labels)
+        {
+            st.by_id.insert(id, slot);
+        }
+        probe
     }
 
     /// Whether the head refused `labels` for being full.
@@ -277,13 +369,20 @@ impl Head {
                 let id = rows[i].0;
                 let j = i + rows[i..].iter().take_while(|r| r.0 == id).count();
                 if let Some(&labels) = labels_of.get(&id) {
-                    let room = st.series.len() < self.max_series;
-                    let present = st.series.contains_key(labels);
-                    if present || room {
+                    let slot = match st.series.get(labels) {
+                        Some(&slot) => Some(slot),
+                        None if st.series.len() < self.max_series => {
+                            Some(st.insert(labels.clone(), Vec::new()))
+                        }
+                        None => None,
+                    };
+                    if let Some(slot) = slot {
+                        st.by_id.insert(id, slot);
                         let mut added = 0;
-                        let samples = st.series.entry(labels.clone()).or_default();
-                        for &(_, t, v) in &rows[i..j] {
-                            added += usize::from(insert_sample(samples, t, v));
+                        if let Some(samples) = st.slots.get_mut(slot) {
+                            for &(_, t, v) in &rows[i..j] {
+                                added += usize::from(insert_sample(samples, t, v));
+                            }
                         }
                         st.samples += added;
                     } else if st.refused.insert(labels.clone()) {
@@ -304,11 +403,17 @@ impl Head {
 pub struct HeadStore {
     inner: Arc<dyn Store>,
     head: Arc<Head>,
+    behind: WriteBehind,
 }
 
 impl HeadStore {
     pub fn new(inner: Arc<dyn Store>, head: Arc<Head>) -> Self {
-        HeadStore { inner, head }
+        let behind = WriteBehind::new(inner.clone(), head.metrics.clone());
+        HeadStore {
+            inner,
+            head,
+            behind,
+        }
     }
 
     pub fn head(&self) -> &Arc<Head> {
@@ -368,6 +473,22 @@ impl Store for HeadStore {
         let stored = self.inner.write_series(series).await?;
         self.head.append(series);
         Ok(stored)
+    }
+
+    /// Series the head already holds (so the series index knows them) are
+    /// appended at once and written behind; a batch with a new series is
+    /// written first, so its id is in the index when a query looks.
+    async fn write_derived(&self, series: &[Series]) -> Result<(), StoreError> {
+        if self.head.append_held(series) {
+            self.behind.push(series.to_vec()).await
+        } else {
+            self.write_series(series).await.map(|_| ())
+        }
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.behind.flush().await?;
+        self.inner.flush().await
     }
 
     async fn select_series(&self, matchers: &[Matcher]) -> Result<Vec<(i64, Labels)>, StoreError> {

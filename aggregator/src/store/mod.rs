@@ -14,6 +14,7 @@
 //! A batch is committed in one transaction: dedup row, series, samples, host
 //! row. Only after that transaction commits does the aggregator ack.
 
+pub mod behind;
 pub mod config;
 pub mod head;
 pub mod index;
@@ -150,6 +151,19 @@ pub trait Store: Send + Sync + 'static {
     /// Idempotent per (series, timestamp): a sample already stored is kept
     /// and not counted. Returns the number of samples stored.
     async fn write_series(&self, series: &[Series]) -> Result<u64, StoreError>;
+
+    /// Stores derived samples (recording rule output). Visible to queries
+    /// on return; the database write may come later (the head's
+    /// write-behind, see [`behind`]). By default: [`Store::write_series`].
+    async fn write_derived(&self, series: &[Series]) -> Result<(), StoreError> {
+        self.write_series(series).await.map(|_| ())
+    }
+
+    /// Returns once every [`Store::write_derived`] before it is in the
+    /// database (shutdown, tests).
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Ids and label sets (with `__name__`, sorted) of the series matching
     /// every matcher, from the in-memory index after picking up rows other

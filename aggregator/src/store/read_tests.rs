@@ -516,3 +516,46 @@ async fn a_dead_database_is_a_storage_error_for_queries() {
         .expect_err("no file");
     assert!(matches!(err, SourceError::Storage(_)), "{err}");
 }
+
+/// Probes by series id stay right after `trim` drops a series and
+/// renumbers the others' slots.
+#[tokio::test]
+async fn probes_by_id_survive_a_trim_that_drops_series() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open("sqlite:v.db", dir.path(), 2).expect("open");
+    store.migrate().await.expect("migrate");
+    let now = now_ms();
+    let head = head::Head::new(Duration::from_secs(3600), 10, StorageMetrics::default());
+    head.warm(store.as_ref(), now).await.expect("warm");
+    let old = series("m", &[("s", "old")], &[(now - 50 * MIN, 1.0)]);
+    let new = series("m", &[("s", "new")], &[(now - 50 * MIN, 2.0), (now, 3.0)]);
+    let mid = series("m", &[("s", "mid")], &[(now - 50 * MIN, 5.0), (now, 6.0)]);
+    head.append(&[old.clone(), mid.clone(), new.clone()]);
+    let (old_l, new_l) = (head::series_labels(&old), head::series_labels(&new));
+    let mid_l = head::series_labels(&mid);
+    let all = |id, l| head.probe_id(id, l, 0, i64::MAX);
+    assert_eq!(
+        all(1, &old_l),
+        head::Probe::Held(vec![(now - 50 * MIN, 1.0)])
+    );
+    assert_eq!(
+        all(2, &new_l),
+        head::Probe::Held(vec![(now - 50 * MIN, 2.0), (now, 3.0)])
+    );
+    assert_eq!(
+        all(3, &mid_l),
+        head::Probe::Held(vec![(now - 50 * MIN, 5.0), (now, 6.0)])
+    );
+    // The cutoff passes the old series' only sample: it goes, the others
+    // move to new slots (a stale id would read the other series).
+    head.trim(now + 15 * MIN);
+    assert_eq!(all(1, &old_l), head::Probe::Absent);
+    assert_eq!(all(2, &new_l), head::Probe::Held(vec![(now, 3.0)]));
+    assert_eq!(all(3, &mid_l), head::Probe::Held(vec![(now, 6.0)]));
+    head.append(&[series("m", &[("s", "new")], &[(now + MIN, 4.0)])]);
+    assert_eq!(
+        all(2, &new_l),
+        head::Probe::Held(vec![(now, 3.0), (now + MIN, 4.0)])
+    );
+    assert_eq!(head.size(), (2, 3));
+}

@@ -72,7 +72,7 @@ impl Source for StoreSource {
             // A range that ends before the head covers anything is all
             // the store's (as for a refused series).
             let probe = if head_start <= end_ms {
-                self.head.probe(labels, head_start, end_ms)
+                self.head.probe_id(*id, labels, head_start, end_ms)
             } else {
                 Probe::Refused
             };

@@ -165,12 +165,12 @@ impl Querier {
         Ok(series)
     }
 
-    /// Writes recording rule output through the store (and so the head).
+    /// Writes recording rule output through the store: in the head at once,
+    /// in the database behind (`Store::write_derived`).
     async fn write(&self, series: &[Series]) -> Result<(), String> {
         self.store
-            .write_series(series)
+            .write_derived(series)
             .await
-            .map(|_| ())
             .map_err(|e| format!("writing the result: {e}"))
     }
 }
