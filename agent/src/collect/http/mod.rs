@@ -27,7 +27,8 @@ use tokio_rustls::TlsConnector;
 
 mod target;
 
-pub use target::{Target, basic_auth, tls_config};
+pub use target::{Target, tls_config};
+pub use vigil_common::tls::basic_auth;
 
 /// Why an exchange failed. Each maps to `up 0` / `probe_success 0`.
 #[derive(Debug, Error)]

@@ -95,32 +95,7 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, S
             tracing::debug!(added, ignored, "system trust store loaded");
         }
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(vigil_common::tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
-/// `Basic base64(user:password)` (RFC 7617).
-pub fn basic_auth(username: &str, password: &str) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let input = format!("{username}:{password}");
-    let mut out = String::from("Basic ");
-    for chunk in input.as_bytes().chunks(3) {
-        let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
-        let n = (byte(0) << 16) | (byte(1) << 8) | byte(2);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    vigil_common::tls::http_client_config(roots).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -151,16 +126,5 @@ mod tests {
         ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn basic_auth_is_rfc_7617() {
-        assert_eq!(
-            basic_auth("Aladdin", "open sesame"),
-            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
-        );
-        assert_eq!(basic_auth("a", ""), "Basic YTo=");
-        assert_eq!(basic_auth("ab", "c"), "Basic YWI6Yw==");
-        assert_eq!(basic_auth("ab", "cd"), "Basic YWI6Y2Q=");
     }
 }

@@ -112,7 +112,10 @@ impl HttpConfig {
         if let Some(b) = &self.basic_auth {
             let password = secret_value(b.password.as_ref(), b.password_file.as_deref())?;
             let password = password.as_ref().map_or("", Secret::expose);
-            return Ok(Some(Secret::new(basic_auth(&b.username, password))));
+            return Ok(Some(Secret::new(vigil_common::tls::basic_auth(
+                &b.username,
+                password,
+            ))));
         }
         let token = secret_value(
             self.bearer_token.as_ref(),
@@ -150,13 +153,7 @@ pub(super) fn client() -> Result<HttpClient, String> {
 }
 
 fn tls_config(roots: rustls::RootCertStore) -> Result<Arc<rustls::ClientConfig>, String> {
-    let mut config = rustls::ClientConfig::builder_with_provider(vigil_common::tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    vigil_common::tls::http_client_config(roots).map_err(|e| format!("TLS setup: {e}"))
 }
 
 impl HttpClient {
@@ -320,38 +317,4 @@ async fn read_excerpt(mut body: hyper::body::Incoming) -> String {
         .chars()
         .take(ERROR_BODY_CHARS)
         .collect()
-}
-
-/// `Basic base64(user:password)` (RFC 7617).
-fn basic_auth(username: &str, password: &str) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let input = format!("{username}:{password}");
-    let mut out = String::from("Basic ");
-    for chunk in input.as_bytes().chunks(3) {
-        let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
-        let n = (byte(0) << 16) | (byte(1) << 8) | byte(2);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn basic_auth_is_rfc_7617() {
-        assert_eq!(
-            basic_auth("Aladdin", "open sesame"),
-            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
-        );
-        assert_eq!(basic_auth("a", ""), "Basic YTo=");
-        assert_eq!(basic_auth("ab", "c"), "Basic YWI6Yw==");
-    }
 }
