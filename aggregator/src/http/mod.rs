@@ -18,11 +18,13 @@ mod ops;
 pub mod prometheus;
 pub mod reports;
 pub mod resources;
+pub mod session;
 pub mod silences;
 
 pub mod rules;
 pub mod summary;
 pub mod tokens;
+pub mod web;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
