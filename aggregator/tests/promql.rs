@@ -203,7 +203,7 @@ fn check(result: &Value, expected: &[String], ordered: bool) -> Result<(), Strin
                         .iter()
                         .map(|(_, v)| (v.to_bits() != GAP).then_some(*v))
                         .collect();
-                    (s.labels.clone(), values)
+                    (s.labels.to_vec(), values)
                 })
                 .collect();
             compare(got, expected, ordered)

@@ -215,7 +215,7 @@ pub struct MetricsReport {
 fn series_name(s: &RawSeries) -> String {
     let mut name = String::new();
     let mut labels = Vec::new();
-    for l in &s.labels {
+    for l in s.labels.iter() {
         if l.name == crate::query::source::METRIC_NAME {
             name = l.value.clone();
         } else {
@@ -366,7 +366,7 @@ mod tests {
     #[test]
     fn csv_quotes_and_fills_gaps() {
         let s = RawSeries {
-            labels: vec![Label::new("__name__", "x"), Label::new("path", "/a,b")],
+            labels: vec![Label::new("__name__", "x"), Label::new("path", "/a,b")].into(),
             samples: vec![(0, 1.5), (2000, f64::NAN)],
         };
         let csv = to_csv(&[s], 0, 2000, 1000);

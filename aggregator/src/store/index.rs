@@ -7,7 +7,9 @@
 //! the table (everything above the highest id read so far, so rows written
 //! by another process show up too) and kept current by the write path.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -16,13 +18,15 @@ use vigil_common::Label;
 
 use super::StoreError;
 use crate::query::Labels;
+use crate::query::source::SharedLabels;
 use crate::query::source::{METRIC_NAME, matches};
 
 #[derive(Default)]
 struct Inner {
-    labels: HashMap<i64, Labels>,
-    /// `(name, value)` -> ids, sorted ascending.
-    postings: HashMap<(String, String), Vec<i64>>,
+    labels: FxHashMap<i64, SharedLabels>,
+    /// name -> value -> ids, sorted ascending (nested so a lookup needs no
+    /// owned key).
+    postings: FxHashMap<String, FxHashMap<String, Vec<i64>>>,
     /// Highest id read from the table by [`SeriesIndex::load`].
     loaded_upto: i64,
 }
@@ -107,7 +111,9 @@ impl SeriesIndex {
             for l in &labels {
                 let ids = inner
                     .postings
-                    .entry((l.name.clone(), l.value.clone()))
+                    .entry(l.name.clone())
+                    .or_default()
+                    .entry(l.value.clone())
                     .or_default();
                 // Ids mostly arrive ascending: push, else insert in place.
                 match ids.last() {
@@ -119,12 +125,12 @@ impl SeriesIndex {
                     _ => ids.push(id),
                 }
             }
-            inner.labels.insert(id, labels);
+            inner.labels.insert(id, SharedLabels::new(labels));
         }
     }
 
     /// Ids and labels of the series matching every matcher, sorted by labels.
-    pub fn select(&self, matchers: &[Matcher]) -> Vec<(i64, Labels)> {
+    pub fn select(&self, matchers: &[Matcher]) -> Vec<(i64, SharedLabels)> {
         let Ok(inner) = self.inner.read() else {
             return Vec::new();
         };
@@ -134,7 +140,8 @@ impl SeriesIndex {
             if matches!(m.op, MatchOp::Equal) && !m.value.is_empty() {
                 let ids = inner
                     .postings
-                    .get(&(m.name.clone(), m.value.clone()))
+                    .get(m.name.as_str())
+                    .and_then(|values| values.get(m.value.as_str()))
                     .map(Vec::as_slice)
                     .unwrap_or(&[]);
                 candidates = Some(match candidates {
@@ -143,7 +150,7 @@ impl SeriesIndex {
                 });
             }
         }
-        let mut out: Vec<(i64, Labels)> = match candidates {
+        let mut out: Vec<(i64, SharedLabels)> = match candidates {
             Some(ids) => ids
                 .into_iter()
                 .filter_map(|id| inner.labels.get(&id).map(|l| (id, l)))

@@ -168,7 +168,10 @@ pub trait Store: Send + Sync + 'static {
     /// Ids and label sets (with `__name__`, sorted) of the series matching
     /// every matcher, from the in-memory index after picking up rows other
     /// processes added to the `series` table.
-    async fn select_series(&self, matchers: &[Matcher]) -> Result<Vec<(i64, Labels)>, StoreError>;
+    async fn select_series(
+        &self,
+        matchers: &[Matcher],
+    ) -> Result<Vec<(i64, crate::query::source::SharedLabels)>, StoreError>;
 
     /// Samples `(series id, ts, value)` of the series `ids` with `start <= ts
     /// <= end`, in no particular order, in one round trip. At most

@@ -11,8 +11,6 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
 use vigil_common::{BatchHeader, MetricMetadata, Series};
 
-use crate::query::Labels;
-
 use promql_parser::label::Matcher;
 
 use super::index::SeriesIndex;
@@ -245,7 +243,10 @@ impl Store for PgStore {
         Ok(stored)
     }
 
-    async fn select_series(&self, matchers: &[Matcher]) -> Result<Vec<(i64, Labels)>, StoreError> {
+    async fn select_series(
+        &self,
+        matchers: &[Matcher],
+    ) -> Result<Vec<(i64, crate::query::source::SharedLabels)>, StoreError> {
         shared::pg::refresh_index(&self.pool, &self.index).await?;
         Ok(self.index.select(matchers))
     }

@@ -559,3 +559,49 @@ async fn probes_by_id_survive_a_trim_that_drops_series() {
     );
     assert_eq!(head.size(), (2, 3));
 }
+
+/// `probe_ids` answers like `probe_id` series by series, and with
+/// `latest_only` gives just the last sample in the range.
+#[tokio::test]
+async fn batch_probes_match_single_probes() {
+    let now = now_ms();
+    let head = head::Head::new(Duration::from_secs(3600), 10, StorageMetrics::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open("sqlite:v.db", dir.path(), 2).expect("open");
+    store.migrate().await.expect("migrate");
+    head.warm(store.as_ref(), now).await.expect("warm");
+    let a = series(
+        "m",
+        &[("s", "a")],
+        &[(now - 2 * MIN, 1.0), (now - MIN, 2.0), (now, 3.0)],
+    );
+    let b = series("m", &[("s", "b")], &[(now - 20 * MIN, 9.0)]);
+    head.append(&[a.clone(), b.clone()]);
+    let missing = series("m", &[("s", "never")], &[]);
+    let selected: Vec<(i64, crate::query::source::SharedLabels)> =
+        [(1, &a), (2, &b), (3, &missing)]
+            .into_iter()
+            .map(|(id, s)| (id, std::sync::Arc::new(head::series_labels(s))))
+            .collect();
+    let (start, end) = (now - 5 * MIN, now - MIN);
+    let all = head.probe_ids(&selected, start, end, false);
+    for ((id, labels), probe) in selected.iter().zip(&all) {
+        assert_eq!(
+            *probe,
+            head.probe_id(*id, labels, start, end),
+            "series {id}"
+        );
+    }
+    assert_eq!(
+        all[0],
+        head::Probe::Held(vec![(now - 2 * MIN, 1.0), (now - MIN, 2.0)])
+    );
+    assert_eq!(
+        head.probe_ids(&selected, start, end, true),
+        vec![
+            head::Probe::Held(vec![(now - MIN, 2.0)]),
+            head::Probe::Held(vec![]),
+            head::Probe::Absent,
+        ]
+    );
+}

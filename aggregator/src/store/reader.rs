@@ -17,6 +17,7 @@ use promql_parser::label::Matcher;
 use super::head::{Head, Probe};
 use super::rollup::{self, Rollups};
 use super::{Store, StoreError};
+use crate::query::source::SharedLabels;
 use crate::query::{Labels, RawSeries, SelectHints, Source, SourceError};
 
 /// Reads head + store (+ rollups).
@@ -68,27 +69,30 @@ impl Source for StoreSource {
         let mut in_head: Vec<Option<Vec<(i64, f64)>>> = Vec::with_capacity(selected.len());
         let (mut full, mut before_head) = (Vec::new(), Vec::new());
         let head_start = start_ms.max(head_from);
-        for (id, labels) in &selected {
-            // A range that ends before the head covers anything is all
-            // the store's (as for a refused series).
-            let probe = if head_start <= end_ms {
-                self.head.probe_id(*id, labels, head_start, end_ms)
-            } else {
-                Probe::Refused
-            };
+        // A range that ends before the head covers anything is all the
+        // store's (as for a refused series).
+        let probes = if head_start <= end_ms {
+            self.head
+                .probe_ids(&selected, head_start, end_ms, hints.latest_only)
+        } else {
+            vec![Probe::Refused; selected.len()]
+        };
+        for ((id, _), probe) in selected.iter().zip(probes) {
             let refused = probe == Probe::Refused;
             let recent = match probe {
                 Probe::Held(samples) => Some(samples),
                 Probe::Refused | Probe::Absent => None,
             };
             let held = recent.is_some();
+            // Only the last sample is wanted and the head has it.
+            let head_suffices = hints.latest_only && recent.as_ref().is_some_and(|r| !r.is_empty());
             in_head.push(recent);
             // A series the head does not hold has no sample from
             // `head_from` on, unless the head refused it for being full.
             let head_knows_absent = head_from <= start_ms && !refused;
             if !held && !head_knows_absent {
                 full.push(*id);
-            } else if held && raw_from < head_from {
+            } else if held && raw_from < head_from && !head_suffices {
                 before_head.push(*id);
             }
         }
@@ -182,7 +186,7 @@ impl Source for StoreSource {
         if start_ms > end_ms {
             return Ok(Vec::new());
         }
-        let mut selected: HashMap<i64, Labels> = HashMap::new();
+        let mut selected: HashMap<i64, SharedLabels> = HashMap::new();
         if matcher_sets.is_empty() {
             selected.extend(self.store.select_series(&[]).await.map_err(storage)?);
         }
@@ -198,7 +202,7 @@ impl Source for StoreSource {
                     .head
                     .has_sample_in(&labels, start_ms.max(head_from), end_ms);
             if recent {
-                found.insert(labels);
+                found.insert(Labels::clone(&labels));
             } else {
                 ask.push((id, labels));
             }
@@ -225,7 +229,7 @@ impl Source for StoreSource {
             found.extend(
                 ask.into_iter()
                     .filter(|(id, _)| have.contains(id))
-                    .map(|(_, l)| l),
+                    .map(|(_, l)| Labels::clone(&l)),
             );
         }
         Ok(found.into_iter().take(limit).collect())

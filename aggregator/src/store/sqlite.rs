@@ -16,8 +16,6 @@ use sqlx::sqlite::{
 use sqlx::{Decode, Encode, QueryBuilder, Sqlite, Transaction, Type, TypeInfo, ValueRef};
 use vigil_common::{BatchHeader, MetricMetadata, Series};
 
-use crate::query::Labels;
-
 use promql_parser::label::Matcher;
 
 use super::index::SeriesIndex;
@@ -289,7 +287,10 @@ impl Store for SqliteStore {
         Ok(stored)
     }
 
-    async fn select_series(&self, matchers: &[Matcher]) -> Result<Vec<(i64, Labels)>, StoreError> {
+    async fn select_series(
+        &self,
+        matchers: &[Matcher],
+    ) -> Result<Vec<(i64, crate::query::source::SharedLabels)>, StoreError> {
         shared::lite::refresh_index(&self.reader, &self.index).await?;
         Ok(self.index.select(matchers))
     }

@@ -218,7 +218,7 @@ mod tests {
             r#"{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a\"b"},"value":[1,"1"]}]}"#
         );
         let m = Value::Matrix(vec![RawSeries {
-            labels,
+            labels: labels.into(),
             samples: vec![(1_000, 1.0), (16_500, f64::NAN)],
         }]);
         assert_eq!(

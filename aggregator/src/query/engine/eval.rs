@@ -243,7 +243,7 @@ impl<'a> Evaluator<'a> {
                     }
                 }
             }
-            self.push_series(&mut out, s.labels.clone(), values)?;
+            self.push_series(&mut out, Labels::clone(&s.labels), values)?;
         }
         Ok(out)
     }
@@ -332,7 +332,7 @@ impl<'a> Evaluator<'a> {
                                     .enumerate()
                                     .filter_map(|(i, v)| v.map(|v| (inner.ts(i), v)))
                                     .collect(),
-                                labels: s.labels,
+                                labels: s.labels.into(),
                             })
                         })
                         .collect()

@@ -228,7 +228,7 @@ impl Engine {
                     .enumerate()
                     .filter_map(|(i, v)| v.map(|v| (grid.ts(i), v)))
                     .collect(),
-                labels: s.labels,
+                labels: s.labels.into(),
             })
             .filter(|s| !s.samples.is_empty())
             .collect();

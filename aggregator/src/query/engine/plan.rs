@@ -15,7 +15,7 @@ use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
 
 use super::QueryError;
-use crate::query::source::{METRIC_NAME, RawSeries, SelectHints, Source};
+use crate::query::source::{Labels, METRIC_NAME, RawSeries, SelectHints, Source};
 
 /// Default step of a subquery without one (Prometheus' default global
 /// evaluation interval).
@@ -127,6 +127,17 @@ pub(crate) struct Fetch {
     pub func: Option<String>,
     /// Step the selector is evaluated at (0 for one timestamp).
     pub step_ms: i64,
+    /// Whether the range was widened to cover several uses of the selector
+    /// (another offset or `@`), so more than its last sample is needed.
+    pub widened: bool,
+}
+
+impl Fetch {
+    /// Whether the selector is read at one timestamp only, as an instant
+    /// vector: only each series' last sample in the range matters.
+    fn latest_only(&self) -> bool {
+        self.step_ms == 0 && self.range_ms == 0 && !self.widened
+    }
 }
 
 /// What the walk knows about the whole query (`step_ms` is that of the
@@ -230,7 +241,9 @@ fn add(
         range_ms,
         func: func.map(str::to_string),
         step_ms: ctx.step_ms,
+        widened: false,
     });
+    f.widened |= f.start != start || f.end != end;
     f.start = f.start.min(start);
     f.end = f.end.max(end);
 }
@@ -279,6 +292,7 @@ pub(crate) async fn fetch(
         match by_text.get(&text) {
             Some(&i) => {
                 let (m, keys) = &mut merged[i];
+                m.widened |= f.widened || m.start != f.start || m.end != f.end;
                 m.start = m.start.min(f.start);
                 m.end = m.end.max(f.end);
                 m.step_ms = finer(m.step_ms, f.step_ms);
@@ -299,12 +313,13 @@ pub(crate) async fn fetch(
             func: f.func.clone(),
             max_series,
             max_samples: max_samples.saturating_sub(loaded).max(1),
+            latest_only: f.latest_only(),
         };
         let mut series: Vec<RawSeries> = Vec::new();
         let mut seen: HashSet<Vec<vigil_common::Label>> = HashSet::new();
         for set in &f.sets {
             for s in source.select(set, f.start, f.end, &hints).await? {
-                if f.sets.len() == 1 || seen.insert(s.labels.clone()) {
+                if f.sets.len() == 1 || seen.insert(Labels::clone(&s.labels)) {
                     series.push(s);
                 }
             }

@@ -6,6 +6,7 @@ use promql_parser::parser::Expr;
 use super::QueryError;
 use super::eval::{Evaluator, Grid, Series, drop_name, merge_same_labels};
 use super::mathfn;
+use crate::query::source::Labels;
 
 /// A function of one window of samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,9 +152,9 @@ impl Evaluator<'_> {
                 values[i] = f.apply(w, start, end, range_secs, eval_ts, param[i]);
             });
             let labels = if keep_name {
-                s.labels.clone()
+                Labels::clone(&s.labels)
             } else {
-                drop_name(s.labels.clone())
+                drop_name(Labels::clone(&s.labels))
             };
             self.push_series(&mut out, labels, values)?;
         }

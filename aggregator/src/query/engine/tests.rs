@@ -80,7 +80,8 @@ fn counters(n: usize, hosts: usize, secs: i64) -> Bulk {
                 labels: labels(
                     "x",
                     &[("host", &format!("h{}", i % hosts)), ("i", &i.to_string())],
-                ),
+                )
+                .into(),
                 samples: (0..=secs / 15)
                     .map(|k| (k * 15_000, (k * (i as i64 + 1)) as f64))
                     .collect(),
@@ -274,7 +275,7 @@ async fn result_shapes() {
     match e.instant(&src, "m[2m]", 60_000).await.unwrap() {
         Value::Matrix(m) => {
             assert_eq!(m.len(), 2);
-            assert_eq!(m[0].labels, a, "sorted by labels");
+            assert_eq!(*m[0].labels, a, "sorted by labels");
             assert_eq!(m[0].samples, vec![(0, 5.0)], "stale marker dropped");
             assert_eq!(m[1].samples, vec![(0, 1.0), (60_000, 2.0)]);
         }
@@ -301,7 +302,7 @@ async fn result_shapes() {
     );
     match e.range(&src, "m", 0, 120_000, 60_000).await.unwrap() {
         Value::Matrix(m) => {
-            assert_eq!(m[0].labels, a);
+            assert_eq!(*m[0].labels, a);
             assert_eq!(m[0].samples, vec![(0, 5.0)]);
             assert_eq!(m[1].samples, vec![(0, 1.0), (60_000, 2.0), (120_000, 2.0)]);
         }
@@ -519,6 +520,55 @@ async fn select_hints_describe_each_selector() {
         (h[2].step_ms, h[2].range_ms, h[2].func.as_deref()),
         (0, 0, None)
     );
+    // Only an instant selector read at one timestamp needs just its last
+    // sample; not in a range query, a subquery, or merged with an offset.
+    assert_eq!(
+        [h[0].latest_only, h[1].latest_only, h[2].latest_only],
+        [false, false, true]
+    );
+    for (query, latest_only) in [
+        ("x > 1", true),
+        ("avg by (a) (x)", true),
+        ("x - x offset 5m", false),
+        ("x @ 100 - x", false),
+        ("max_over_time(x[5m])", false),
+        ("max_over_time(x[5m:1m])", false),
+    ] {
+        src.0.lock().unwrap().clear();
+        e.instant(&src, query, 600_000).await.unwrap();
+        let h = src.0.lock().unwrap().clone();
+        assert!(
+            h.iter().all(|h| h.latest_only == latest_only),
+            "{query}: {h:?}"
+        );
+    }
+}
+
+/// A source that keeps only the last sample of latest-only selections
+/// answers like one that keeps all of them.
+#[tokio::test]
+async fn latest_only_selections_answer_the_same() {
+    let mut mem = MemorySource::new();
+    let l = labels("x", &[("a", "1")]);
+    for k in 0..=20 {
+        mem.push(&l, k * 15_000, k as f64);
+    }
+    let stale = labels("x", &[("a", "2")]);
+    mem.push(&stale, 0, 1.0);
+    mem.push(&stale, 15_000, f64::from_bits(STALE_NAN_BITS));
+    let e = Engine::default();
+    for (query, want) in [
+        ("x", vec![20.0]),
+        ("x - x offset 1m", vec![4.0]),
+        ("timestamp(x)", vec![300.0]),
+        ("count(x)", vec![1.0]),
+    ] {
+        let Value::Vector(v) = e.instant(&mem, query, 300_000).await.unwrap() else {
+            panic!("{query}: not a vector");
+        };
+        let got: Vec<f64> = v.iter().map(|s| s.value).collect();
+        assert_eq!(got, want, "{query}");
+    }
 }
 
 /// Odd but parseable queries: each either answers or fails with an error,
