@@ -1048,6 +1048,15 @@ async fn history_and_reports(h: Harness) {
             .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.json);
     }
+
+    // Retention (default 90 days): rows older than it go, newer ones stay.
+    let retention = 90 * 86_400 * S;
+    assert_eq!(ev.prune_history(t + 100 * S + retention).await, Some(7));
+    assert_eq!(
+        h.events(&tokens.read, "").await,
+        ["resolved:b", "resolved:a"]
+    );
+    assert_eq!(ev.prune_history(t + 100 * S + retention).await, Some(0));
 }
 
 const SIMPLE: &str = r#"

@@ -45,6 +45,10 @@ pub struct AlertingConfig {
     /// 15 minutes after it resolved.
     #[serde(default = "default_resend_delay", with = "humantime_serde")]
     pub resend_delay: Duration,
+    /// Alert history (transitions, acks, escalations) older than this is
+    /// deleted, checked hourly (default 90d).
+    #[serde(default = "default_history_retention", with = "humantime_serde")]
+    pub history_retention: Duration,
     /// Re-route unacknowledged firing alerts (off when absent).
     #[serde(default)]
     pub escalation: Option<EscalationConfig>,
@@ -79,6 +83,9 @@ fn default_agent_interval() -> Duration {
 fn default_resend_delay() -> Duration {
     Duration::from_secs(60)
 }
+fn default_history_retention() -> Duration {
+    Duration::from_secs(90 * 86_400)
+}
 fn default_severities() -> Vec<String> {
     vec!["critical".into()]
 }
@@ -94,6 +101,7 @@ impl Default for AlertingConfig {
             agent_down_min: default_agent_down_min(),
             default_agent_interval: default_agent_interval(),
             resend_delay: default_resend_delay(),
+            history_retention: default_history_retention(),
             escalation: None,
         }
     }
@@ -114,6 +122,9 @@ impl AlertingConfig {
         }
         if self.resend_delay < Duration::from_secs(1) {
             problems.push("alerting.resend_delay must be at least 1s".into());
+        }
+        if self.history_retention < Duration::from_secs(3600) {
+            problems.push("alerting.history_retention must be at least 1h".into());
         }
         let url = &self.external_url;
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
@@ -212,6 +223,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let c: AlertingConfig = toml::from_str(
             "evaluation_interval = \"10ms\"\nagent_down_after = 0\nexternal_url = \"ftp://x\"\n\
+             history_retention = \"5m\"\n\
              rule_files = [\"missing.yml\", \"bad.yml\"]\nexternal_labels = {\"0bad\" = \"x\"}\n\
              [escalation]\nafter = \"0s\"\nreceiver = \"\"\nseverities = []",
         )
@@ -232,6 +244,7 @@ mod tests {
             "escalation.after",
             "escalation.receiver",
             "escalation.severities",
+            "history_retention",
             "missing.yml: no such file",
         ] {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");

@@ -357,6 +357,23 @@ pub async fn write(db: &Db, changes: &Changes) -> Result<(), StoreError> {
     }
 }
 
+/// Deletes history rows older than `before_ms`; how many went.
+pub async fn prune_history(db: &Db, before_ms: i64) -> Result<u64, StoreError> {
+    let done = match db {
+        Db::Postgres(pool) => sqlx::query("DELETE FROM alert_history WHERE ts_ms < $1")
+            .bind(before_ms)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+        Db::Sqlite { writer, .. } => sqlx::query("DELETE FROM alert_history WHERE ts_ms < ?")
+            .bind(before_ms)
+            .execute(writer)
+            .await?
+            .rows_affected(),
+    };
+    Ok(done)
+}
+
 /// Every stored alert. A row that does not decode is skipped with a
 /// warning (its alert starts afresh), so one bad row cannot stop alerting.
 pub async fn load(db: &Db) -> Result<Vec<Entry>, StoreError> {

@@ -42,6 +42,9 @@ use machine::{Ack, Entry, Event, Phase, RuleAlerts, Transition};
 /// oldest history rows are dropped (the state rows are rewritten anyway).
 const MAX_UNWRITTEN: usize = 100_000;
 
+/// How often history past its retention is deleted.
+const PRUNE_HISTORY_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Whether a rule's last evaluation worked (Prometheus' `health`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {
@@ -410,8 +413,13 @@ impl Evaluator {
     /// [`Evaluator::round_at`] with their own clock instead).
     pub fn spawn(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
+            let mut pruned_at: Option<std::time::Instant> = None;
             loop {
                 let now = vigil_common::now_ms();
+                if pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_HISTORY_EVERY) {
+                    pruned_at = Some(std::time::Instant::now());
+                    self.prune_history(now).await;
+                }
                 if let Err(e) = self.tick(now, false).await {
                     // The state could not be restored (database down):
                     // nothing is evaluated until it can be.
@@ -443,6 +451,24 @@ impl Evaluator {
                 }
             }
         }))
+    }
+
+    /// Deletes history older than `[alerting] history_retention` (a failure
+    /// is logged; the next hour tries again).
+    pub async fn prune_history(&self, now_ms: i64) -> Option<u64> {
+        let keep = i64::try_from(self.config.history_retention.as_millis()).unwrap_or(i64::MAX);
+        match state::prune_history(&self.store.db(), now_ms.saturating_sub(keep)).await {
+            Ok(n) => {
+                if n > 0 {
+                    info!(rows = n, "alert history: pruned rows past the retention");
+                }
+                Some(n)
+            }
+            Err(e) => {
+                warn!(error = %e, "alert history: prune failed; retrying in an hour");
+                None
+            }
+        }
     }
 
     fn next_due_ms(&self) -> i64 {
