@@ -118,29 +118,22 @@ fn client_ip(connect: Option<&ConnectInfo<SocketAddr>>) -> IpAddr {
 /// host. A request with neither is let through: the double-submit token
 /// still has to match.
 pub fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        return false;
+    let Some(claimed) = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+    else {
+        return true;
     };
     let authority = |url: &str| -> Option<String> {
         let rest = url.split_once("://")?.1;
         Some(rest.split('/').next().unwrap_or(rest).to_ascii_lowercase())
     };
-    let host = host.to_ascii_lowercase();
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        return origin
-            .to_str()
-            .ok()
-            .and_then(authority)
-            .is_some_and(|a| a == host);
-    }
-    if let Some(referer) = headers.get(header::REFERER) {
-        return referer
-            .to_str()
-            .ok()
-            .and_then(authority)
-            .is_some_and(|a| a == host);
-    }
-    true
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    let claimed = claimed.to_str().ok().and_then(authority);
+    matches!((claimed, host), (Some(c), Some(h)) if c == h)
 }
 
 async fn form(
