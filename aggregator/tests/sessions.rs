@@ -366,8 +366,12 @@ async fn pages_refuse_missing_forged_and_expired_sessions(backend: Backend) {
         // The expired row is gone; nothing is left to prune.
         assert_eq!(set(column, id).await, 0, "{column}");
     }
+    // Expired sessions nobody comes back with are pruned; live ones stay.
     let fresh = web.session_of("ann").await;
-    assert_eq!(web.sessions.prune(&db).await.expect("prune"), 0);
+    let abandoned = web.session_of("ann").await;
+    assert_eq!(set("expires_at_ms", abandoned.clone()).await, 1);
+    assert_eq!(web.sessions.prune(&db).await.expect("prune"), 1);
+    assert_eq!(set("expires_at_ms", abandoned).await, 0, "deleted");
     assert_signed_in(&web, &fresh, "ann").await;
     web.finish().await;
 }

@@ -27,7 +27,7 @@ use axum::{Extension, Form, Router};
 use serde::Deserialize;
 
 use super::AppState;
-use super::session::{Sessions, constant_time_eq, cookie, hex, password};
+use super::session::{Sessions, accounts, constant_time_eq, cookie, hex, password};
 use crate::store::users;
 
 pub fn router() -> Router<AppState> {
@@ -208,7 +208,13 @@ async fn sign_in(
             &next,
         );
     }
-    let username = form.username.trim().to_string();
+    // Capped: the name keys a rate limiter, and no user has a longer one.
+    let username: String = form
+        .username
+        .trim()
+        .chars()
+        .take(accounts::MAX_NAME_CHARS + 1)
+        .collect();
     if let Err(secs) = sessions.check_login(client_ip(extensions.get()), &username) {
         let mut response = page(
             StatusCode::TOO_MANY_REQUESTS,
@@ -229,7 +235,9 @@ async fn sign_in(
         Err(e) => return unavailable(&e.to_string(), &next, cookie_token),
     };
     let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let matches = password::verify(form.password, hash).await;
+    // An over-long password cannot match (none is stored) and is not hashed.
+    let matches = form.password.len() <= password::MAX_PASSWORD_BYTES
+        && password::verify(form.password, hash).await;
     let user = match user {
         Some(u) if matches && !u.disabled => u,
         _ => {
