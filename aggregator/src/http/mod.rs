@@ -10,6 +10,7 @@ pub mod exports;
 pub mod health;
 pub mod hosts;
 pub mod ingest;
+pub mod login;
 pub mod maintenance;
 pub mod metrics;
 pub mod notifications;
@@ -23,7 +24,9 @@ pub mod silences;
 
 pub mod rules;
 pub mod summary;
+pub mod tls;
 pub mod tokens;
+pub mod users;
 pub mod web;
 
 use std::sync::Arc;
@@ -62,14 +65,37 @@ pub fn app(state: AppState) -> Router {
     app_with_access(state, &access::AccessPolicy::default())
 }
 
-/// The whole HTTP application under the `[http]` access policy.
+/// The whole HTTP application under the `[http]` access policy, with the
+/// default session settings.
 pub fn app_with_access(state: AppState, policy: &access::AccessPolicy) -> Router {
+    app_with_sessions(state, policy, session::SessionPolicy::default())
+}
+
+/// The whole HTTP application under the `[http]` access and session
+/// settings.
+pub fn app_with_sessions(
+    state: AppState,
+    policy: &access::AccessPolicy,
+    sessions: session::SessionPolicy,
+) -> Router {
+    app_with(state, policy, Arc::new(session::Sessions::new(sessions)))
+}
+
+/// The whole HTTP application with `sessions` (shared with the caller, e.g.
+/// for pruning).
+pub fn app_with(
+    state: AppState,
+    policy: &access::AccessPolicy,
+    sessions: Arc<session::Sessions>,
+) -> Router {
     let guard = std::sync::Arc::new(access::Guard::new(policy));
     Router::new()
         .merge(health::router())
         .merge(metrics::router())
         .nest("/api/v1", hosts::router())
         .nest("/api/v1", tokens::router())
+        .nest("/api/v1", users::router())
+        .merge(login::router())
         .merge(openapi::router())
         .nest("/api/v1", exports::router())
         .nest("/api/v1", summary::router())
@@ -89,6 +115,8 @@ pub fn app_with_access(state: AppState, policy: &access::AccessPolicy) -> Router
             (state.clone(), guard),
             access::guard,
         ))
+        // Outside the guard: it resolves session cookies too.
+        .layer(axum::Extension(sessions))
         .with_state(state)
 }
 
