@@ -167,6 +167,21 @@ fn check<K>(limiter: &Option<DefaultKeyedRateLimiter<K>>, key: &K) -> Result<(),
 where
     K: Clone + std::hash::Hash + Eq,
 {
+    over_limit(limiter, key).map_err(|secs| ApiError::RateLimited {
+        retry_after_secs: secs,
+    })
+}
+
+/// Counts one request for `key` (no limiter: no limit); `Err(seconds)` to
+/// wait when over the limit, rounded up (retrying after a truncated delay
+/// would be refused again). Idle keys are pruned once there are many.
+pub(crate) fn over_limit<K>(
+    limiter: &Option<DefaultKeyedRateLimiter<K>>,
+    key: &K,
+) -> Result<(), u64>
+where
+    K: Clone + std::hash::Hash + Eq,
+{
     let Some(limiter) = limiter else {
         return Ok(());
     };
@@ -175,11 +190,7 @@ where
     }
     limiter.check_key(key).map_err(|not_until| {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
-        // Round up: retrying after a truncated delay would be refused again.
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        ApiError::RateLimited {
-            retry_after_secs: secs.max(1),
-        }
+        (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
     })
 }
 

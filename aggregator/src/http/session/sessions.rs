@@ -14,12 +14,12 @@ use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use serde::Deserialize;
 
 use super::password::{PasswordError, random_bytes};
 use super::{Role, WebUser, hex};
+use crate::http::access::over_limit;
 use crate::store::users::{self, SessionRecord};
 use crate::store::{Db, StoreError};
 
@@ -31,8 +31,6 @@ pub const TOUCH_EVERY: Duration = Duration::from_secs(60);
 pub const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Above this many cached sessions the cache is emptied rather than grown.
 const CACHE_MAX: usize = 10_000;
-/// Limiters above this many keys drop idle ones.
-const PRUNE_ABOVE_KEYS: usize = 10_000;
 
 /// Sign-in attempts allowed: `per_minute` on average, `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -167,8 +165,8 @@ impl Sessions {
     /// Counts a sign-in attempt from `ip` for `user`; `Err(seconds)` when
     /// either is over its limit.
     pub fn check_login(&self, ip: IpAddr, user: &str) -> Result<(), u64> {
-        check(&self.per_ip, &ip)?;
-        check(&self.per_user, &user.to_lowercase())
+        over_limit(&self.per_ip, &ip)?;
+        over_limit(&self.per_user, &user.to_lowercase())
     }
 
     /// Starts a session for `user` with a fresh random id (never one the
@@ -293,22 +291,6 @@ pub enum CreateError {
     Random(#[from] PasswordError),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-fn check<K>(limiter: &Option<DefaultKeyedRateLimiter<K>>, key: &K) -> Result<(), u64>
-where
-    K: Clone + std::hash::Hash + Eq,
-{
-    let Some(limiter) = limiter else {
-        return Ok(());
-    };
-    if limiter.len() > PRUNE_ABOVE_KEYS {
-        limiter.retain_recent();
-    }
-    limiter.check_key(key).map_err(|not_until| {
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
-        (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
-    })
 }
 
 #[cfg(test)]
