@@ -36,6 +36,9 @@ pub struct Config {
     /// Routing and receivers of notifications.
     #[serde(default)]
     pub notify: crate::notify::config::NotifyConfig,
+    /// The operator web dashboard.
+    #[serde(default)]
+    pub dashboard: crate::http::web::config::DashboardConfig,
 }
 
 /// `[http]`
@@ -272,6 +275,7 @@ impl Config {
         self.http_ingest.validate(problems);
         self.storage.validate(problems);
         self.alerting.validate(base_dir, problems);
+        self.dashboard.validate(problems);
         Some((http?, quic?, tls?))
     }
 }

@@ -200,11 +200,15 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         alerting,
         mutes,
     };
-    let app = http::app_with_access(state.clone(), &config.http.access_policy())
-        .layer(axum::Extension(std::sync::Arc::new(
-            http::ingest::IngestLimits::from_config(config),
-        )))
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let app = http::app_with(
+        state.clone(),
+        &config.http.access_policy(),
+        config.dashboard.clone(),
+    )
+    .layer(axum::Extension(std::sync::Arc::new(
+        http::ingest::IngestLimits::from_config(config),
+    )))
+    .into_make_service_with_connect_info::<SocketAddr>();
     let mut http_stop = stopped;
     servers.push(tokio::spawn(async move {
         let shutdown = async move {

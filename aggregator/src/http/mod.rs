@@ -64,6 +64,16 @@ pub fn app(state: AppState) -> Router {
 
 /// The whole HTTP application under the `[http]` access policy.
 pub fn app_with_access(state: AppState, policy: &access::AccessPolicy) -> Router {
+    app_with(state, policy, web::config::DashboardConfig::default())
+}
+
+/// The whole HTTP application under the `[http]` access policy, with the
+/// `[dashboard]` settings.
+pub fn app_with(
+    state: AppState,
+    policy: &access::AccessPolicy,
+    dashboard: web::config::DashboardConfig,
+) -> Router {
     let guard = std::sync::Arc::new(access::Guard::new(policy));
     Router::new()
         .merge(health::router())
@@ -83,6 +93,7 @@ pub fn app_with_access(state: AppState, policy: &access::AccessPolicy) -> Router
         .nest("/api/v1", rules::router())
         .nest("/prometheus/api/v1", prometheus::router())
         .merge(ingest::router())
+        .merge(web::router(dashboard))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
