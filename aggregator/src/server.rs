@@ -200,9 +200,12 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         alerting,
         mutes,
     };
-    let app = http::app_with(
+    let app = http::app_with_dashboard(
         state.clone(),
         &config.http.access_policy(),
+        std::sync::Arc::new(http::session::Sessions::new(
+            http::session::SessionPolicy::default(),
+        )),
         config.dashboard.clone(),
     )
     .layer(axum::Extension(std::sync::Arc::new(

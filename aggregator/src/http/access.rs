@@ -9,6 +9,12 @@
 //!   token once (401 for a malformed, unknown or revoked one), then applies
 //!   the per-token rate limit. Over a limit the answer is 429 with
 //!   `Retry-After`. `/healthz`, `/readyz` and `/metrics` are never guarded.
+//! - Session cookies: a request without a bearer token but with a valid
+//!   dashboard session cookie (`vigil_session`, see `http/session/`) is
+//!   authenticated as that user, with the scope of the user's role (viewer:
+//!   read, operator: write, admin: admin). Every such request other than
+//!   GET/HEAD/OPTIONS must carry the session's CSRF token in `X-CSRF-Token`
+//!   (403 otherwise). An invalid or expired cookie counts as no credentials.
 //! - Anonymous reads: with `[http] anonymous_read = true` a request *without*
 //!   a token passes read-scope routes (a wrong token is still 401).
 
@@ -25,6 +31,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use serde::Deserialize;
 
 use super::error::ApiError;
+use super::session::{Sessions, WebUser, cookie};
 use super::{AppState, Caller};
 use crate::store::TokenInfo;
 
@@ -180,6 +187,14 @@ where
 #[derive(Debug, Clone)]
 struct Authenticated(TokenInfo);
 
+/// The dashboard user a request was authenticated as by its session cookie,
+/// left in its extensions by [`guard`].
+#[derive(Debug, Clone)]
+pub struct CookieSession(pub WebUser);
+
+/// The header that carries the session's CSRF token on API writes.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
 /// Left in the extensions by [`guard`] when anonymous reads are open.
 #[derive(Debug, Clone, Copy)]
 struct AnonymousRead;
@@ -237,10 +252,55 @@ async fn admit(state: &AppState, guard: &Guard, request: &mut Request) -> Result
         let info = resolve(state, token).await?;
         check(&guard.per_token, &info.name)?;
         request.extensions_mut().insert(Authenticated(info));
+    } else if let Some(user) = cookie_user(
+        state,
+        request.extensions().get::<Arc<Sessions>>().cloned(),
+        cookie::get(request.headers(), cookie::SESSION).map(str::to_string),
+    )
+    .await?
+    {
+        let safe = matches!(
+            *request.method(),
+            axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+        );
+        let presented = request
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !safe && !user.csrf_ok(presented) {
+            return Err(ApiError::Forbidden(
+                "a request signed in by the session cookie must send the session's CSRF token \
+                 in the X-CSRF-Token header (GET /api/v1/session returns it)"
+                    .into(),
+            ));
+        }
+        check(&guard.per_token, &format!("user:{}", user.name))?;
+        let info = TokenInfo {
+            name: user.name.clone(),
+            role: user.role.scope().as_str().into(),
+        };
+        request.extensions_mut().insert(Authenticated(info));
+        request.extensions_mut().insert(CookieSession(user));
     } else if guard.anonymous_read {
         request.extensions_mut().insert(AnonymousRead);
     }
     Ok(())
+}
+
+/// The user a request's session cookie names, if it names a valid session.
+async fn cookie_user(
+    state: &AppState,
+    sessions: Option<Arc<Sessions>>,
+    id: Option<String>,
+) -> Result<Option<WebUser>, ApiError> {
+    let (Some(sessions), Some(id)) = (sessions, id) else {
+        return Ok(None);
+    };
+    match sessions.resolve(&state.store.db(), &id).await {
+        Ok(session) => Ok(session.map(|s| s.user())),
+        Err(e) => Err(ApiError::Unavailable(e.to_string())),
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -281,6 +341,23 @@ async fn require(
     let Caller(info) = Caller::from_request_parts(parts, state).await?;
     match Scope::of_role(&info.role) {
         Some(have) if have >= needed => Ok(info),
+        _ if parts.extensions.get::<CookieSession>().is_some() => {
+            let user = parts
+                .extensions
+                .get::<CookieSession>()
+                .map(|c| c.0.clone())
+                .ok_or(ApiError::Unauthorized("not signed in"))?;
+            Err(ApiError::Forbidden(format!(
+                "user {:?} has role {:?}; this needs {:?}",
+                user.name,
+                user.role.as_str(),
+                match needed {
+                    Scope::Read => "viewer",
+                    Scope::Write => "operator",
+                    Scope::Admin => "admin",
+                }
+            )))
+        }
         _ => Err(ApiError::Forbidden(format!(
             "token {:?} has scope {:?}; this needs {:?}",
             info.name,

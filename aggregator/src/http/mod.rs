@@ -10,6 +10,7 @@ pub mod exports;
 pub mod health;
 pub mod hosts;
 pub mod ingest;
+pub mod login;
 pub mod maintenance;
 pub mod metrics;
 pub mod notifications;
@@ -24,6 +25,7 @@ pub mod silences;
 pub mod rules;
 pub mod summary;
 pub mod tokens;
+pub mod users;
 pub mod web;
 
 use std::sync::Arc;
@@ -62,16 +64,43 @@ pub fn app(state: AppState) -> Router {
     app_with_access(state, &access::AccessPolicy::default())
 }
 
-/// The whole HTTP application under the `[http]` access policy.
+/// The whole HTTP application under the `[http]` access policy, with the
+/// default session settings.
 pub fn app_with_access(state: AppState, policy: &access::AccessPolicy) -> Router {
-    app_with(state, policy, web::config::DashboardConfig::default())
+    app_with_sessions(state, policy, session::SessionPolicy::default())
 }
 
-/// The whole HTTP application under the `[http]` access policy, with the
-/// `[dashboard]` settings.
+/// The whole HTTP application under the `[http]` access and session
+/// settings.
+pub fn app_with_sessions(
+    state: AppState,
+    policy: &access::AccessPolicy,
+    sessions: session::SessionPolicy,
+) -> Router {
+    app_with(state, policy, Arc::new(session::Sessions::new(sessions)))
+}
+
+/// The whole HTTP application with `sessions` (shared with the caller, e.g.
+/// for pruning).
 pub fn app_with(
     state: AppState,
     policy: &access::AccessPolicy,
+    sessions: Arc<session::Sessions>,
+) -> Router {
+    app_with_dashboard(
+        state,
+        policy,
+        sessions,
+        web::config::DashboardConfig::default(),
+    )
+}
+
+/// The whole HTTP application with `sessions` and the `[dashboard]`
+/// settings (what `server.rs` serves).
+pub fn app_with_dashboard(
+    state: AppState,
+    policy: &access::AccessPolicy,
+    sessions: Arc<session::Sessions>,
     dashboard: web::config::DashboardConfig,
 ) -> Router {
     let guard = std::sync::Arc::new(access::Guard::new(policy));
@@ -80,6 +109,8 @@ pub fn app_with(
         .merge(metrics::router())
         .nest("/api/v1", hosts::router())
         .nest("/api/v1", tokens::router())
+        .nest("/api/v1", users::router())
+        .merge(login::router())
         .merge(openapi::router())
         .nest("/api/v1", exports::router())
         .nest("/api/v1", summary::router())
@@ -100,6 +131,8 @@ pub fn app_with(
             (state.clone(), guard),
             access::guard,
         ))
+        // Outside the guard: it resolves session cookies too.
+        .layer(axum::Extension(sessions))
         .with_state(state)
 }
 

@@ -9,7 +9,8 @@
 //! - `samples`: (series id, timestamp ms, value), one value per series and timestamp;
 //! - `hosts`: per agent: hostname, roles, first/last seen, samples stored;
 //! - `api_tokens`: SHA-256 of API tokens with their role (scope) and revocation;
-//! - `metric_metadata`: type, help and unit per metric name ([`metadata`]).
+//! - `metric_metadata`: type, help and unit per metric name ([`metadata`]);
+//! - `users`, `sessions`: operator accounts and web sessions ([`users`]).
 //!
 //! A batch is committed in one transaction: dedup row, series, samples, host
 //! row. Only after that transaction commits does the aggregator ack.
@@ -24,6 +25,7 @@ pub mod reader;
 pub mod rollup;
 mod shared;
 pub mod sqlite;
+pub mod users;
 
 use std::collections::BTreeMap;
 use std::path::Path;
