@@ -1,0 +1,525 @@
+//! The web dashboard over a real HTTP listener: pages for signed-in users
+//! and redirects for the signed-out, escaping of label values, the operator
+//! forms and their errors, static files, and the live WebSocket (frames,
+//! Origin check, slow clients dropped and counted).
+
+mod dashboard_support;
+
+use std::time::Duration;
+
+use dashboard_support::{Backend, EVIL, Fixture, start, start_with};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use vigil_aggregator::http::web::config::DashboardConfig;
+use vigil_aggregator::testing::PgTestDb;
+
+const PAGES: &[&str] = &[
+    "/",
+    "/hosts",
+    "/hosts/agent-web-1",
+    "/hosts/web-1?range=15m",
+    "/hosts/web-1?range=custom&from=2026-01-01T00:00&to=2026-01-01T06:00",
+    "/models",
+    "/models/ranker",
+    "/models/ranker?a=v1&b=v2",
+    "/alerts",
+    "/alerts?event=firing&severity=critical",
+    "/rules",
+    "/explore",
+    "/explore?q=sum(system_cpu_usage_ratio)&range=15m",
+    "/admin",
+];
+
+async fn pages_render_and_redirect(f: &Fixture) {
+    for page in PAGES {
+        let (status, headers, body) = f.get(page, Some(&f.admin)).await;
+        assert_eq!(status, 200, "{page}: {body}");
+        let csp = headers
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(csp.contains("script-src 'self'"), "{page}: CSP {csp:?}");
+        assert!(
+            body.contains(&format!(
+                "<meta name=\"csrf-token\" content=\"{}\">",
+                f.admin.csrf
+            )),
+            "{page}"
+        );
+        assert!(
+            !body.contains("<script>alert"),
+            "{page} shows a label unescaped"
+        );
+        // No inline script: every <script> has a src.
+        assert_eq!(
+            body.matches("<script").count(),
+            body.matches("<script src=").count(),
+            "{page}"
+        );
+
+        let (status, headers, _) = f.get(page, None).await;
+        assert_eq!(status, 303, "{page} signed out");
+        let location = headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(location.starts_with("/login?next="), "{page}: {location}");
+    }
+    // The overview's content: tiles, the eight key metrics, the alerts.
+    let (_, _, body) = f.get("/", Some(&f.operator)).await;
+    for needle in [
+        "tile-system",
+        "tile-api",
+        "metric-request_rate",
+        "metric-cache_hit_ratio",
+        "EvilHostHot",
+        "CpuBusy",
+        "https://runbooks.example/cpu",
+    ] {
+        assert!(body.contains(needle), "overview lacks {needle}");
+    }
+    assert!(
+        !body.contains("javascript:alert"),
+        "a javascript: runbook URL must not become a link"
+    );
+    // Critical first.
+    assert!(
+        body.find("EvilHostHot") < body.find("CpuBusy"),
+        "alerts sorted by severity"
+    );
+}
+
+#[tokio::test]
+async fn every_page_renders_for_a_signed_in_user_on_sqlite() {
+    let f = start(Backend::Sqlite).await;
+    pages_render_and_redirect(&f).await;
+}
+
+#[tokio::test]
+async fn every_page_renders_for_a_signed_in_user_on_postgres() {
+    let db = PgTestDb::create().await.expect("postgres");
+    let f = start(Backend::Postgres(&db.url)).await;
+    pages_render_and_redirect(&f).await;
+    drop(f);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn label_values_render_as_text_on_hosts_and_alerts() {
+    let f = start(Backend::Sqlite).await;
+    let escaped = "&lt;script&gt;alert(1)&lt;";
+    for page in ["/hosts", "/alerts", "/"] {
+        let (status, _, body) = f.get(page, Some(&f.viewer)).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(
+            body.contains(escaped),
+            "{page} does not show the label as text"
+        );
+        assert!(!body.contains(EVIL), "{page} renders the label as markup");
+    }
+    // A viewer gets no ack or silence buttons.
+    let (_, _, body) = f.get("/alerts", Some(&f.viewer)).await;
+    assert!(!body.contains("/ack\""), "viewer sees an ack form");
+}
+
+#[tokio::test]
+async fn unknown_things_are_404_and_bad_parameters_400() {
+    let f = start(Backend::Sqlite).await;
+    for (page, status, needle) in [
+        ("/hosts/nope", 404, "no host"),
+        ("/models/nope", 404, "no model"),
+        ("/models/ranker?a=v9", 404, "no version"),
+        ("/hosts/web-1?range=3y", 400, "range"),
+        (
+            "/hosts/web-1?range=custom",
+            400,
+            "custom range needs a start",
+        ),
+        (
+            "/hosts/web-1?range=custom&from=2026-01-02T00:00&to=2026-01-01T00:00",
+            400,
+            "before",
+        ),
+        ("/alerts?event=exploded", 400, "event"),
+        ("/alerts?before=xyz", 400, "before"),
+        ("/alerts?from=yesterday", 400, "from"),
+        ("/explore?q=sum(", 400, "error-text"),
+        ("/explore?q=up&range=1y", 400, "range"),
+        ("/static/nope.js", 404, "no such static file"),
+    ] {
+        let (got, _, body) = f.get(page, Some(&f.admin)).await;
+        assert_eq!(got, status, "{page}: {body}");
+        assert!(body.contains(needle), "{page}: {needle} not in {body}");
+    }
+    let (got, _, body) = f.get("/admin", Some(&f.operator)).await;
+    assert_eq!(got, 403, "{body}");
+    assert!(body.contains("admin role"), "{body}");
+}
+
+#[tokio::test]
+async fn acknowledge_and_silence_through_the_forms() {
+    let f = start(Backend::Sqlite).await;
+    let id = f.alert_id("EvilHostHot");
+    let ack = format!("/alerts/{id}/ack");
+    // Wrong CSRF token, then a viewer: refused.
+    let (s, _, body) = f
+        .post_form(&ack, &f.operator, &[("csrf_token", "forged")])
+        .await;
+    assert_eq!(s, 403, "{body}");
+    assert!(body.contains("CSRF"), "{body}");
+    let (s, _, body) = f
+        .post_form(&ack, &f.viewer, &[("csrf_token", &f.viewer.csrf)])
+        .await;
+    assert_eq!(s, 403, "{body}");
+    assert!(body.contains("operator role"), "{body}");
+    let (s, _, body) = f
+        .post_form(
+            "/alerts/ffffffffffffffff/ack",
+            &f.operator,
+            &[("csrf_token", &f.operator.csrf)],
+        )
+        .await;
+    assert_eq!(s, 404, "{body}");
+    // The operator acknowledges; back to the overview.
+    let (s, h, _) = f
+        .post_form(
+            &ack,
+            &f.operator,
+            &[
+                ("csrf_token", &f.operator.csrf),
+                ("next", "/"),
+                ("comment", "on it"),
+            ],
+        )
+        .await;
+    assert_eq!(s, 303);
+    assert_eq!(h.get("location").and_then(|v| v.to_str().ok()), Some("/"));
+    let (_, _, body) = f.get("/", Some(&f.viewer)).await;
+    assert!(body.contains("acknowledged by otto"), "ack not shown");
+    // Twice: conflict. An off-site `next` is not followed.
+    let (s, _, body) = f
+        .post_form(&ack, &f.operator, &[("csrf_token", &f.operator.csrf)])
+        .await;
+    assert_eq!(s, 409, "{body}");
+    let cpu = f.alert_id("CpuBusy");
+    let (s, h, _) = f
+        .post_form(
+            &format!("/alerts/{cpu}/ack"),
+            &f.admin,
+            &[("csrf_token", &f.admin.csrf), ("next", "//evil.example/")],
+        )
+        .await;
+    assert_eq!(s, 303);
+    assert_eq!(
+        h.get("location").and_then(|v| v.to_str().ok()),
+        Some("/alerts")
+    );
+
+    // Silence from the alert: the form is prefilled with its labels.
+    let (s, _, form) = f
+        .get(&format!("/alerts/{cpu}/silence"), Some(&f.operator))
+        .await;
+    assert_eq!(s, 200);
+    assert!(form.contains("alertname=&quot;CpuBusy&quot;"), "{form}");
+    let (s, _, _) = f
+        .get("/alerts/ffffffffffffffff/silence", Some(&f.operator))
+        .await;
+    assert_eq!(s, 404);
+    for (matchers, duration, needle) in [
+        ("not a matcher", "2h", "matchers"),
+        ("alertname=\"CpuBusy\"", "forever", "duration"),
+        ("", "2h", "matcher"),
+    ] {
+        let (s, _, body) = f
+            .post_form(
+                "/silences",
+                &f.operator,
+                &[
+                    ("csrf_token", &f.operator.csrf),
+                    ("matchers", matchers),
+                    ("duration", duration),
+                    ("comment", "x"),
+                ],
+            )
+            .await;
+        assert_eq!(s, 400, "{matchers}: {body}");
+        assert!(body.contains(needle), "{needle}: {body}");
+    }
+    let (s, h, body) = f
+        .post_form(
+            "/silences",
+            &f.operator,
+            &[
+                ("csrf_token", &f.operator.csrf),
+                ("matchers", "alertname=\"CpuBusy\"\nhost=~\"web-.*\""),
+                ("duration", "2h"),
+                ("comment", "deploy"),
+            ],
+        )
+        .await;
+    assert_eq!(s, 303, "{body}");
+    assert_eq!(
+        h.get("location").and_then(|v| v.to_str().ok()),
+        Some("/alerts#silences")
+    );
+    let silence = f.state.mutes.silences.list().pop().expect("a silence");
+    assert_eq!(silence.created_by, "otto");
+    assert_eq!(silence.matchers.len(), 2);
+    let (_, _, page) = f.get("/alerts", Some(&f.viewer)).await;
+    assert!(
+        page.contains("deploy") && page.contains("active"),
+        "silence listed"
+    );
+    // Expire it; an unknown one is 404.
+    let expire = format!("/silences/{}/expire", silence.id);
+    let (s, _, _) = f
+        .post_form(&expire, &f.operator, &[("csrf_token", &f.operator.csrf)])
+        .await;
+    assert_eq!(s, 303);
+    let (s, _, _) = f
+        .post_form(
+            "/silences/nope/expire",
+            &f.operator,
+            &[("csrf_token", &f.operator.csrf)],
+        )
+        .await;
+    assert_eq!(s, 404);
+    let now = vigil_common::now_ms();
+    assert!(
+        f.state
+            .mutes
+            .silences
+            .get(&silence.id)
+            .is_some_and(|s| s.ends_at_ms <= now)
+    );
+}
+
+#[tokio::test]
+async fn static_files_have_types_and_cache_validators() {
+    let f = start(Backend::Sqlite).await;
+    let (_, _, page) = f.get("/", Some(&f.admin)).await;
+    for (name, ctype) in [
+        ("app.js", "text/javascript"),
+        ("app.css", "text/css"),
+        ("uPlot.iife.min.js", "text/javascript"),
+        ("uPlot.min.css", "text/css"),
+        ("favicon.svg", "image/svg+xml"),
+    ] {
+        let start = page
+            .find(&format!("/static/{name}?v="))
+            .unwrap_or_else(|| panic!("{name} not linked"));
+        let url: String = page[start..].chars().take_while(|c| *c != '"').collect();
+        let (status, headers, body) = f.get(&url, None).await;
+        assert_eq!(status, 200, "{url}");
+        let h = |k: &str| {
+            headers
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(
+            h("content-type").starts_with(ctype),
+            "{name}: {}",
+            h("content-type")
+        );
+        assert!(h("cache-control").contains("immutable"), "{name}");
+        assert!(!body.is_empty());
+        // Unversioned: revalidated with the ETag.
+        let etag = h("etag");
+        let resp = dashboard_support::client()
+            .get(f.url(&format!("/static/{name}")))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status().as_u16(), 304, "{name}");
+        assert_eq!(
+            resp.headers()
+                .get("cache-control")
+                .and_then(|v| v.to_str().ok()),
+            Some("no-cache")
+        );
+    }
+}
+
+/// Opens the live socket as the admin with `origin`.
+async fn open_live(
+    f: &Fixture,
+    query: &str,
+    origin: &str,
+    stream: tokio::net::TcpStream,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    tokio_tungstenite::tungstenite::Error,
+> {
+    let mut req = format!("ws://{}/ws/live?{query}", f.addr).into_client_request()?;
+    req.headers_mut()
+        .insert("cookie", f.admin.cookie.parse().expect("cookie"));
+    req.headers_mut()
+        .insert("origin", origin.parse().expect("origin"));
+    tokio_tungstenite::client_async(req, stream)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+async fn next_json(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+) -> serde_json::Value {
+    let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("a frame within 10 s");
+    match msg {
+        Some(Ok(Message::Text(t))) => serde_json::from_str(&t).expect("json"),
+        other => panic!("expected a text frame, got {other:?}"),
+    }
+}
+
+async fn connect(f: &Fixture) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(f.addr)
+        .await
+        .expect("connect")
+}
+
+#[tokio::test]
+async fn the_live_socket_pushes_history_then_ticks_that_follow_the_data() {
+    let config = DashboardConfig {
+        live_interval: Duration::from_millis(300),
+        ..DashboardConfig::default()
+    };
+    let f = start_with(Backend::Sqlite, config, None).await;
+    let origin = format!("http://{}", f.addr);
+    let mut ws = open_live(&f, "set=overview", &origin, connect(&f).await)
+        .await
+        .expect("upgrade");
+    let history = next_json(&mut ws).await;
+    assert_eq!(history["type"], "history", "{history}");
+    assert_eq!(
+        history["series"].as_array().map(Vec::len),
+        Some(8),
+        "{history}"
+    );
+    let tick = next_json(&mut ws).await;
+    assert_eq!(tick["type"], "tick", "{tick}");
+    let cpu = |frame: &serde_json::Value| {
+        frame["figures"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["id"] == "cpu"))
+            .map(|x| x["text"].as_str().unwrap_or_default().to_string())
+    };
+    // avg(0.42, 0.2) = 31.0%
+    assert_eq!(cpu(&tick).as_deref(), Some("31.0%"), "{tick}");
+    assert_eq!(tick["tiles"].as_array().map(Vec::len), Some(5), "{tick}");
+    assert_eq!(tick["alerts"]["firing"], 2, "{tick}");
+    // New data shows up in a later frame without reconnecting.
+    let now = vigil_common::now_ms();
+    dashboard_support::report(&f.state, "agent-web-1", "web-1", 2, now, 0.8).await;
+    let mut seen = false;
+    for _ in 0..20 {
+        let frame = next_json(&mut ws).await;
+        if cpu(&frame).as_deref() == Some("50.0%") {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "the new CPU figure never arrived");
+    assert!(f.state.metrics.dashboard.frames_sent.get() >= 3);
+    ws.send(Message::Close(None)).await.expect("close");
+
+    // A host set: its own figures; an unknown host or set is refused.
+    let mut ws = open_live(&f, "set=host&host=web-1", &origin, connect(&f).await)
+        .await
+        .expect("upgrade");
+    let tick = next_json(&mut ws).await;
+    assert_eq!(tick["type"], "tick", "{tick}");
+    assert!(
+        tick["figures"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["id"] == "disk" && x["text"] == "40.0%")),
+        "{tick}"
+    );
+    for (query, status) in [("set=host&host=nope", 404), ("set=everything", 400)] {
+        match open_live(&f, query, &origin, connect(&f).await).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+                assert_eq!(r.status().as_u16(), status, "{query}")
+            }
+            other => panic!(
+                "{query}: expected {status}, got {:?}",
+                other.map(|_| "an open socket")
+            ),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_live_socket_refuses_a_foreign_origin_and_the_signed_out() {
+    let f = start(Backend::Sqlite).await;
+    for origin in ["http://evil.example", "null", "http://127.0.0.1:1"] {
+        match open_live(&f, "set=overview", origin, connect(&f).await).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+                assert_eq!(r.status().as_u16(), 403, "{origin}")
+            }
+            other => panic!(
+                "{origin}: expected 403, got {:?}",
+                other.map(|_| "an open socket")
+            ),
+        }
+    }
+    let refused = f.state.metrics.render();
+    assert!(
+        refused.contains("vigil_aggregator_dashboard_live_refused_total{reason=\"origin\"} 3"),
+        "{refused}"
+    );
+    // Without a session: redirected to the login page, no socket.
+    let mut req = format!("ws://{}/ws/live", f.addr)
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "origin",
+        format!("http://{}", f.addr).parse().expect("origin"),
+    );
+    match tokio_tungstenite::client_async(req, connect(&f).await).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status().as_u16(), 303),
+        other => panic!(
+            "expected a redirect, got {:?}",
+            other.map(|_| "an open socket")
+        ),
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_is_dropped_and_counted() {
+    let config = DashboardConfig {
+        live_interval: Duration::from_millis(250),
+        client_queue: 1,
+        ..DashboardConfig::default()
+    };
+    // Small kernel buffers on both ends stand in for a slow network.
+    let f = start_with(Backend::Sqlite, config, Some(4096)).await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let stream = socket.connect(f.addr).await.expect("connect");
+    let origin = format!("http://{}", f.addr);
+    let ws = open_live(&f, "set=overview", &origin, stream)
+        .await
+        .expect("upgrade");
+    // Never read. The server must give up on this client, not queue forever.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while f.state.metrics.dashboard.slow_clients_dropped.get() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slow client was never dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let text = f.state.metrics.render();
+    assert!(
+        text.contains("vigil_aggregator_dashboard_live_slow_clients_dropped_total 1"),
+        "{text}"
+    );
+    // Its slot is given back.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(f.state.metrics.dashboard.clients.get(), 0);
+    drop(ws);
+}
