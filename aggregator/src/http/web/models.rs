@@ -16,6 +16,9 @@ use super::format::{self, Unit};
 use super::panels::{Panel, promql_string};
 use super::{PageError, page_context, panels, render};
 
+/// One chart line: its name and a value (or a gap) per timestamp.
+type Line = (String, Vec<Option<f64>>);
+
 /// Figures of one model version.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct VersionRow {
@@ -201,7 +204,7 @@ pub async fn detail(
     let (from, to) = (now - 3_600_000, now);
     let history = panels::history(&state, &queries, from, to, 30_000).await?;
     // One chart per figure, one line per version.
-    let mut charts: BTreeMap<&str, Vec<(String, Vec<Option<f64>>)>> = BTreeMap::new();
+    let mut charts: BTreeMap<&str, Vec<Line>> = BTreeMap::new();
     for (i, (_, col)) in history.series.iter().enumerate() {
         let version = chosen.get(i / 4).cloned().unwrap_or_default();
         let id = queries.get(i).map(|(p, _)| p.id).unwrap_or("rate");
