@@ -56,6 +56,28 @@ pub struct HttpConfig {
     /// Requests per second (and burst) one client address may make; `per_second = 0` turns it off.
     #[serde(default = "crate::http::access::default_rate_limit_per_ip")]
     pub rate_limit_per_ip: crate::http::access::RateLimit,
+    /// Mark the dashboard's cookies `Secure` (always on with `tls_cert`); set
+    /// it when a TLS-terminating proxy sits in front.
+    #[serde(default)]
+    pub secure_cookies: bool,
+    /// A dashboard session unused this long ends.
+    #[serde(default = "default_session_idle_timeout", with = "humantime_serde")]
+    pub session_idle_timeout: Duration,
+    /// A dashboard session ends this long after sign-in, used or not.
+    #[serde(default = "default_session_max_age", with = "humantime_serde")]
+    pub session_max_age: Duration,
+    /// Sign-in attempts per minute (and burst) from one client address; `per_minute = 0` turns it off.
+    #[serde(default = "crate::http::session::default_login_limit_per_ip")]
+    pub login_rate_limit_per_ip: crate::http::session::LoginLimit,
+    /// Sign-in attempts per minute (and burst) for one user name; `per_minute = 0` turns it off.
+    #[serde(default = "crate::http::session::default_login_limit_per_user")]
+    pub login_rate_limit_per_user: crate::http::session::LoginLimit,
+    /// PEM certificate chain: with `tls_key`, the HTTP listener serves HTTPS.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -65,8 +87,23 @@ impl Default for HttpConfig {
             anonymous_read: false,
             rate_limit_per_token: crate::http::access::default_rate_limit_per_token(),
             rate_limit_per_ip: crate::http::access::default_rate_limit_per_ip(),
+            secure_cookies: false,
+            session_idle_timeout: default_session_idle_timeout(),
+            session_max_age: default_session_max_age(),
+            login_rate_limit_per_ip: crate::http::session::default_login_limit_per_ip(),
+            login_rate_limit_per_user: crate::http::session::default_login_limit_per_user(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
+}
+
+fn default_session_idle_timeout() -> Duration {
+    Duration::from_secs(12 * 3600)
+}
+
+fn default_session_max_age() -> Duration {
+    Duration::from_secs(7 * 86_400)
 }
 
 impl HttpConfig {
@@ -76,6 +113,37 @@ impl HttpConfig {
             anonymous_read: self.anonymous_read,
             per_token: Some(self.rate_limit_per_token),
             per_ip: Some(self.rate_limit_per_ip),
+        }
+    }
+
+    /// The session settings; cookies are `Secure` under TLS.
+    pub fn session_policy(&self) -> crate::http::session::SessionPolicy {
+        crate::http::session::SessionPolicy {
+            idle_timeout: self.session_idle_timeout,
+            max_age: self.session_max_age,
+            secure_cookies: self.secure_cookies || self.tls_cert.is_some(),
+            login_per_ip: Some(self.login_rate_limit_per_ip),
+            login_per_user: Some(self.login_rate_limit_per_user),
+        }
+    }
+
+    /// Checks the session and TLS settings; the TLS config when HTTPS is on.
+    fn validate(&self, problems: &mut Vec<String>) -> Option<std::sync::Arc<rustls::ServerConfig>> {
+        if self.session_idle_timeout < Duration::from_secs(60) {
+            problems.push("http.session_idle_timeout must be at least 1m".into());
+        }
+        if self.session_max_age < Duration::from_secs(60) {
+            problems.push("http.session_max_age must be at least 1m".into());
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => crate::http::tls::server_config(cert, key)
+                .map_err(|e| problems.push(format!("http: {e}")))
+                .ok(),
+            (None, None) => None,
+            _ => {
+                problems.push("http.tls_cert and http.tls_key must be given together".into());
+                None
+            }
         }
     }
 }
@@ -194,6 +262,8 @@ pub struct Loaded {
     pub http_listen: SocketAddr,
     pub quic_listen: SocketAddr,
     pub tls: TlsMaterial,
+    /// The HTTP listener's TLS config (`[http] tls_cert` / `tls_key`).
+    pub http_tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl Config {
@@ -210,6 +280,12 @@ impl Config {
         ] {
             *p = resolve(path, p);
         }
+        for p in [&mut config.http.tls_cert, &mut config.http.tls_key]
+            .into_iter()
+            .flatten()
+        {
+            *p = resolve(path, p);
+        }
         config.notify.load(path, &mut problems);
         let base_dir = path
             .parent()
@@ -217,12 +293,13 @@ impl Config {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         match config.validate(&base_dir, &mut problems) {
-            Some((http_listen, quic_listen, tls)) if problems.is_empty() => Ok(Loaded {
+            Some((http_listen, quic_listen, tls, http_tls)) if problems.is_empty() => Ok(Loaded {
                 config,
                 base_dir,
                 http_listen,
                 quic_listen,
                 tls,
+                http_tls,
             }),
             _ => Err(ConfigErrors(problems)),
         }
@@ -232,7 +309,12 @@ impl Config {
         &self,
         base_dir: &Path,
         problems: &mut Vec<String>,
-    ) -> Option<(SocketAddr, SocketAddr, TlsMaterial)> {
+    ) -> Option<(
+        SocketAddr,
+        SocketAddr,
+        TlsMaterial,
+        Option<std::sync::Arc<rustls::ServerConfig>>,
+    )> {
         let addr = |field: &str, value: &str, problems: &mut Vec<String>| {
             value
                 .parse::<SocketAddr>()
@@ -272,11 +354,12 @@ impl Config {
         if i.max_sample_age < Duration::from_secs(60) {
             problems.push("ingest.max_sample_age must be at least 1m".into());
         }
+        let http_tls = self.http.validate(problems);
         self.http_ingest.validate(problems);
         self.storage.validate(problems);
         self.alerting.validate(base_dir, problems);
         self.dashboard.validate(problems);
-        Some((http?, quic?, tls?))
+        Some((http?, quic?, tls?, http_tls))
     }
 }
 

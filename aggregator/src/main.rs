@@ -10,6 +10,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod supervise;
+mod users_cli;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -109,6 +110,25 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Create a dashboard user. The password is read from stdin when it is
+    /// piped, else generated and printed (shown only once).
+    CreateUser {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+    },
+    /// Set a dashboard user's password (read from stdin when piped, else
+    /// generated and printed once); the user's sessions end.
+    ResetPassword {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
     /// Validate rule files and list every problem (exit 64 if any).
     CheckRules {
         #[arg(required = true)]
@@ -148,7 +168,9 @@ fn main() -> ExitCode {
         | Command::RevokeAgent { config, .. }
         | Command::CreateToken { config, .. }
         | Command::RevokeToken { config, .. }
-        | Command::ListTokens { config } => match load(config) {
+        | Command::ListTokens { config }
+        | Command::CreateUser { config, .. }
+        | Command::ResetPassword { config, .. } => match load(config) {
             Ok(l) => Some(l),
             Err(code) => return code,
         },
@@ -196,6 +218,12 @@ fn main() -> ExitCode {
                 Ok(())
             }
             (Command::ListTokens { .. }, Some(loaded)) => list_tokens(loaded).await,
+            (Command::CreateUser { name, role, .. }, Some(loaded)) => {
+                users_cli::create_user(loaded, &name, &role).await
+            }
+            (Command::ResetPassword { name, .. }, Some(loaded)) => {
+                users_cli::reset_password(loaded, &name).await
+            }
             (
                 Command::Quickstart {
                     data_dir,
@@ -359,6 +387,7 @@ async fn run_quickstart(
         bail!("the database did not become reachable within 30 s");
     }
     let token = quickstart::register(&setup, &opts.data_dir, running.state.store.as_ref()).await?;
+    let admin = quickstart::ensure_admin_user(running.state.store.as_ref()).await?;
     let demo = match demo {
         Some(addr) if addr.port() == 0 => Some(free_port(addr)?),
         other => other,
@@ -376,9 +405,21 @@ async fn run_quickstart(
          Data folder     : {data}\n  \
          Admin token     : {token}\n                    \
          (also in {token_path})\n  \
-         Try             : curl -H \"Authorization: Bearer $(cat {token_path})\" http://{http}/api/v1/hosts",
+         Try             : curl -H \"Authorization: Bearer $(cat {token_path})\" http://{http}/api/v1/hosts\n  \
+         Dashboard login : {login}",
         quic = running.quic_addr,
         data = opts.data_dir.display(),
+        login = match &admin {
+            quickstart::AdminUser::Created { password } => format!(
+                "user admin, password {password}\n                    \
+                 (shown only this once; only its hash is stored)"
+            ),
+            quickstart::AdminUser::Exists => format!(
+                "user admin exists (password unchanged; to set a new one: \
+                 vigil-aggregator reset-password --config {} --name admin)",
+                setup.aggregator_config.display()
+            ),
+        },
     );
 
     let mut children = Vec::new();

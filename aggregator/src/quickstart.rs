@@ -1,7 +1,9 @@
 //! `vigil-aggregator quickstart`: from nothing to a running aggregator and a
 //! local agent. Idempotent: certificates, keys and the admin token in the data
 //! folder are kept across runs; the two config files are rewritten from the
-//! flags each time.
+//! flags each time. On the first run it also creates the dashboard user
+//! `admin` (role admin) with a random password that is printed once and
+//! stored only as its Argon2id hash ([`ensure_admin_user`]).
 //!
 //! Data folder layout:
 //!
@@ -56,6 +58,37 @@ pub enum QuickstartError {
     Random,
     #[error("{0} is not a valid token (delete it to get a new one)")]
     BadToken(PathBuf),
+    #[error("admin user: {0}")]
+    Account(#[from] crate::http::session::accounts::AccountError),
+}
+
+/// The dashboard user quick start creates.
+pub const ADMIN_USER: &str = "admin";
+
+/// What [`ensure_admin_user`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminUser {
+    /// Created now with this password (print it once; it is not stored).
+    Created { password: String },
+    /// It existed already; its password is unchanged.
+    Exists,
+}
+
+/// Creates the dashboard user `admin` with a random password unless it
+/// exists.
+pub async fn ensure_admin_user(store: &dyn Store) -> Result<AdminUser, QuickstartError> {
+    use crate::http::session::{Role, accounts, password};
+    let db = store.db();
+    if crate::store::users::user(&db, ADMIN_USER).await?.is_some() {
+        return Ok(AdminUser::Exists);
+    }
+    let password = password::generate().map_err(|_| QuickstartError::Random)?;
+    match accounts::create(&db, ADMIN_USER, Role::Admin, &password).await {
+        Ok(()) => Ok(AdminUser::Created { password }),
+        // Created by a concurrent run in between.
+        Err(accounts::AccountError::Exists(_)) => Ok(AdminUser::Exists),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// This host's name, and an agent id derived from it.

@@ -200,31 +200,65 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         alerting,
         mutes,
     };
+    // Sessions: shared with the pruner that deletes expired ones.
+    let sessions = Arc::new(http::session::Sessions::new(config.http.session_policy()));
+    background.push(
+        sessions
+            .clone()
+            .spawn_pruner(state.store.db(), state.store_ready.clone()),
+    );
     let app = http::app_with_dashboard(
         state.clone(),
         &config.http.access_policy(),
-        std::sync::Arc::new(http::session::Sessions::new(
-            http::session::SessionPolicy::default(),
-        )),
+        sessions,
         config.dashboard.clone(),
     )
     .layer(axum::Extension(std::sync::Arc::new(
         http::ingest::IngestLimits::from_config(config),
-    )))
-    .into_make_service_with_connect_info::<SocketAddr>();
+    )));
     let mut http_stop = stopped;
-    servers.push(tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = http_stop.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            error!(error = %e, "HTTP server failed");
+    let shutdown = async move {
+        let _ = http_stop.wait_for(|s| *s).await;
+    };
+    let scheme = if loaded.http_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    servers.push(match &loaded.http_tls {
+        Some(tls) => {
+            use axum::serve::ListenerExt;
+            // tap_io keeps `ConnectInfo<SocketAddr>` (per-IP limits) working.
+            let listener = http::tls::TlsListener::new(listener, tls.clone())
+                .map_err(|source| StartError::Bind {
+                    what: "HTTPS",
+                    addr: loaded.http_listen,
+                    source,
+                })?
+                .tap_io(|_| {});
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
+                    error!(error = %e, "HTTPS server failed");
+                }
+            })
         }
-    }));
-    info!(%http_addr, %quic_addr, backend = state.store.backend(), "aggregator started");
+        None => {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
+                    error!(error = %e, "HTTP server failed");
+                }
+            })
+        }
+    });
+    info!(%http_addr, %quic_addr, scheme, backend = state.store.backend(), "aggregator started");
     Ok(Running {
         http_addr,
         quic_addr,

@@ -12,15 +12,24 @@ use vigil_aggregator::testing::PgTestDb;
 use vigil_tests::binary;
 
 /// Starts quickstart and returns the child and the HTTP base URL it printed.
-fn quickstart(data_dir: &std::path::Path, database: Option<&str>) -> (Child, String) {
-    quickstart_with(data_dir, database, &[])
-}
-
 fn quickstart_with(
     data_dir: &std::path::Path,
     database: Option<&str>,
     extra: &[&str],
 ) -> (Child, String) {
+    let (child, base, _) = quickstart_output(data_dir, database, extra);
+    (child, base)
+}
+
+/// Everything quickstart printed so far, line by line.
+type Output = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Like [`quickstart_with`], also collecting stdout.
+fn quickstart_output(
+    data_dir: &std::path::Path,
+    database: Option<&str>,
+    extra: &[&str],
+) -> (Child, String, Output) {
     let mut cmd = Command::new(binary("vigil-aggregator"));
     cmd.arg("quickstart")
         .arg("--data-dir")
@@ -42,8 +51,13 @@ fn quickstart_with(
     let stdout = child.stdout.take().expect("stdout");
     // Read stdout to the end in the background, like a terminal would.
     let (tx, rx) = std::sync::mpsc::channel();
+    let output = Output::default();
+    let lines = output.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(mut all) = lines.lock() {
+                all.push(line.clone());
+            }
             if let Some(url) = line.split("Dashboard / API : ").nth(1) {
                 let _ = tx.send(url.trim().trim_end_matches('/').to_string());
             }
@@ -54,7 +68,99 @@ fn quickstart_with(
         let _ = child.kill();
         panic!("quickstart did not print its URL")
     });
-    (child, base)
+    (child, base, output)
+}
+
+/// The first printed line containing `needle` (waits up to 10 s for it).
+fn printed(output: &Output, needle: &str) -> String {
+    let started = Instant::now();
+    loop {
+        if let Some(line) = output
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|l| l.contains(needle))
+        {
+            return line.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{needle:?} not printed: {:?}",
+            output.lock().expect("lock")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Signs in to the dashboard as a browser would; the status of `POST /login`.
+async fn sign_in(base: &str, user: &str, password: &str) -> u16 {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let form = client
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .expect("login page");
+    assert_eq!(form.status(), 200);
+    let cookie = form
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("vigil_login_csrf="))
+        .and_then(|c| c.split(';').next())
+        .expect("csrf cookie")
+        .to_string();
+    let body: String = [
+        ("username", user),
+        ("password", password),
+        ("csrf_token", cookie.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| {
+        format!(
+            "{k}={}",
+            v.replace('%', "%25")
+                .replace('+', "%2B")
+                .replace('&', "%26")
+        )
+    })
+    .collect::<Vec<_>>()
+    .join("&");
+    let resp = client
+        .post(format!("{base}/login"))
+        .header("cookie", format!("vigil_login_csrf={cookie}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("sign in");
+    let status = resp.status().as_u16();
+    if status == 303 {
+        assert!(
+            resp.headers()
+                .get_all("set-cookie")
+                .iter()
+                .any(|c| c.to_str().is_ok_and(|c| c.starts_with("vigil_session="))),
+            "a session cookie"
+        );
+    }
+    status
+}
+
+/// Whether any file under `dir` contains `needle`.
+fn any_file_contains(dir: &std::path::Path, needle: &str) -> bool {
+    std::fs::read_dir(dir).expect("dir").any(|entry| {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            any_file_contains(&path, needle)
+        } else {
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+        }
+    })
 }
 
 /// Polls the hosts API until this host has more than `min` samples stored.
@@ -102,7 +208,18 @@ fn stop(mut child: Child) {
 async fn check(database: Option<&str>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("vigil-data");
-    let (child, base) = quickstart(&data, database);
+    let (child, base, output) = quickstart_output(&data, database, &[]);
+    // The dashboard's admin user, with its password printed once.
+    let line = printed(&output, "Dashboard login : ");
+    let password = line
+        .split("user admin, password ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no password in {line:?}"))
+        .trim()
+        .to_string();
+    assert!(password.len() >= 12, "{password}");
+    assert_eq!(sign_in(&base, "admin", &password).await, 303);
+    assert_eq!(sign_in(&base, "admin", "not the password").await, 401);
     let token = std::fs::read_to_string(data.join("admin.token")).expect("admin.token written");
     let token = token.trim();
     use std::os::unix::fs::PermissionsExt;
@@ -124,8 +241,19 @@ async fn check(database: Option<&str>) {
 
     // Idempotent: a second run reuses certificates, keys and token.
     let ca = std::fs::read(data.join("certs/ca.crt")).expect("ca");
-    let (child, base) = quickstart(&data, database);
+    let (child, base, output) = quickstart_output(&data, database, &[]);
     assert_eq!(std::fs::read(data.join("certs/ca.crt")).expect("ca"), ca);
+    // The admin exists: no new password, the old one still works.
+    let line = printed(&output, "Dashboard login : ");
+    assert!(
+        line.contains("user admin exists") && !line.contains(&password),
+        "{line}"
+    );
+    assert!(
+        printed(&output, "reset-password").contains("--name admin"),
+        "how to reset it"
+    );
+    assert_eq!(sign_in(&base, "admin", &password).await, 303);
     let again = std::fs::read_to_string(data.join("admin.token")).expect("token");
     assert_eq!(again.trim(), token);
     let before = body["hosts"][0]["samples_stored"].as_i64().expect("count");
@@ -139,6 +267,8 @@ async fn check(database: Option<&str>) {
     if database.is_none() {
         assert!(data.join("vigil.db").exists());
     }
+    // Only the hash is stored: the password is in no file.
+    assert!(!any_file_contains(&data, &password));
 }
 
 #[tokio::test]

@@ -27,7 +27,7 @@ use axum::{Extension, Form, Router};
 use serde::Deserialize;
 
 use super::AppState;
-use super::session::{Sessions, constant_time_eq, cookie, hex, password};
+use super::session::{Sessions, accounts, constant_time_eq, cookie, hex, password};
 use crate::store::users;
 
 pub fn router() -> Router<AppState> {
@@ -118,29 +118,22 @@ fn client_ip(connect: Option<&ConnectInfo<SocketAddr>>) -> IpAddr {
 /// host. A request with neither is let through: the double-submit token
 /// still has to match.
 pub fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        return false;
+    let Some(claimed) = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+    else {
+        return true;
     };
     let authority = |url: &str| -> Option<String> {
         let rest = url.split_once("://")?.1;
         Some(rest.split('/').next().unwrap_or(rest).to_ascii_lowercase())
     };
-    let host = host.to_ascii_lowercase();
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        return origin
-            .to_str()
-            .ok()
-            .and_then(authority)
-            .is_some_and(|a| a == host);
-    }
-    if let Some(referer) = headers.get(header::REFERER) {
-        return referer
-            .to_str()
-            .ok()
-            .and_then(authority)
-            .is_some_and(|a| a == host);
-    }
-    true
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    let claimed = claimed.to_str().ok().and_then(authority);
+    matches!((claimed, host), (Some(c), Some(h)) if c == h)
 }
 
 async fn form(
@@ -215,7 +208,13 @@ async fn sign_in(
             &next,
         );
     }
-    let username = form.username.trim().to_string();
+    // Capped: the name keys a rate limiter, and no user has a longer one.
+    let username: String = form
+        .username
+        .trim()
+        .chars()
+        .take(accounts::MAX_NAME_CHARS + 1)
+        .collect();
     if let Err(secs) = sessions.check_login(client_ip(extensions.get()), &username) {
         let mut response = page(
             StatusCode::TOO_MANY_REQUESTS,
@@ -236,7 +235,9 @@ async fn sign_in(
         Err(e) => return unavailable(&e.to_string(), &next, cookie_token),
     };
     let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let matches = password::verify(form.password, hash).await;
+    // An over-long password cannot match (none is stored) and is not hashed.
+    let matches = form.password.len() <= password::MAX_PASSWORD_BYTES
+        && password::verify(form.password, hash).await;
     let user = match user {
         Some(u) if matches && !u.disabled => u,
         _ => {

@@ -24,6 +24,7 @@ pub mod silences;
 
 pub mod rules;
 pub mod summary;
+pub mod tls;
 pub mod tokens;
 pub mod users;
 pub mod web;

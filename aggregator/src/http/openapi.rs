@@ -52,6 +52,20 @@ pub struct Operation {
 
 const JSON: &str = "application/json";
 const TEXT: &str = "text/plain";
+const HTML: &str = "text/html";
+
+const LOGIN: &[Param] = &[p("next", false, "local path to return to after signing in")];
+const SIGN_IN: &[Param] = &[
+    p("username", true, "user name"),
+    p("password", true, "password"),
+    p(
+        "csrf_token",
+        true,
+        "the form's token (equal to the vigil_login_csrf cookie)",
+    ),
+    p("next", false, "local path to go to after signing in"),
+];
+const SIGN_OUT: &[Param] = &[p("csrf_token", true, "the session's CSRF token")];
 
 const NOTIFICATIONS: &[Param] = &[
     p(
@@ -179,6 +193,15 @@ pub const OPERATIONS: &[Operation] = &[
     op!("get", "/metrics", "health", None, &[], TEXT, "The aggregator's own metrics (Prometheus text format)"),
     op!("get", "/api/openapi.json", "meta", R, &[], JSON, "This document"),
     op!("get", "/api/v1/tokens", "access", A, &[], JSON, "API tokens: name, scope, created, revoked (never the secret)"),
+    op!("get", "/login", "access", None, LOGIN, HTML, "The dashboard's sign-in form (sets the vigil_login_csrf cookie)"),
+    op!("post", "/login", "access", None, SIGN_IN, HTML, "Sign in (form: username, password, csrf_token, next): 303 to next with the vigil_session cookie; 401, 403 or 429 with the form"),
+    op!("post", "/logout", "access", None, SIGN_OUT, HTML, "Sign out (form: csrf_token): ends the session, 303 to /login"),
+    op!("get", "/api/v1/session", "access", R, &[], JSON, "The signed-in user (session cookie only): {user, role, csrf_token}"),
+    op!("post", "/api/v1/account/password", "access", R, &[], JSON, "Change the signed-in user's password (session cookie): {current, new}; other sessions end"),
+    op!("get", "/api/v1/users", "access", A, &[], JSON, "Dashboard users: name, role, disabled, created_at, updated_at (never the password hash)"),
+    op!("post", "/api/v1/users", "access", A, &[], JSON, "Create a user: {name, role (viewer|operator|admin), password (12+ characters)}; 201"),
+    op!("patch", "/api/v1/users/{name}", "access", A, &[], JSON, "Change a user: {role?, password?, disabled?}; a new password or disabling ends the user's sessions; 409 for the last admin"),
+    op!("delete", "/api/v1/users/{name}", "access", A, &[], JSON, "Delete a user and end their sessions; 409 for the last admin"),
     op!("get", "/api/v1/notifications", "alerting", A, NOTIFICATIONS, JSON, "Recent notification deliveries: receiver, integration, status, attempts, last error (never payloads or receiver secrets)"),
     op!("get", "/api/v1/hosts", "operations", R, &[], JSON, "Every agent that has sent data"),
     op!("get", "/api/v1/hosts/{id}", "operations", R, &[], JSON, "One host by agent id or hostname, with its latest resource figures"),
@@ -241,7 +264,8 @@ fn operation(op: &Operation) -> Value {
     let mut params: Vec<Value> = path_params(op.path)
         .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
         .collect();
-    let form = op.method == "post" && op.path.starts_with("/prometheus/");
+    let form = op.method == "post"
+        && (op.path.starts_with("/prometheus/") || op.path == "/login" || op.path == "/logout");
     if !form {
         params.extend(op.params.iter().map(|p| {
             json!({"name": p.name, "in": "query", "required": p.required,
@@ -268,10 +292,29 @@ fn operation(op: &Operation) -> Value {
     });
     if let Some(scope) = op.scope {
         responses_for_auth(&mut out);
-        out["security"] = json!([{"bearer": [scope.as_str()]}]);
+        // Either a bearer token, or the dashboard's session cookie (writes
+        // then need the X-CSRF-Token header).
+        out["security"] = json!([{"bearer": [scope.as_str()]}, {"session": []}]);
         out["x-vigil-scope"] = json!(scope.as_str());
     } else {
         out["security"] = json!([]);
+        if op.method == "post" {
+            if let Some(r) = out["responses"].as_object_mut() {
+                r.insert(
+                    "303".into(),
+                    json!({"description": "signed in or out: redirect"}),
+                );
+                r.insert(
+                    "403".into(),
+                    json!({"description": "CSRF token or origin check failed"}),
+                );
+                r.insert(
+                    "429".into(),
+                    json!({"description": "too many sign-in attempts; see Retry-After",
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}}}}),
+                );
+            }
+        }
     }
     if form {
         let props: Map<String, Value> = op
@@ -295,7 +338,10 @@ fn operation(op: &Operation) -> Value {
     } else if op.path.ends_with("/ack") {
         out["requestBody"] = json!({"required": false, "content": {JSON: {"schema": {"type": "object",
             "properties": {"comment": {"type": "string"}}, "additionalProperties": false}}}});
-    } else if op.method == "post" && !op.path.ends_with("/reload") && !op.path.ends_with("/stop") {
+    } else if (op.method == "post" || op.method == "patch")
+        && !op.path.ends_with("/reload")
+        && !op.path.ends_with("/stop")
+    {
         let (media, schema) = if op.path.ends_with("/write") {
             (
                 "application/x-protobuf",
@@ -342,11 +388,17 @@ pub fn document() -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Operations REST API, Prometheus-compatible query API and ingest. \
                 Authenticate with `Authorization: Bearer <token>`; scopes are read < write < admin. \
-                See docs/operations-api.md.",
+                The dashboard's session cookie (`vigil_session`, see POST /login) also works, with the \
+                scope of the user's role (viewer: read, operator: write, admin: admin); requests other \
+                than GET/HEAD/OPTIONS made with it must send the `X-CSRF-Token` header \
+                (GET /api/v1/session returns it). See docs/operations-api.md and docs/access.md.",
         },
         "paths": paths,
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "vigil_session"},
+            },
             "schemas": {"Error": {
                 "type": "object",
                 "required": ["status", "errorType", "error"],

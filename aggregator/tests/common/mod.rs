@@ -2,6 +2,8 @@
 //! scope, and one-call request helpers.
 #![allow(dead_code)]
 
+pub mod web;
+
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
