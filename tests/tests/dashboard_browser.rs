@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: a real aggregator (rule file with an
 //! alert that fires), a real agent pushing host metrics over QUIC, and an
 //! "API" agent pushing request and ML-model samples through the real
-//! ingest; then `tests/browser/dashboard.mjs` drives Debian's chromium with
+//! ingest, and a user made with `vigil-aggregator create-user`; then
+//! `tests/browser/dashboard.mjs` drives Debian's chromium with
 //! playwright-core: signs in through the form, watches the overview update
 //! over the WebSocket, acknowledges an alert, screenshots every page into
 //! `target/screenshots/` and fails on any console or page error.
@@ -14,7 +15,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use vigil_agent::Agent;
-use vigil_aggregator::http::session::{Role, accounts};
 use vigil_common::wire::{BatchHeader, PROTOCOL_VERSION};
 use vigil_common::{Batch, Label, Point, Series, sign};
 use vigil_tests::{Db, TestAggregator};
@@ -205,9 +205,27 @@ async fn the_dashboard_works_in_chromium() {
     );
     let agg = TestAggregator::start_with(Db::Sqlite, &extra).await;
     let state = &agg.running().state;
-    accounts::create(&state.store.db(), USER, Role::Admin, PASSWORD)
-        .await
-        .expect("user");
+    // The user, made as an operator would: the CLI, password on stdin.
+    let mut cli = std::process::Command::new(vigil_tests::binary("vigil-aggregator"))
+        .args(["create-user", "--config"])
+        .arg(&agg.config_path)
+        .args(["--name", USER, "--role", "admin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vigil-aggregator create-user runs");
+    {
+        use std::io::Write;
+        let mut stdin = cli.stdin.take().expect("stdin");
+        writeln!(stdin, "{PASSWORD}").expect("password");
+    }
+    let made = cli.wait_with_output().expect("create-user finishes");
+    assert!(
+        made.status.success(),
+        "create-user failed: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
 
     // A real agent (system metrics every 200 ms) and an API host through the ingest.
     agg.add_agent("browser-db").await;
