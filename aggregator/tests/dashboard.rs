@@ -118,6 +118,32 @@ async fn label_values_render_as_text_on_hosts_and_alerts() {
         );
         assert!(!body.contains(EVIL), "{page} renders the label as markup");
     }
+    // A maintenance window shows as a banner on every page, its text escaped too.
+    let now = vigil_common::now_ms();
+    f.state
+        .mutes
+        .maintenance
+        .start(
+            Some("web-1".into()),
+            None,
+            format!("kernel update {EVIL}"),
+            "otto".into(),
+            now,
+        )
+        .await
+        .expect("maintenance");
+    for page in ["/", "/hosts", "/rules"] {
+        let (_, _, body) = f.get(page, Some(&f.viewer)).await;
+        assert!(
+            body.contains("class=\"banner\""),
+            "{page}: no maintenance banner"
+        );
+        assert!(
+            body.contains("kernel update &lt;script&gt;"),
+            "{page}: banner text"
+        );
+        assert!(!body.contains(EVIL), "{page}");
+    }
     // A viewer gets no ack or silence buttons.
     let (_, _, body) = f.get("/alerts", Some(&f.viewer)).await;
     assert!(!body.contains("/ack\""), "viewer sees an ack form");

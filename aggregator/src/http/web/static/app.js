@@ -62,8 +62,11 @@
     opts = opts || {};
     var palette = [cssVar('--chart'), cssVar('--chart2'), '#16a34a', '#ea580c', '#7c3aed', '#0891b2', '#ca8a04', '#be123c'];
     var series = [{}];
+    // Few values (a fresh estate, a new series): draw them as dots too.
+    var sparse = countPoints(data) < 30;
     names.forEach(function (n, i) {
       series.push({ label: n, stroke: palette[i % palette.length], width: 2, spanGaps: true,
+        points: { show: sparse, size: 5, fill: palette[i % palette.length] },
         value: function (u, v) { return fmt(v, unit); } });
     });
     var axis = { stroke: cssVar('--muted'), grid: { stroke: cssVar('--grid'), width: 1 }, ticks: { stroke: cssVar('--grid') } };
