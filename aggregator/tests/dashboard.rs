@@ -178,6 +178,14 @@ async fn unknown_things_are_404_and_bad_parameters_400() {
         assert_eq!(got, status, "{page}: {body}");
         assert!(body.contains(needle), "{page}: {needle} not in {body}");
     }
+    let (got, _, body) = f.get("/admin", Some(&f.admin)).await;
+    assert_eq!(got, 200);
+    for name in ["ada", "otto", "vic"] {
+        assert!(
+            body.contains(&format!("<td>{name}</td>")),
+            "admin page lists {name}"
+        );
+    }
     let (got, _, body) = f.get("/admin", Some(&f.operator)).await;
     assert_eq!(got, 403, "{body}");
     assert!(body.contains("admin role"), "{body}");

@@ -1,6 +1,6 @@
 //! `/rules` (every rule with its state and last evaluation), `/explore`
-//! (a PromQL box with a graph and a table) and `/admin` (API tokens and the
-//! dashboard's settings; admins only).
+//! (a PromQL box with a graph and a table) and `/admin` (users, API tokens
+//! and the dashboard's settings; admins only).
 
 use std::sync::Arc;
 
@@ -241,8 +241,21 @@ pub async fn admin(
             })
         })
         .collect();
+    let users: Vec<serde_json::Value> = crate::store::users::users(&state.store.db())
+        .await?
+        .into_iter()
+        .map(|u| {
+            serde_json::json!({
+                "name": u.name,
+                "role": u.role,
+                "disabled": u.disabled,
+                "created": format::time(u.created_at_ms),
+            })
+        })
+        .collect();
     let mut c = page_context(&state, &user, "admin", "Admin");
     c.insert("tokens", &tokens);
+    c.insert("users", &users);
     let d = &dashboard.config;
     c.insert(
         "settings",
