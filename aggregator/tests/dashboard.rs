@@ -557,3 +557,49 @@ async fn a_client_that_does_not_read_is_dropped_and_counted() {
     assert_eq!(f.state.metrics.dashboard.clients.get(), 0);
     drop(ws);
 }
+
+#[tokio::test]
+async fn the_alert_history_pages_and_filters() {
+    let f = start(Backend::Sqlite).await;
+    let now = vigil_common::now_ms();
+    let hot: Vec<vigil_common::Series> = (0..40)
+        .map(|i| {
+            vigil_common::Series::new(
+                "evil_temperature",
+                vec![vigil_common::Label::new("host", format!("rack-{i:02}"))],
+                vec![vigil_common::Point {
+                    timestamp_ms: now,
+                    value: 99.0,
+                }],
+            )
+        })
+        .collect();
+    f.state.store.write_series(&hot).await.expect("write");
+    f.state
+        .alerting
+        .round_at(now + 10_000)
+        .await
+        .expect("round");
+    let (s, _, first) = f.get("/alerts", Some(&f.viewer)).await;
+    assert_eq!(s, 200);
+    let rows = |body: &str| body.matches("<tr><td>20").count();
+    assert_eq!(rows(&first), 50, "a full first page");
+    let start = first
+        .find("/alerts?before=")
+        .expect("a link to older events");
+    let next: String = first[start..].chars().take_while(|c| *c != '"').collect();
+    let next = next.replace("&amp;", "&");
+    let (s, _, second) = f.get(&next, Some(&f.viewer)).await;
+    assert_eq!(s, 200, "{next}");
+    assert!(rows(&second) > 0, "older events on the second page");
+    // Filters narrow it down (and are kept in the form).
+    let (s, _, rack) = f
+        .get("/alerts?host=rack-07&event=firing", Some(&f.viewer))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(rows(&rack), 1, "one firing event of rack-07");
+    assert!(
+        rack.contains("value=\"rack-07\""),
+        "the filter stays in the form"
+    );
+}

@@ -64,6 +64,21 @@ try {
   }, null, { timeout: 10000 }).catch(() => problems.push('no CPU chart with data was drawn within 10 s'));
   await page.waitForSelector('#live-state.live');
 
+  step('overview: reconnect backoff and formatting');
+  const helpers = await page.evaluate(() => {
+    const b = (n) => Array.from({ length: 50 }, () => window.Vigil.backoff(n));
+    return {
+      first: [Math.min(...b(0)), Math.max(...b(0))],
+      third: [Math.min(...b(2)), Math.max(...b(2))],
+      capped: Math.max(...b(40)),
+      fmt: [window.Vigil.fmt(0.1234, 'percent'), window.Vigil.fmt(0.25, 'seconds'), window.Vigil.fmt(3 * 1048576, 'bytes'), window.Vigil.fmt(null, 'plain')],
+    };
+  });
+  if (helpers.first[0] < 800 || helpers.first[1] > 1200) { problems.push(`backoff(0) out of 0.8-1.2 s: ${helpers.first}`); }
+  if (helpers.third[0] < 3200 || helpers.third[1] > 4800) { problems.push(`backoff(2) out of 3.2-4.8 s: ${helpers.third}`); }
+  if (helpers.capped > 36000) { problems.push(`backoff not capped at 30 s (+20 %): ${helpers.capped}`); }
+  if (helpers.fmt.join('|') !== '12.3%|250.0 ms|3.0 MiB|—') { problems.push(`fmt: ${helpers.fmt.join('|')}`); }
+
   step('overview: a value changes over the WebSocket');
   await page.evaluate(() => { window.__vigilNoReload = true; });
   const values = () => page.$$eval('.metric-value', (els) => els.map((e) => e.textContent));

@@ -116,6 +116,8 @@
     var base = Math.min(30000, 1000 * Math.pow(2, Math.min(attempt, 5)));
     return Math.round(base * (0.8 + Math.random() * 0.4));
   }
+  // For the browser test's checks of the pure helpers.
+  window.Vigil = { backoff: backoff, fmt: fmt };
   function connect(params, onFrame) {
     var attempt = 0;
     function open() {
