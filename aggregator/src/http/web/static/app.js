@@ -31,7 +31,7 @@
     while (Math.abs(v) >= 1024 && i < u.length - 1) { v /= 1024; i++; }
     return i === 0 ? v.toFixed(0) + ' B' : v.toFixed(1) + ' ' + u[i];
   }
-  function plain(v) { return (Math.abs(v) >= 100 || v % 1 === 0) ? v.toFixed(0) : v.toFixed(2); }
+  function plain(v) { return (Math.abs(v) >= 100 || v % 1 === 0) ? v.toFixed(0) : String(Number(v.toPrecision(3))); }
   function fmt(v, unit) {
     if (v === null || v === undefined || !isFinite(v)) { return '—'; }
     switch (unit) {
