@@ -191,3 +191,41 @@ async fn a_client_that_does_not_read_is_dropped_and_counted() {
     assert_eq!(f.state.metrics.dashboard.clients.get(), 0);
     drop(ws);
 }
+
+#[tokio::test]
+async fn sockets_beyond_max_clients_are_refused_with_503() {
+    let config = DashboardConfig {
+        max_clients: 1,
+        ..DashboardConfig::default()
+    };
+    let f = start_with(Backend::Sqlite, config, None).await;
+    let origin = format!("http://{}", f.addr);
+    let mut first = open_live(&f, "set=overview", &origin, connect(&f).await)
+        .await
+        .expect("upgrade");
+    match open_live(&f, "set=overview", &origin, connect(&f).await).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status().as_u16(), 503),
+        other => panic!("expected 503, got {:?}", other.map(|_| "an open socket")),
+    }
+    let text = f.state.metrics.render();
+    assert!(
+        text.contains("vigil_aggregator_dashboard_live_refused_total{reason=\"full\"} 1"),
+        "{text}"
+    );
+    // Once the first one leaves, there is room again.
+    first.send(Message::Close(None)).await.expect("close");
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match open_live(&f, "set=overview", &origin, connect(&f).await).await {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the slot was never given back: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
