@@ -185,6 +185,7 @@ fn a_bad_tls_setup_exits_64_with_the_problem() {
             "http.tls_cert and http.tls_key must be given together",
         ),
         ("session_idle_timeout = \"1s\"", "http.session_idle_timeout"),
+        ("session_max_age = \"10s\"", "http.session_max_age"),
     ] {
         let path = write_config(d, extra);
         for cmd in ["check-config", "run"] {
