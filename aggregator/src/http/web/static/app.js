@@ -43,6 +43,15 @@
       default: return plain(v);
     }
   }
+  // An axis label: enough decimals that neighbouring ticks differ.
+  function tick(v, unit, incr) {
+    if (unit === 'percent' || unit === 'plain') {
+      var step = unit === 'percent' ? incr * 100 : incr;
+      var d = step > 0 ? Math.min(4, Math.max(0, -Math.floor(Math.log10(step)))) : 1;
+      return unit === 'percent' ? (v * 100).toFixed(d) + '%' : v.toFixed(d);
+    }
+    return fmt(v, unit);
+  }
   function readJson(el, attr) {
     var raw = el && el.getAttribute(attr);
     if (!raw) { return null; }
@@ -76,7 +85,7 @@
       series: series,
       legend: { show: names.length > 1 || !!opts.legend },
       scales: { x: { time: true } },
-      axes: [axis, Object.assign({}, axis, { size: 70, values: function (u, vals) { return vals.map(function (v) { return fmt(v, unit); }); } })],
+      axes: [axis, Object.assign({}, axis, { size: 70, values: function (u, vals, ax, space, incr) { return vals.map(function (v) { return tick(v, unit, incr); }); } })],
       cursor: { drag: { x: false, y: false } }
     };
     var plot = new uPlot(options, data, el);
