@@ -36,6 +36,9 @@ pub struct Config {
     /// Routing and receivers of notifications.
     #[serde(default)]
     pub notify: crate::notify::config::NotifyConfig,
+    /// The operator web dashboard.
+    #[serde(default)]
+    pub dashboard: crate::http::web::config::DashboardConfig,
 }
 
 /// `[http]`
@@ -355,6 +358,7 @@ impl Config {
         self.http_ingest.validate(problems);
         self.storage.validate(problems);
         self.alerting.validate(base_dir, problems);
+        self.dashboard.validate(problems);
         Some((http?, quic?, tls?, http_tls))
     }
 }
@@ -444,6 +448,50 @@ mod tests {
         assert!(
             text.contains("alerting:") && text.contains("bad.yml"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn dashboard_settings_are_checked_with_the_rest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        certs(dir.path());
+        let path = dir.path().join("aggregator.toml");
+        std::fs::write(
+            &path,
+            "[quic]\nca = \"ca.crt\"\ncert = \"server.crt\"\nkey = \"server.key\"\n\
+             [database]\nmax_connections = 0\n\
+             [dashboard]\nlive_interval = \"1ms\"\nclient_queue = 0\ncolour = 1\n",
+        )
+        .expect("write");
+        // An unknown key is a parse error (the section denies unknown fields).
+        let text = Config::load(&path).expect_err("invalid").0.join("\n");
+        assert!(text.contains("unknown field `colour`"), "{text}");
+        // Without it, every value is checked, with the other sections'.
+        std::fs::write(
+            &path,
+            "[quic]\nca = \"ca.crt\"\ncert = \"server.crt\"\nkey = \"server.key\"\n\
+             [database]\nmax_connections = 0\n\
+             [dashboard]\nlive_interval = \"1ms\"\nclient_queue = 0\n",
+        )
+        .expect("write");
+        let text = Config::load(&path).expect_err("invalid").0.join("\n");
+        for needle in [
+            "database.max_connections",
+            "dashboard.live_interval",
+            "dashboard.client_queue",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+        std::fs::write(
+            &path,
+            "[quic]\nca = \"ca.crt\"\ncert = \"server.crt\"\nkey = \"server.key\"\n\
+             [dashboard]\nlive_interval = \"5s\"\nallowed_origins = [\"https://ops.example\"]\n",
+        )
+        .expect("write");
+        let loaded = Config::load(&path).expect("valid");
+        assert_eq!(
+            loaded.config.dashboard.live_interval,
+            Duration::from_secs(5)
         );
     }
 

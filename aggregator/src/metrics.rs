@@ -284,6 +284,8 @@ pub struct Metrics {
 
     /// Rule evaluation and alerts.
     pub alerting: AlertMetrics,
+    /// The web dashboard's live WebSocket.
+    pub dashboard: crate::http::web::live::LiveMetrics,
 }
 
 impl Default for Metrics {
@@ -314,6 +316,7 @@ impl Metrics {
             notify: NotifyMetrics::default(),
 
             alerting: AlertMetrics::default(),
+            dashboard: Default::default(),
         };
         // Every reason exists from the start, so dashboards see zeros, not gaps.
         for code in RejectCode::ALL {
@@ -391,6 +394,7 @@ impl Metrics {
         m.notify.register(&mut registry);
 
         m.alerting.register(&mut registry);
+        m.dashboard.register(&mut registry);
         Metrics { registry, ..m }
     }
 

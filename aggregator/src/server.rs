@@ -207,11 +207,15 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
             .clone()
             .spawn_pruner(state.store.db(), state.store_ready.clone()),
     );
-    let app = http::app_with(state.clone(), &config.http.access_policy(), sessions).layer(
-        axum::Extension(std::sync::Arc::new(
-            http::ingest::IngestLimits::from_config(config),
-        )),
-    );
+    let app = http::app_with_dashboard(
+        state.clone(),
+        &config.http.access_policy(),
+        sessions,
+        config.dashboard.clone(),
+    )
+    .layer(axum::Extension(std::sync::Arc::new(
+        http::ingest::IngestLimits::from_config(config),
+    )));
     let mut http_stop = stopped;
     let shutdown = async move {
         let _ = http_stop.wait_for(|s| *s).await;

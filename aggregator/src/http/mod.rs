@@ -88,6 +88,22 @@ pub fn app_with(
     policy: &access::AccessPolicy,
     sessions: Arc<session::Sessions>,
 ) -> Router {
+    app_with_dashboard(
+        state,
+        policy,
+        sessions,
+        web::config::DashboardConfig::default(),
+    )
+}
+
+/// The whole HTTP application with `sessions` and the `[dashboard]`
+/// settings (what `server.rs` serves).
+pub fn app_with_dashboard(
+    state: AppState,
+    policy: &access::AccessPolicy,
+    sessions: Arc<session::Sessions>,
+    dashboard: web::config::DashboardConfig,
+) -> Router {
     let guard = std::sync::Arc::new(access::Guard::new(policy));
     Router::new()
         .merge(health::router())
@@ -109,6 +125,7 @@ pub fn app_with(
         .nest("/api/v1", rules::router())
         .nest("/prometheus/api/v1", prometheus::router())
         .merge(ingest::router())
+        .merge(web::router(dashboard))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
