@@ -1,12 +1,14 @@
 //! Each receiver integration end to end through the outbox: Slack and
 //! Alertmanager to a real local HTTP receiver, email to a small SMTP
-//! server (AUTH PLAIN / LOGIN, STARTTLS with a certificate from a test CA).
+//! server (AUTH PLAIN / LOGIN, STARTTLS and implicit TLS with a certificate
+//! from a test CA).
 
 mod notify_support;
 
 use std::time::Duration;
 
 use serde_json::json;
+use tokio::task::JoinHandle;
 use vigil_aggregator::metrics::Metrics;
 use vigil_aggregator::notify::Deliver;
 use vigil_aggregator::notify::outbox::Outbox;
@@ -115,6 +117,7 @@ async fn email_delivered(mechanism: &'static str) {
             auth: mechanism,
             tls: None,
             reject_rcpt: false,
+            implicit_tls: false,
         })
         .await;
     let yaml = format!(
@@ -207,6 +210,7 @@ async fn email_uses_starttls_when_required() {
             auth: "PLAIN",
             tls: Some(acceptor),
             reject_rcpt: false,
+            implicit_tls: false,
         })
         .await;
     let extra = format!(
@@ -237,6 +241,100 @@ async fn email_uses_starttls_when_required() {
     backend.close().await;
 }
 
+/// An SMTP server speaking TLS from the first byte ("port 465" style) on a
+/// random port, with a certificate from the CA in `dir`.
+async fn implicit_tls_server(dir: &std::path::Path) -> (SmtpServer, String, JoinHandle<()>) {
+    let (acceptor, _) = test_tls(dir);
+    let server = SmtpServer::default();
+    let (addr, task) = server
+        .start(smtp::Settings {
+            auth: "PLAIN",
+            tls: Some(acceptor),
+            implicit_tls: true,
+            reject_rcpt: false,
+        })
+        .await;
+    (server, addr, task)
+}
+
+#[tokio::test]
+async fn email_uses_implicit_tls_on_any_port_when_forced() {
+    let (store, backend) = open(false).await;
+    let certs = tempfile::tempdir().unwrap();
+    let (server, addr, task_smtp) = implicit_tls_server(certs.path()).await;
+    let extra = format!(
+        "      force_implicit_tls: true\n      tls_config: {{ca_file: '{}', server_name: localhost}}\n",
+        vigil_certs::ca_paths(certs.path()).0.display()
+    );
+    let outbox = outbox(
+        store.db(),
+        &email_yaml(&addr, &extra),
+        &Metrics::new(),
+        fast(),
+    );
+    let task = outbox.spawn();
+    outbox
+        .enqueue(notification("team", "k-implicit"))
+        .await
+        .unwrap();
+    wait_rows(&store.db(), WAIT, "delivered", |r| {
+        r[0].status == "delivered"
+    })
+    .await;
+    let mails = server.mails();
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].tls, "the whole session was TLS");
+    assert_eq!(
+        mails[0].auth,
+        Some(("vigil".into(), "tls-pass".into(), "PLAIN".into()))
+    );
+    assert_eq!(mails[0].to, ["<ops@example.com>"]);
+    task.stop().await;
+    task_smtp.abort();
+    backend.close().await;
+}
+
+#[tokio::test]
+async fn email_over_implicit_tls_refuses_a_certificate_from_another_ca() {
+    let (store, backend) = open(false).await;
+    let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_, our_ca) = test_tls(ours.path());
+    let (server, addr, task_smtp) = implicit_tls_server(theirs.path()).await;
+    // global.smtp_force_implicit_tls applies when the receiver says nothing.
+    let global: GlobalConfig = serde_norway::from_str("smtp_force_implicit_tls: true\n").unwrap();
+    let extra = format!(
+        "      tls_config: {{ca_file: '{}', server_name: localhost}}\n",
+        our_ca.display()
+    );
+    let outbox = Outbox::new(
+        store.db(),
+        &receivers(&email_yaml(&addr, &extra)),
+        &global,
+        Metrics::new().notify.clone(),
+        "http://vigil.test:8080",
+        fast(),
+    )
+    .unwrap();
+    let task = outbox.spawn();
+    outbox
+        .enqueue(notification("team", "k-implicit-bad"))
+        .await
+        .unwrap();
+    wait_rows(&store.db(), WAIT, "a failed attempt", |r| {
+        r[0].last_error.is_some()
+    })
+    .await;
+    let row = &rows(&store.db()).await[0];
+    let error = row.last_error.as_deref().unwrap();
+    assert!(error.contains("certificate"), "{error}");
+    assert!(!error.contains("tls-pass"), "{error}");
+    assert_eq!(row.status, "pending", "a TLS failure is retried");
+    assert!(server.mails().is_empty(), "nothing delivered");
+    task.stop().await;
+    task_smtp.abort();
+    backend.close().await;
+}
+
 #[tokio::test]
 async fn email_is_not_sent_in_clear_when_tls_is_required_but_not_offered() {
     let (store, backend) = open(false).await;
@@ -246,6 +344,7 @@ async fn email_is_not_sent_in_clear_when_tls_is_required_but_not_offered() {
             auth: "PLAIN",
             tls: None,
             reject_rcpt: false,
+            implicit_tls: false,
         })
         .await;
     // require_tls defaults to true.
@@ -279,6 +378,7 @@ async fn email_without_a_common_auth_mechanism_fails_clearly() {
             auth: "CRAM-MD5",
             tls: None,
             reject_rcpt: false,
+            implicit_tls: false,
         })
         .await;
     let extra = "      require_tls: false\n";
@@ -311,6 +411,7 @@ async fn email_rejected_by_the_server_is_not_retried() {
             auth: "PLAIN",
             tls: None,
             reject_rcpt: true,
+            implicit_tls: false,
         })
         .await;
     let extra = "      require_tls: false\n";

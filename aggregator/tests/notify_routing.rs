@@ -1,9 +1,12 @@
 //! Routing, grouping, inhibition, silences and maintenance end to end: a
 //! real [`Dispatcher`] over a real database (SQLite and PostgreSQL), with a
 //! capturing stand-in for the outbox, and the silences/maintenance API
-//! through the real HTTP app. Timers are sub-second.
+//! through the real HTTP app. Timers are sub-second. Editing silences is in
+//! `notify_routing/silence_edit.rs`.
 
 mod common;
+#[path = "notify_routing/silence_edit.rs"]
+mod silence_edit;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -217,7 +217,7 @@ pub const OPERATIONS: &[Operation] = &[
     op!("get", "/api/v1/export/grafana", "exports", R, &[], JSON, "The Grafana dashboards Vigil ships"),
     op!("get", "/api/v1/export/grafana/{uid}", "exports", R, &[], JSON, "One Grafana dashboard (JSON model, import-ready)"),
     op!("get", "/api/v1/silences", "alerting", R, SILENCES, JSON, "Silences (pending, active, expired), Alertmanager's shape"),
-    op!("post", "/api/v1/silences", "alerting", W, &[], JSON, "Create a silence: {matchers:[{name,value,isRegex,isEqual}], startsAt?, endsAt, createdBy?, comment}"),
+    op!("post", "/api/v1/silences", "alerting", W, &[], JSON, "Create a silence: {matchers:[{name,value,isRegex,isEqual}], startsAt?, endsAt, createdBy?, comment}; with {id}: edit it as Alertmanager does (in place when the matchers are the same and an active one keeps its start, a pending one does not start in the past; otherwise the old one is expired and a new id answered); 404 for an unknown id"),
     op!("get", "/api/v1/silences/{id}", "alerting", R, &[], JSON, "One silence"),
     op!("delete", "/api/v1/silences/{id}", "alerting", W, &[], JSON, "Expire a silence now"),
     op!("get", "/api/v1/maintenance", "alerting", R, &[], JSON, "Maintenance windows, active first, then recent ones"),
@@ -282,6 +282,9 @@ fn operation(op: &Operation) -> Value {
     }
     if op.path.contains('{') {
         responses.insert("404".into(), error_response("no such item"));
+    }
+    if op.method == "post" && op.path == "/api/v1/silences" {
+        responses.insert("404".into(), error_response("no silence with that id"));
     }
     let mut out = json!({
         "tags": [op.tag],
@@ -349,12 +352,30 @@ fn operation(op: &Operation) -> Value {
             )
         } else if op.path.ends_with("/import") {
             (TEXT, json!({"type": "string", "format": "binary"}))
+        } else if op.path == "/api/v1/silences" {
+            (JSON, silence_schema())
         } else {
             (JSON, json!({"type": "object"}))
         };
         out["requestBody"] = json!({"required": true, "content": {media: {"schema": schema}}});
     }
     out
+}
+
+/// The body of `POST /api/v1/silences` (Alertmanager's `postableSilence`).
+fn silence_schema() -> Value {
+    let time = json!({"type": "string", "description": "RFC 3339 or unix seconds"});
+    json!({"type": "object", "additionalProperties": false,
+        "required": ["matchers", "endsAt", "comment"],
+        "properties": {
+            "id": {"type": "string", "description": "the silence to edit; absent: a new one"},
+            "matchers": {"type": "array", "items": {"type": "object", "additionalProperties": false,
+                "required": ["name", "value", "isRegex"],
+                "properties": {"name": {"type": "string"}, "value": {"type": "string"},
+                    "isRegex": {"type": "boolean"}, "isEqual": {"type": "boolean", "default": true}}}},
+            "startsAt": time.clone(), "endsAt": time,
+            "createdBy": {"type": "string", "description": "default: the caller's name"},
+            "comment": {"type": "string"}}})
 }
 
 fn responses_for_auth(op: &mut Value) {

@@ -1,9 +1,11 @@
 //! Silences, in Alertmanager's API shape:
 //! `GET /api/v1/silences` (read; `?state=active|pending|expired` filters),
 //! `GET /api/v1/silences/{id}` (read), `POST /api/v1/silences` (write:
-//! `{matchers:[{name,value,isRegex,isEqual}], startsAt, endsAt, createdBy?,
-//! comment}`, `createdBy` defaults to the token's name; answers `{silenceID}`),
-//! `DELETE /api/v1/silences/{id}` (write: expires it now).
+//! `{id?, matchers:[{name,value,isRegex,isEqual}], startsAt?, endsAt,
+//! createdBy?, comment}`, `createdBy` defaults to the token's name; answers
+//! `{silenceID}`; with an `id` it edits that silence the way Alertmanager
+//! does, see `notify/silence/update.rs`), `DELETE /api/v1/silences/{id}`
+//! (write: expires it now).
 
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
@@ -118,8 +120,11 @@ async fn one(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateBody {
+    /// The silence to edit; absent or empty: a new silence.
+    pub id: Option<String>,
     pub matchers: Vec<ApiMatcher>,
-    /// RFC 3339 or unix seconds; default now.
+    /// RFC 3339 or unix seconds; default now, or the edited silence's
+    /// start.
     pub starts_at: Option<String>,
     /// RFC 3339 or unix seconds.
     pub ends_at: String,
@@ -140,10 +145,16 @@ async fn create(
     body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Created>, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let silences = &state.mutes.silences;
+    silences.ensure_loaded().await?;
     let now = state.mutes.now_ms();
-    let starts_at_ms = match &body.starts_at {
-        Some(t) => parse_time("startsAt", t)?,
-        None => now,
+    let edited = body.id.filter(|id| !id.is_empty());
+    let starts_at_ms = match (&body.starts_at, &edited) {
+        (Some(t), _) => parse_time("startsAt", t)?,
+        // Editing without a start keeps the silence's own, so an active
+        // silence can be extended in place.
+        (None, Some(id)) => silences.get(id).map_or(now, |s| s.starts_at_ms),
+        (None, None) => now,
     };
     let new = NewSilence {
         matchers: body.matchers,
@@ -152,12 +163,14 @@ async fn create(
         created_by: body.created_by.unwrap_or(caller.name),
         comment: body.comment,
     };
-    let s = state
-        .mutes
-        .silences
-        .create(new, now)
-        .await
-        .map_err(api_error)?;
+    let s = match &edited {
+        Some(id) => silences.update(id, new, now).await,
+        None => silences.create(new, now).await,
+    }
+    .map_err(|e| match e {
+        SilenceError::NotFound(id) => ApiError::NotFound(format!("no silence {id:?}")),
+        e => api_error(e),
+    })?;
     Ok(Json(Created { silence_id: s.id }))
 }
 

@@ -6,11 +6,18 @@
 //!
 //! Every change is written to the `silences` table first, then to the
 //! in-memory list the dispatcher consults on every flush (reads never touch
-//! the database). The list is loaded at start ([`Silences::load`]).
+//! the database). The list is loaded at start ([`Silences::load`]). Writers
+//! take turns (one async mutex), so the list always follows the table.
+//!
+//! Editing a silence ([`Silences::update`], in `silence/update.rs`) follows
+//! Alertmanager's `Silences.Set`: in place when history allows, else the old
+//! one is expired and a new one created.
 
 use std::sync::RwLock;
 
 use thiserror::Error;
+
+mod update;
 
 use super::config::matcher::{ApiMatcher, Matcher};
 use crate::alert::LabelSet;
@@ -156,6 +163,27 @@ pub(crate) fn new_id() -> Result<String, StoreError> {
     ))
 }
 
+const INSERT_PG: &str = "INSERT INTO silences (id, matchers, starts_at_ms, ends_at_ms, created_by, comment, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+const INSERT_LITE: &str = "INSERT INTO silences (id, matchers, starts_at_ms, ends_at_ms, created_by, comment, updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+const EXPIRE_PG: &str =
+    "UPDATE silences SET starts_at_ms = $2, ends_at_ms = $3, updated_at_ms = $3 WHERE id = $1";
+const EXPIRE_LITE: &str =
+    "UPDATE silences SET starts_at_ms = ?2, ends_at_ms = ?3, updated_at_ms = ?3 WHERE id = ?1";
+
+/// `s` expired at `now_ms` (a pending one also starts then), or `None`
+/// when it has already expired.
+fn expired_now(mut s: Silence, now_ms: i64) -> Option<Silence> {
+    match s.state(now_ms) {
+        SilenceState::Expired => return None,
+        SilenceState::Pending => s.starts_at_ms = now_ms,
+        SilenceState::Active => {}
+    }
+    s.ends_at_ms = now_ms;
+    s.updated_at_ms = now_ms;
+    Some(s)
+}
+
 type Row = (String, String, i64, i64, String, String, i64);
 
 fn from_row(r: Row) -> Result<Silence, StoreError> {
@@ -183,6 +211,8 @@ pub struct Silences {
     db: Db,
     /// `None` until loaded.
     cache: RwLock<Option<Vec<Silence>>>,
+    /// Held by each writer across its database write and cache update.
+    write: tokio::sync::Mutex<()>,
 }
 
 impl Silences {
@@ -190,6 +220,7 @@ impl Silences {
         Silences {
             db,
             cache: RwLock::new(None),
+            write: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -250,82 +281,116 @@ impl Silences {
     }
 
     /// Validates and stores a new silence (a start in the past becomes now).
-    pub async fn create(&self, mut new: NewSilence, now_ms: i64) -> Result<Silence, SilenceError> {
+    pub async fn create(&self, new: NewSilence, now_ms: i64) -> Result<Silence, SilenceError> {
+        let _turn = self.write.lock().await;
         self.ensure_loaded().await?;
         let compiled = validate(&new, now_ms)?;
-        if self.list().len() >= MAX_SILENCES {
-            return Err(SilenceError::Invalid(format!(
-                "too many silences (at most {MAX_SILENCES}, expired ones included until they are deleted)"
-            )));
-        }
-        new.starts_at_ms = new.starts_at_ms.max(now_ms);
-        let silence = Silence {
-            id: new_id()?,
-            matchers: new.matchers,
-            compiled,
-            starts_at_ms: new.starts_at_ms,
-            ends_at_ms: new.ends_at_ms,
-            created_by: new.created_by,
-            comment: new.comment,
-            updated_at_ms: now_ms,
-        };
+        let silence = self.fresh(new, compiled, now_ms)?;
         let matchers = serde_json::to_string(&silence.matchers)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let s = &silence;
         match &self.db {
             Db::Postgres(pool) => {
-                sqlx::query("INSERT INTO silences (id, matchers, starts_at_ms, ends_at_ms, created_by, comment, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                    .bind(&s.id).bind(&matchers).bind(s.starts_at_ms).bind(s.ends_at_ms)
-                    .bind(&s.created_by).bind(&s.comment).bind(s.updated_at_ms)
-                    .execute(pool).await?;
+                sqlx::query(INSERT_PG)
+                    .bind(&s.id)
+                    .bind(&matchers)
+                    .bind(s.starts_at_ms)
+                    .bind(s.ends_at_ms)
+                    .bind(&s.created_by)
+                    .bind(&s.comment)
+                    .bind(s.updated_at_ms)
+                    .execute(pool)
+                    .await?;
             }
             Db::Sqlite { writer, .. } => {
-                sqlx::query("INSERT INTO silences (id, matchers, starts_at_ms, ends_at_ms, created_by, comment, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)")
-                    .bind(&s.id).bind(&matchers).bind(s.starts_at_ms).bind(s.ends_at_ms)
-                    .bind(&s.created_by).bind(&s.comment).bind(s.updated_at_ms)
-                    .execute(writer).await?;
+                sqlx::query(INSERT_LITE)
+                    .bind(&s.id)
+                    .bind(&matchers)
+                    .bind(s.starts_at_ms)
+                    .bind(s.ends_at_ms)
+                    .bind(&s.created_by)
+                    .bind(&s.comment)
+                    .bind(s.updated_at_ms)
+                    .execute(writer)
+                    .await?;
             }
         }
-        if let Ok(mut cache) = self.cache.write() {
-            cache.get_or_insert_with(Vec::new).push(silence.clone());
-        }
+        self.cache_put(silence.clone());
         Ok(silence)
+    }
+
+    /// A new silence with a fresh id (a start in the past becomes now),
+    /// unless the store is full.
+    fn fresh(
+        &self,
+        new: NewSilence,
+        compiled: Vec<Matcher>,
+        now_ms: i64,
+    ) -> Result<Silence, SilenceError> {
+        if self.list().len() >= MAX_SILENCES {
+            return Err(SilenceError::Invalid(format!(
+                "too many silences (at most {MAX_SILENCES}, expired ones included until they are deleted)"
+            )));
+        }
+        Ok(Silence {
+            id: new_id()?,
+            matchers: new.matchers,
+            compiled,
+            starts_at_ms: new.starts_at_ms.max(now_ms),
+            ends_at_ms: new.ends_at_ms,
+            created_by: new.created_by,
+            comment: new.comment,
+            updated_at_ms: now_ms,
+        })
+    }
+
+    /// Replaces the cached silence with `s`'s id, or adds `s`.
+    fn cache_put(&self, s: Silence) {
+        if let Ok(mut cache) = self.cache.write() {
+            let list = cache.get_or_insert_with(Vec::new);
+            match list.iter_mut().find(|x| x.id == s.id) {
+                Some(slot) => *slot = s,
+                None => list.push(s),
+            }
+        }
     }
 
     /// Expires a silence now. Expiring an expired silence changes nothing
     /// (DELETE is idempotent).
     pub async fn expire(&self, id: &str, now_ms: i64) -> Result<Silence, SilenceError> {
+        let _turn = self.write.lock().await;
         self.ensure_loaded().await?;
-        let mut s = self
+        let s = self
             .get(id)
             .ok_or_else(|| SilenceError::NotFound(id.to_string()))?;
-        match s.state(now_ms) {
-            SilenceState::Expired => return Ok(s),
-            SilenceState::Pending => s.starts_at_ms = now_ms,
-            SilenceState::Active => {}
-        }
-        s.ends_at_ms = now_ms;
-        s.updated_at_ms = now_ms;
+        let Some(s) = expired_now(s.clone(), now_ms) else {
+            return Ok(s);
+        };
         match &self.db {
             Db::Postgres(pool) => {
-                sqlx::query("UPDATE silences SET starts_at_ms = $2, ends_at_ms = $3, updated_at_ms = $3 WHERE id = $1")
-                    .bind(&s.id).bind(s.starts_at_ms).bind(now_ms).execute(pool).await?;
+                sqlx::query(EXPIRE_PG)
+                    .bind(&s.id)
+                    .bind(s.starts_at_ms)
+                    .bind(now_ms)
+                    .execute(pool)
+                    .await?;
             }
             Db::Sqlite { writer, .. } => {
-                sqlx::query("UPDATE silences SET starts_at_ms = ?2, ends_at_ms = ?3, updated_at_ms = ?3 WHERE id = ?1")
-                    .bind(&s.id).bind(s.starts_at_ms).bind(now_ms).execute(writer).await?;
+                sqlx::query(EXPIRE_LITE)
+                    .bind(&s.id)
+                    .bind(s.starts_at_ms)
+                    .bind(now_ms)
+                    .execute(writer)
+                    .await?;
             }
         }
-        if let Ok(mut cache) = self.cache.write()
-            && let Some(slot) = cache.iter_mut().flatten().find(|x| x.id == s.id)
-        {
-            *slot = s.clone();
-        }
+        self.cache_put(s.clone());
         Ok(s)
     }
 
     /// Deletes silences that expired more than [`RETENTION_MS`] ago.
     pub async fn gc(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let _turn = self.write.lock().await;
         let cutoff = now_ms - RETENTION_MS;
         let n = match &self.db {
             Db::Postgres(pool) => sqlx::query("DELETE FROM silences WHERE ends_at_ms < $1")

@@ -106,3 +106,39 @@ fn ids_are_unique_and_uuid_shaped() {
     assert_eq!(a.len(), 36);
     assert_ne!(a, new_id().expect("id"));
 }
+
+#[test]
+fn can_update_follows_alertmanager() {
+    let now = 1_000_000;
+    let old = |start: i64, end: i64| Silence {
+        id: "x".into(),
+        matchers: vec![m("host", "a", false, true)],
+        compiled: vec![],
+        starts_at_ms: start,
+        ends_at_ms: end,
+        created_by: "ops".into(),
+        comment: "deploy".into(),
+        updated_at_ms: 0,
+    };
+    let to = |start: i64, end: i64| new(vec![m("host", "a", false, true)], start, end);
+    let can = update::can_update;
+    // Active: the start stays (to the second), the end may move but not
+    // into the past.
+    let active = old(now - 5_000, now + 5_000);
+    assert!(can(&active, &to(now - 5_000, now + 60_000), now));
+    assert!(can(&active, &to(now - 4_500, now + 1), now), "same second");
+    assert!(!can(&active, &to(now - 6_000, now + 60_000), now));
+    assert!(!can(&active, &to(now - 5_000, now - 1), now));
+    // Pending: both may change, the start not into the past.
+    let pending = old(now + 5_000, now + 10_000);
+    assert!(can(&pending, &to(now + 1_000, now + 90_000), now));
+    assert!(can(&pending, &to(now, now + 90_000), now));
+    assert!(!can(&pending, &to(now - 1, now + 90_000), now));
+    // Expired: never; other matchers: never.
+    assert!(!can(&old(now - 10_000, now - 1), &to(now, now + 10), now));
+    let mut other = to(now - 5_000, now + 60_000);
+    other.matchers[0].is_equal = false;
+    assert!(!can(&active, &other, now));
+    other.matchers = vec![m("host", "a", false, true), m("x", "y", false, true)];
+    assert!(!can(&active, &other, now));
+}

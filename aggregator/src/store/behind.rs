@@ -128,35 +128,5 @@ async fn write(inner: &dyn Store, batch: &[Series], metrics: &StorageMetrics) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use vigil_common::{Label, Point};
-
-    /// A database that never answers: every attempt fails, the batch is
-    /// given up after the last one, and both are counted.
-    #[tokio::test]
-    async fn a_batch_that_keeps_failing_is_retried_then_given_up_and_counted() {
-        let dead = super::super::open(
-            "postgres://postgres@127.0.0.1:1/x",
-            std::path::Path::new("."),
-            1,
-        )
-        .expect("lazy store");
-        let metrics = StorageMetrics::default();
-        let behind = WriteBehind::new(dead, metrics.clone());
-        let series = Series {
-            name: "host:x:sum".into(),
-            labels: vec![Label::new("host", "a")],
-            points: (0..3)
-                .map(|i| Point {
-                    timestamp_ms: 1_000 * i,
-                    value: 1.0,
-                })
-                .collect(),
-        };
-        behind.push(vec![series]).await.expect("queued");
-        behind.flush().await.expect("flushed");
-        assert_eq!(metrics.derived_write_failures.get(), u64::from(ATTEMPTS));
-        assert_eq!(metrics.derived_samples_dropped.get(), 3);
-    }
-}
+#[path = "behind_tests.rs"]
+mod tests;

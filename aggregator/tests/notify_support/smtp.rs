@@ -1,6 +1,7 @@
 //! A small SMTP server (RFC 5321) for tests: EHLO/HELO, AUTH PLAIN and
 //! LOGIN (RFC 4954), MAIL, RCPT, DATA, RSET, NOOP, QUIT and, when given a
-//! TLS acceptor, STARTTLS (RFC 3207). Every accepted message is recorded.
+//! TLS acceptor, STARTTLS (RFC 3207) or, with `implicit_tls`, TLS from the
+//! first byte (RFC 8314, "port 465"). Every accepted message is recorded.
 
 use std::sync::{Arc, Mutex};
 
@@ -19,7 +20,7 @@ pub struct Mail {
     pub to: Vec<String>,
     /// The DATA, dot-unstuffed, without the final `.`.
     pub data: String,
-    /// Whether the message came over TLS (after STARTTLS).
+    /// Whether the message came over TLS (STARTTLS or implicit).
     pub tls: bool,
 }
 
@@ -28,8 +29,11 @@ pub struct Mail {
 pub struct Settings {
     /// The AUTH mechanisms advertised, e.g. `PLAIN LOGIN`.
     pub auth: &'static str,
-    /// Offer STARTTLS with this acceptor.
+    /// Offer STARTTLS with this acceptor (or, with `implicit_tls`, speak
+    /// TLS from the first byte).
     pub tls: Option<TlsAcceptor>,
+    /// Handshake before the greeting instead of offering STARTTLS.
+    pub implicit_tls: bool,
     /// Answer every RCPT with `550` (no such user).
     pub reject_rcpt: bool,
 }
@@ -64,7 +68,18 @@ impl SmtpServer {
 }
 
 async fn connection(stream: TcpStream, settings: Settings, mails: Arc<Mutex<Vec<Mail>>>) {
-    let mut io: Box<dyn Io> = Box::new(stream);
+    let mut tls = false;
+    let mut io: Box<dyn Io> = match (&settings.tls, settings.implicit_tls) {
+        (Some(acceptor), true) => match acceptor.accept(stream).await {
+            Ok(s) => {
+                tls = true;
+                Box::new(s)
+            }
+            // A client that refused our certificate: nothing to serve.
+            Err(_) => return,
+        },
+        _ => Box::new(stream),
+    };
     if io
         .write_all(b"220 test.invalid ESMTP ready\r\n")
         .await
@@ -72,7 +87,6 @@ async fn connection(stream: TcpStream, settings: Settings, mails: Arc<Mutex<Vec<
     {
         return;
     }
-    let mut tls = false;
     loop {
         match session(io, &settings, tls, &mails).await {
             Some(plain) => {

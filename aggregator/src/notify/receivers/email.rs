@@ -1,6 +1,8 @@
-//! `email_configs`: email over SMTP with lettre. Port 465 is implicit TLS;
-//! any other port uses STARTTLS, required when `require_tls` is true (the
-//! default, as Alertmanager) and used when offered otherwise. AUTH PLAIN or
+//! `email_configs`: email over SMTP with lettre. Implicit TLS (TLS from the
+//! first byte, RFC 8314) when `force_implicit_tls` is true, or when it is
+//! unset and the port is 465 (Alertmanager's rule); otherwise STARTTLS,
+//! required when `require_tls` is true (the default, as Alertmanager) and
+//! used when offered otherwise. AUTH PLAIN or
 //! LOGIN when `auth_username` is set. The body is multipart/alternative:
 //! plain text and HTML, one entry per alert with its runbook link.
 //!
@@ -62,7 +64,11 @@ pub struct EmailConfig {
     /// Require STARTTLS (else `global.smtp_require_tls`, else true).
     #[serde(default)]
     pub require_tls: Option<bool>,
-    /// TLS settings (STARTTLS and port 465).
+    /// Implicit TLS: true always, false never (STARTTLS even on port 465);
+    /// unset (else `global.smtp_force_implicit_tls`): on port 465 only.
+    #[serde(default)]
+    pub force_implicit_tls: Option<bool>,
+    /// TLS settings (STARTTLS and implicit TLS).
     #[serde(default)]
     pub tls_config: Option<EmailTlsConfig>,
     /// Extra or overriding headers (`Subject`, `Reply-To`, ...).
@@ -192,7 +198,11 @@ impl EmailConfig {
         vigil_common::tls::install_default_provider();
         let tls = self.tls_parameters(&host)?;
         let require_tls = self.require_tls.or(g.smtp_require_tls).unwrap_or(true);
-        builder = builder.tls(if port == 465 {
+        let implicit = self
+            .force_implicit_tls
+            .or(g.smtp_force_implicit_tls)
+            .unwrap_or(port == 465);
+        builder = builder.tls(if implicit {
             Tls::Wrapper(tls)
         } else if require_tls {
             Tls::Required(tls)

@@ -120,6 +120,9 @@ pub struct GlobalConfig {
     /// Default of `require_tls` (STARTTLS required); true unless set.
     #[serde(default)]
     pub smtp_require_tls: Option<bool>,
+    /// Default of `force_implicit_tls`; unset: implicit TLS on port 465 only.
+    #[serde(default)]
+    pub smtp_force_implicit_tls: Option<bool>,
     /// Default Slack incoming-webhook URL.
     #[serde(default)]
     pub slack_api_url: Option<Secret>,
