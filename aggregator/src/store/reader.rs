@@ -155,8 +155,11 @@ impl Source for StoreSource {
         for ((id, labels), held) in selected.into_iter().zip(in_head) {
             let mut samples = by_id.remove(&id).unwrap_or_default();
             samples.sort_unstable_by_key(|&(t, _)| t);
-            if let Some(recent) = held {
-                samples.extend(recent);
+            match held {
+                // Most series are the head's alone: take its vector as is.
+                Some(recent) if samples.is_empty() => samples = recent,
+                Some(recent) => samples.extend(recent),
+                None => {}
             }
             samples.dedup_by_key(|s| s.0);
             if samples.is_empty() {

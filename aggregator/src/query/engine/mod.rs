@@ -305,6 +305,7 @@ impl Engine {
                 timeout: limits.timeout,
                 max_samples: limits.max_samples,
                 samples: Cell::new(0),
+                deadline_checks: Cell::new(0),
             };
             ev.eval(&expr, &grid)
         };
