@@ -417,3 +417,111 @@ async fn the_alert_history_pages_and_filters() {
         "the filter stays in the form"
     );
 }
+
+#[tokio::test]
+async fn maintenance_starts_on_the_host_page_and_stops_from_the_banner() {
+    let f = start(Backend::Sqlite).await;
+    // The host page offers the form to operators only.
+    let (_, _, page) = f.get("/hosts/web-1", Some(&f.operator)).await;
+    assert!(
+        page.contains("action=\"/maintenance\""),
+        "no form for operators"
+    );
+    let (_, _, page) = f.get("/hosts/web-1", Some(&f.viewer)).await;
+    assert!(
+        !page.contains("action=\"/maintenance\""),
+        "form shown to a viewer"
+    );
+    let form = |user: &dashboard_support::Session, duration: &str| {
+        vec![
+            ("csrf_token".to_string(), user.csrf.clone()),
+            ("host".to_string(), "web-1".to_string()),
+            ("duration".to_string(), duration.to_string()),
+            ("comment".to_string(), "<b>kernel</b> upgrade".to_string()),
+            ("next".to_string(), "/hosts/agent-web-1".to_string()),
+        ]
+    };
+    fn pairs(v: &[(String, String)]) -> Vec<(&str, &str)> {
+        v.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect()
+    }
+    // Forged token, a viewer, a bad duration: refused, nothing started.
+    let mut forged = form(&f.operator, "1h");
+    forged[0].1 = "forged".into();
+    let (s, _, _) = f
+        .post_form("/maintenance", &f.operator, &pairs(&forged))
+        .await;
+    assert_eq!(s, 403);
+    let (s, _, body) = f
+        .post_form("/maintenance", &f.viewer, &pairs(&form(&f.viewer, "1h")))
+        .await;
+    assert_eq!(s, 403, "{body}");
+    let (s, _, body) = f
+        .post_form(
+            "/maintenance",
+            &f.operator,
+            &pairs(&form(&f.operator, "soon")),
+        )
+        .await;
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("duration"), "{body}");
+    assert!(f.state.mutes.maintenance.list().is_empty());
+
+    // Started: back to the host page, the banner shows it (escaped) on every
+    // page with a stop button.
+    let (s, h, body) = f
+        .post_form(
+            "/maintenance",
+            &f.operator,
+            &pairs(&form(&f.operator, "2h")),
+        )
+        .await;
+    assert_eq!(s, 303, "{body}");
+    assert_eq!(
+        h.get("location").and_then(|v| v.to_str().ok()),
+        Some("/hosts/agent-web-1")
+    );
+    let w = f.state.mutes.maintenance.list().pop().expect("a window");
+    assert_eq!(
+        (w.host.as_deref(), w.created_by.as_str()),
+        (Some("web-1"), "otto")
+    );
+    let (_, _, page) = f.get("/alerts", Some(&f.operator)).await;
+    assert!(
+        page.contains("&lt;b&gt;kernel&lt;&#x2F;b&gt; upgrade")
+            || page.contains("&lt;b&gt;kernel&lt;/b&gt; upgrade"),
+        "banner"
+    );
+    let stop = format!("/maintenance/{}/stop", w.id);
+    assert!(
+        page.contains(&format!("action=\"{stop}\"")),
+        "no stop button"
+    );
+
+    // Stopped; an unknown window is 404.
+    let (s, _, _) = f
+        .post_form(&stop, &f.viewer, &[("csrf_token", &f.viewer.csrf)])
+        .await;
+    assert_eq!(s, 403);
+    let (s, h, _) = f
+        .post_form(&stop, &f.operator, &[("csrf_token", &f.operator.csrf)])
+        .await;
+    assert_eq!(s, 303);
+    assert_eq!(h.get("location").and_then(|v| v.to_str().ok()), Some("/"));
+    let now = vigil_common::now_ms();
+    assert!(
+        !f.state
+            .mutes
+            .maintenance
+            .get(&w.id)
+            .expect("window")
+            .is_active(now)
+    );
+    let (s, _, _) = f
+        .post_form(
+            "/maintenance/nope/stop",
+            &f.operator,
+            &[("csrf_token", &f.operator.csrf)],
+        )
+        .await;
+    assert_eq!(s, 404);
+}

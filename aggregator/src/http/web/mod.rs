@@ -27,6 +27,7 @@ pub mod panels;
 
 mod alerts;
 mod hosts;
+mod maintenance;
 mod models;
 mod overview;
 mod rules;
@@ -134,6 +135,8 @@ pub fn router(config: DashboardConfig) -> Router<AppState> {
         .route("/alerts/{id}/silence", get(alerts::silence_form))
         .route("/silences", post(alerts::create_silence))
         .route("/silences/{id}/expire", post(alerts::expire_silence))
+        .route("/maintenance", post(maintenance::start))
+        .route("/maintenance/{id}/stop", post(maintenance::stop))
         .route("/rules", get(rules::rules))
         .route("/explore", get(rules::explore))
         .route("/admin", get(rules::admin))
@@ -256,6 +259,7 @@ pub fn page_context(state: &AppState, user: &WebUser, nav: &str, title: &str) ->
         .filter(|w| w.is_active(now))
         .map(|w| {
             serde_json::json!({
+                "id": w.id,
                 "host": w.host,
                 "until": w.effective_end().map(format::time),
                 "comment": w.comment,
