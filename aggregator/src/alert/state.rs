@@ -206,6 +206,19 @@ fn entry_from_row(r: StateRow) -> Result<Entry, StoreError> {
     })
 }
 
+/// Every `event` an `alert_history` row may have (the history filters
+/// accept these).
+pub const HISTORY_EVENTS: &[&str] = &[
+    "pending",
+    "firing",
+    "resolved",
+    "inactive",
+    "acknowledged",
+    "escalated",
+    "flapping_start",
+    "flapping_stop",
+];
+
 /// One row of `alert_history`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryRow {

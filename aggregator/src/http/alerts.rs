@@ -19,6 +19,7 @@ use super::error::ApiError;
 use super::ops::{now_ms, parse_time, rfc3339};
 use crate::alert::eval::machine::{Ack, Phase};
 use crate::alert::eval::{AckError, ActiveAlert};
+use crate::alert::state::HISTORY_EVENTS as EVENTS;
 use crate::alert::state::{self, HistoryQuery, HistoryRow, fp_hex, parse_fp};
 use crate::alert::{LabelSet, Muted};
 
@@ -166,17 +167,6 @@ pub struct HistoryResponse {
     /// Pass as `cursor` for the next (older) page; null on the last page.
     pub next_cursor: Option<String>,
 }
-
-const EVENTS: &[&str] = &[
-    "pending",
-    "firing",
-    "resolved",
-    "inactive",
-    "acknowledged",
-    "escalated",
-    "flapping_start",
-    "flapping_stop",
-];
 
 /// The cursor is the last row's id, obfuscated so clients treat it as opaque.
 const CURSOR_KEY: u64 = 0x5bd1_e995_9e37_79b9;

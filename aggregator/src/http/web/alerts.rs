@@ -16,6 +16,7 @@ use super::super::session::WebUser;
 use super::{PageError, check_csrf, format, local_path, page_context, render, require_operator};
 use crate::alert::eval::machine::Phase;
 use crate::alert::eval::{AckError, ActiveAlert};
+use crate::alert::state::HISTORY_EVENTS as EVENTS;
 use crate::alert::state::{self, HistoryQuery, fp_hex, parse_fp};
 use crate::notify::config::matcher::ApiMatcher;
 use crate::notify::silence::{NewSilence, SilenceError};
@@ -126,17 +127,6 @@ pub struct HistoryParams {
     #[serde(default)]
     before: String,
 }
-
-const EVENTS: &[&str] = &[
-    "pending",
-    "firing",
-    "resolved",
-    "inactive",
-    "acknowledged",
-    "escalated",
-    "flapping_start",
-    "flapping_stop",
-];
 
 fn some(s: &str) -> Option<String> {
     (!s.trim().is_empty()).then(|| s.trim().to_string())
