@@ -67,6 +67,16 @@
     return n;
   }
   // el: the .chart container; names: a label per series; data: [xs, ys...].
+  // A ratio axis from 0 up to a little above the highest value, never past
+  // 100 % unless a value is (uPlot's own padding showed a busy CPU on a
+  // 0-200 % axis).
+  function percentRange(u, min, max) {
+    if (min == null || max == null || !isFinite(min) || !isFinite(max)) return [0, 1];
+    var lo = Math.min(0, min);
+    var hi = max <= 0 ? 0.01 : (max <= 1 ? Math.min(1, max * 1.25) : max * 1.05);
+    if (hi <= lo) hi = lo + 0.01;
+    return [lo, hi];
+  }
   function makeChart(el, unit, names, data, opts) {
     opts = opts || {};
     var palette = [cssVar('--chart'), cssVar('--chart2'), '#16a34a', '#ea580c', '#7c3aed', '#0891b2', '#ca8a04', '#be123c'];
@@ -84,7 +94,7 @@
       height: opts.height || 130,
       series: series,
       legend: { show: names.length > 1 || !!opts.legend },
-      scales: { x: { time: true } },
+      scales: unit === 'percent' ? { x: { time: true }, y: { range: percentRange } } : { x: { time: true } },
       axes: [axis, Object.assign({}, axis, { size: 70, values: function (u, vals, ax, space, incr) { return vals.map(function (v) { return tick(v, unit, incr); }); } })],
       cursor: { drag: { x: false, y: false } }
     };
