@@ -2,8 +2,9 @@
 //!
 //! Each series id maps to its full label set (metric name as `__name__`,
 //! sorted), and postings map `label=value` to the sorted ids carrying it, so
-//! equality matchers cost a lookup and an intersection; other matchers are
-//! evaluated in Rust on the remaining candidates. The index is filled from
+//! equality matchers cost a lookup (the shortest posting gives the
+//! candidates, kept in label order); every matcher is then evaluated in Rust
+//! on the candidates. The index is filled from
 //! the table (everything above the highest id read so far, so rows written
 //! by another process show up too) and kept current by the write path.
 
@@ -39,7 +40,12 @@ pub struct SeriesIndex {
     /// [`REFRESH_EVERY_MS`]: this process's own writes are indexed at once,
     /// so only series other processes add wait that long.
     last_refresh_ms: AtomicI64,
+    /// Postings in label order, by `(name, value)`; an entry is used only
+    /// while its posting has as many ids as it (postings only grow).
+    sorted: std::sync::Mutex<SortedPostings>,
 }
+
+type SortedPostings = FxHashMap<(String, String), std::sync::Arc<Vec<(i64, SharedLabels)>>>;
 
 /// How often queries look for series other processes added.
 pub const REFRESH_EVERY_MS: i64 = 1_000;
@@ -130,61 +136,72 @@ impl SeriesIndex {
     }
 
     /// Ids and labels of the series matching every matcher, sorted by labels.
+    ///
+    /// With equality matchers, the candidates are the shortest of their
+    /// postings, in label order (cached per posting until it grows: a rule
+    /// evaluation selects the same metrics every round, and sorting each
+    /// selection was 7 % of a round); every matcher is then checked on each
+    /// candidate, which keeps the order.
     pub fn select(&self, matchers: &[Matcher]) -> Vec<(i64, SharedLabels)> {
         let Ok(inner) = self.inner.read() else {
             return Vec::new();
         };
-        // Equality matchers on a non-empty value narrow by postings.
-        let mut candidates: Option<Vec<i64>> = None;
-        for m in matchers {
-            if matches!(m.op, MatchOp::Equal) && !m.value.is_empty() {
+        let shortest = matchers
+            .iter()
+            .filter(|m| matches!(m.op, MatchOp::Equal) && !m.value.is_empty())
+            .map(|m| {
                 let ids = inner
                     .postings
                     .get(m.name.as_str())
                     .and_then(|values| values.get(m.value.as_str()))
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[]);
-                candidates = Some(match candidates {
-                    None => ids.to_vec(),
-                    Some(c) => intersect(&c, ids),
-                });
-            }
-        }
-        let mut out: Vec<(i64, SharedLabels)> = match candidates {
-            Some(ids) => ids
-                .into_iter()
-                .filter_map(|id| inner.labels.get(&id).map(|l| (id, l)))
-                .filter(|(_, l)| matches(l, matchers))
-                .map(|(id, l)| (id, l.clone()))
-                .collect(),
-            None => inner
+                    .map_or(&[][..], Vec::as_slice);
+                (m, ids)
+            })
+            .min_by_key(|(_, ids)| ids.len());
+        let Some((m, ids)) = shortest else {
+            let mut out: Vec<(i64, SharedLabels)> = inner
                 .labels
                 .iter()
                 .filter(|(_, l)| matches(l, matchers))
                 .map(|(id, l)| (*id, l.clone()))
-                .collect(),
+                .collect();
+            out.sort_by(|a, b| a.1.cmp(&b.1));
+            return out;
         };
-        out.sort_by(|a, b| a.1.cmp(&b.1));
-        out
+        let key = (m.name.clone(), m.value.clone());
+        let cached = self
+            .sorted
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&key).filter(|s| s.len() == ids.len()).cloned());
+        let sorted = match cached {
+            Some(s) => s,
+            None => {
+                let mut s: Vec<(i64, SharedLabels)> = ids
+                    .iter()
+                    .filter_map(|id| inner.labels.get(id).map(|l| (*id, l.clone())))
+                    .collect();
+                s.sort_by(|a, b| a.1.cmp(&b.1));
+                let s = std::sync::Arc::new(s);
+                if let Ok(mut c) = self.sorted.lock() {
+                    if c.len() >= SORTED_CACHE_MAX {
+                        c.clear();
+                    }
+                    c.insert(key, s.clone());
+                }
+                s
+            }
+        };
+        sorted
+            .iter()
+            .filter(|(_, l)| matches(l, matchers))
+            .cloned()
+            .collect()
     }
 }
 
-/// Intersection of two ascending id lists.
-fn intersect(a: &[i64], b: &[i64]) -> Vec<i64> {
-    let (mut i, mut j, mut out) = (0, 0, Vec::new());
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                out.push(a[i]);
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    out
-}
+/// Postings kept sorted by labels at most (beyond, the cache starts over).
+const SORTED_CACHE_MAX: usize = 4096;
 
 #[cfg(test)]
 pub(crate) mod tests {
@@ -240,5 +257,19 @@ pub(crate) mod tests {
         assert!(ids(&[m(MatchOp::Equal, "host", "zzz")]).is_empty());
         assert_eq!(idx.select(&[m(MatchOp::Equal, "host", "b")])[0].1.len(), 2);
         assert!(idx.load(vec![(9, "x".into(), "not json".into())]).is_err());
+
+        // A posting that grows after it was selected (and cached in label
+        // order) gives the new series too, still in label order.
+        let up = [m(MatchOp::Equal, "__name__", "up")];
+        assert_eq!(ids(&up), vec![3, 1]);
+        idx.insert(vec![(
+            4,
+            vec![Label::new("__name__", "up"), Label::new("host", "a0")],
+        )]);
+        assert_eq!(ids(&up), vec![3, 4, 1]);
+        assert_eq!(
+            ids(&[m(MatchOp::Equal, "host", "a0"), up[0].clone()]),
+            vec![4]
+        );
     }
 }
