@@ -41,6 +41,7 @@ fn assert_clean(report: &Report, agents: usize, series: u64) {
         report.totals.batches_acked * series,
         "{report}"
     );
+    assert_eq!(report.totals.samples_delivered, report.totals.samples_acked);
     assert_eq!(report.totals.sent_batches, report.totals.batches_acked);
     assert!(report.latency(0.99) > Duration::ZERO);
 }

@@ -142,8 +142,8 @@ pub async fn run(
                 in_flight_samples -= pending.samples;
                 match outcome {
                     Outcome::Acked { latency, stored, duplicate, rejected_samples } => {
-                        stats.acked(latency, stored, duplicate, rejected_samples);
-                        progress.samples.fetch_add(stored, Ordering::Relaxed);
+                        stats.acked(latency, pending.samples, stored, duplicate, rejected_samples);
+                        progress.samples.fetch_add(if duplicate { pending.samples } else { stored }, Ordering::Relaxed);
                         progress.batches.fetch_add(1, Ordering::Relaxed);
                     }
                     Outcome::Refused { reason } => {

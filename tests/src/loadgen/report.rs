@@ -13,6 +13,10 @@ pub struct AgentStats {
     pub batches_duplicate: u64,
     /// Samples the aggregator said it newly stored.
     pub samples_acked: u64,
+    /// Samples of every batch acked, once per batch: newly stored ones, plus
+    /// the samples of batches acked as duplicates (an earlier attempt whose
+    /// ack was lost, e.g. to a timeout, stored them). What must be stored.
+    pub samples_delivered: u64,
     /// Samples refused inside accepted batches.
     pub samples_rejected: u64,
     /// Samples in batches refused for good (never stored).
@@ -34,10 +38,19 @@ impl AgentStats {
         *self.errors.entry(kind.to_string()).or_default() += 1;
     }
 
-    pub fn acked(&mut self, latency: Duration, stored: u64, duplicate: bool, rejected: u64) {
+    /// An ack for a batch of `samples` samples.
+    pub fn acked(
+        &mut self,
+        latency: Duration,
+        samples: u64,
+        stored: u64,
+        duplicate: bool,
+        rejected: u64,
+    ) {
         self.batches_acked += 1;
         self.batches_duplicate += u64::from(duplicate);
         self.samples_acked += stored;
+        self.samples_delivered += if duplicate { samples } else { stored };
         self.samples_rejected += rejected;
         self.latencies.push(latency);
     }
@@ -65,6 +78,7 @@ impl Report {
             t.batches_acked += a.batches_acked;
             t.batches_duplicate += a.batches_duplicate;
             t.samples_acked += a.samples_acked;
+            t.samples_delivered += a.samples_delivered;
             t.samples_rejected += a.samples_rejected;
             t.samples_refused += a.samples_refused;
             t.samples_unconfirmed += a.samples_unconfirmed;
@@ -80,11 +94,11 @@ impl Report {
         r
     }
 
-    /// Acked samples per second of wall time.
+    /// Delivered (acked) samples per second of wall time.
     pub fn samples_per_second(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
         if secs > 0.0 {
-            self.totals.samples_acked as f64 / secs
+            self.totals.samples_delivered as f64 / secs
         } else {
             0.0
         }
@@ -110,9 +124,10 @@ impl Report {
         self.stored = Some(stored);
     }
 
-    /// True when the database was counted and holds exactly the acked samples.
+    /// True when the database was counted and holds exactly the samples of
+    /// the acked batches (each batch once, however often it was sent).
     pub fn verified(&self) -> bool {
-        self.stored == Some(self.totals.samples_acked)
+        self.stored == Some(self.totals.samples_delivered)
     }
 }
 
@@ -134,7 +149,8 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "samples acked {}  {:.0} samples/s  rejected in batch {}  refused {}  unconfirmed {}  late ticks {}",
+            "samples acked {} (newly stored {})  {:.0} samples/s  rejected in batch {}  refused {}  unconfirmed {}  late ticks {}",
+            t.samples_delivered,
             t.samples_acked,
             self.samples_per_second(),
             t.samples_rejected,
@@ -160,7 +176,7 @@ impl fmt::Display for Report {
                 f,
                 "stored {} vs acked {}: {}",
                 stored,
-                t.samples_acked,
+                t.samples_delivered,
                 if self.verified() { "OK" } else { "MISMATCH" }
             ),
             None => writeln!(f, "stored: not verified"),
@@ -177,8 +193,16 @@ mod tests {
         let mut a = AgentStats::default();
         let mut b = AgentStats::default();
         for i in 1..=50u64 {
-            a.acked(Duration::from_millis(i), 300, false, 0);
-            b.acked(Duration::from_millis(50 + i), 300, i == 1, 0);
+            a.acked(Duration::from_millis(i), 300, 300, false, 0);
+            // The first is a duplicate: stored by a lost earlier attempt.
+            let dup = i == 1;
+            b.acked(
+                Duration::from_millis(50 + i),
+                300,
+                if dup { 0 } else { 300 },
+                dup,
+                0,
+            );
         }
         a.error("timeout");
         b.error("timeout");
@@ -186,7 +210,8 @@ mod tests {
         a.elapsed = Duration::from_secs(2);
         b.elapsed = Duration::from_secs(4);
         let mut r = Report::merge(vec![a, b]);
-        assert_eq!(r.totals.samples_acked, 30_000);
+        assert_eq!(r.totals.samples_acked, 29_700);
+        assert_eq!(r.totals.samples_delivered, 30_000);
         assert_eq!(r.totals.batches_duplicate, 1);
         assert_eq!(r.totals.errors["timeout"], 2);
         assert_eq!(r.error_count(), 3);
