@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod demo;
+pub mod loadgen;
 pub mod proxy;
 pub mod raw;
 
