@@ -33,8 +33,11 @@ smoke=${SMOKE:-0}
 pg=${PG:-postgres://postgres@127.0.0.1:5432}
 pg_db=vigil_bench_ingest_$$
 bin=$root/target/$profile
-if [ "$profile" = release ] && [ "${BUILD:-1}" = 1 ]; then
-  cargo build --quiet --release --manifest-path "$root/Cargo.toml" \
+if [ "${BUILD:-1}" = 1 ]; then
+  flag=""
+  [ "$profile" = release ] && flag=--release
+  # shellcheck disable=SC2086 # an empty $flag must vanish
+  cargo build --quiet $flag --manifest-path "$root/Cargo.toml" \
     -p vigil-aggregator -p vigil-certs -p vigil-tests --bins
 fi
 for b in vigil-aggregator vigil-certs vigil-loadgen; do
