@@ -9,9 +9,9 @@
 #
 # Usage:  tests/bench/ingest.sh [AGENTS] [SERIES] [SECONDS] [IN_FLIGHT]
 #         (defaults 1000 300 60 2)
-# Env:    PROFILE=release|debug   binaries to use (default release, built first;
-#                                 debug must already be built)
-#         BUILD=0                 do not build release first
+# Env:    PROFILE=release|debug   binaries to use (default release), built
+#                                 first (cargo build, a no-op when current)
+#         BUILD=0                 do not build first
 #         DBS="postgres sqlite"   which databases
 #         RAW_ROWS=N              rows for the raw bulk-load (default 2000000)
 #         LATENCY=0               skip the half-ceiling latency run
