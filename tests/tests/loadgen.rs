@@ -32,7 +32,17 @@ async fn run(agg: &TestAggregator, agents: usize, plan: Plan, register: bool) ->
 
 fn assert_clean(report: &Report, agents: usize, series: u64) {
     assert!(report.verified(), "stored != acked:\n{report}");
-    assert!(report.totals.errors.is_empty(), "errors:\n{report}");
+    // Retried refusals (backpressure under a loaded machine: `unavailable`,
+    // a timeout, a cut connection) are allowed: stored == acked above says
+    // they lost nothing. Anything else is a failure.
+    assert!(
+        report
+            .totals
+            .errors
+            .keys()
+            .all(|k| k == "reject_unavailable" || k == "timeout" || k.starts_with("transport_")),
+        "errors:\n{report}"
+    );
     assert_eq!(report.totals.samples_unconfirmed, 0, "{report}");
     assert_eq!(report.agents, agents);
     // Every acked batch carried all of the agent's series.
