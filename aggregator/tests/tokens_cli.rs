@@ -1,5 +1,7 @@
 //! `create-token`, `list-tokens`, `revoke-token` through the real binary.
 
+mod cli_support;
+
 use std::process::Command;
 
 fn bin() -> Command {
@@ -24,14 +26,7 @@ fn run(args: &[&str], config: &std::path::Path) -> (Option<i32>, String, String)
 fn tokens_are_created_listed_and_revoked() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    vigil_certs::create_ca(d, "CA", 30, false).expect("ca");
-    vigil_certs::issue_server(d, d, &["localhost".into()], 30, false).expect("server");
-    let config = d.join("aggregator.toml");
-    std::fs::write(
-        &config,
-        "[quic]\nca = \"ca.crt\"\ncert = \"server.crt\"\nkey = \"server.key\"\n",
-    )
-    .expect("write");
+    let config = cli_support::minimal_config(d);
 
     let (code, out, err) = run(
         &["create-token", "--name", "grafana", "--scope", "read"],

@@ -3,6 +3,8 @@
 //! only the Argon2id hash is stored; bad names, roles and passwords fail
 //! with a clear message.
 
+mod cli_support;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -52,14 +54,7 @@ async fn stored_hash(dir: &std::path::Path, name: &str) -> Option<users::UserRec
 async fn users_are_created_and_passwords_reset() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    vigil_certs::create_ca(d, "CA", 30, false).expect("ca");
-    vigil_certs::issue_server(d, d, &["localhost".into()], 30, false).expect("server");
-    let config = d.join("aggregator.toml");
-    std::fs::write(
-        &config,
-        "[quic]\nca = \"ca.crt\"\ncert = \"server.crt\"\nkey = \"server.key\"\n",
-    )
-    .expect("write");
+    let config = cli_support::minimal_config(d);
 
     // Piped password.
     let (code, out, err) = run(

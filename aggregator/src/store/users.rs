@@ -148,6 +148,23 @@ pub async fn users(db: &Db) -> Result<Vec<UserRecord>, StoreError> {
     })
 }
 
+/// In the transaction `tx`: on PostgreSQL locks `users` first (two admins
+/// demoting each other at once must not both succeed), then reads `name`.
+macro_rules! locked_user {
+    ($tx:ident, $is_pg:expr, $sql:expr, $name:expr) => {{
+        if $is_pg {
+            sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+                .execute(&mut *$tx)
+                .await?;
+        }
+        let current: Option<UserRecord> = sqlx::query_as(sqlx::AssertSqlSafe($sql))
+            .bind($name)
+            .fetch_optional(&mut *$tx)
+            .await?;
+        current
+    }};
+}
+
 /// Applies `change` to `name`. A new password or disabling ends the user's
 /// sessions; leaving no enabled admin is refused.
 pub async fn update_user(
@@ -160,16 +177,7 @@ pub async fn update_user(
     let sql = format!("{USER_COLUMNS} WHERE name = $1");
     on_writer!(db, |pool| {
         let mut tx = pool.begin().await?;
-        if is_pg {
-            // Two admins demoting each other at once must not both succeed.
-            sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
-                .execute(&mut *tx)
-                .await?;
-        }
-        let current: Option<UserRecord> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let current = locked_user!(tx, is_pg, sql, name);
         let Some(current) = current else {
             return Ok(Changed::NotFound);
         };
@@ -212,15 +220,7 @@ pub async fn delete_user(db: &Db, name: &str) -> Result<Changed, StoreError> {
     let sql = format!("{USER_COLUMNS} WHERE name = $1");
     on_writer!(db, |pool| {
         let mut tx = pool.begin().await?;
-        if is_pg {
-            sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
-                .execute(&mut *tx)
-                .await?;
-        }
-        let current: Option<UserRecord> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let current = locked_user!(tx, is_pg, sql, name);
         let Some(current) = current else {
             return Ok(Changed::NotFound);
         };
