@@ -273,6 +273,8 @@ pub struct Metrics {
     pub connections_active: Gauge,
     pub handshake_failures: Counter,
     pub commit_duration: Histogram,
+    /// Batches per ingest transaction (group commit).
+    pub commit_group_batches: Histogram,
     pub database_up: Gauge,
     /// `/api/v1/write` and `/api/v1/import`.
     pub http_ingest: crate::http::ingest::tally::IngestMetrics,
@@ -309,6 +311,7 @@ impl Metrics {
             connections_active: Gauge::default(),
             handshake_failures: Counter::default(),
             commit_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            commit_group_batches: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
             database_up: Gauge::default(),
             http_ingest: Default::default(),
             storage: StorageMetrics::default(),
@@ -380,8 +383,13 @@ impl Metrics {
         );
         registry.register(
             "commit_duration_seconds",
-            "Time to commit one batch to the store",
+            "Time from a batch's turn to commit (after waiting for a permit) to its outcome",
             m.commit_duration.clone(),
+        );
+        registry.register(
+            "commit_group_batches",
+            "Batches committed per ingest transaction (group commit)",
+            m.commit_group_batches.clone(),
         );
         registry.register(
             "database_up",

@@ -7,11 +7,15 @@
 //!   past it waits for flow-control credit (backpressure);
 //! - frame size: refused from its length prefix, before reading the body;
 //! - time to receive a frame: `ingest.stream_timeout`;
-//! - concurrent commits: a semaphore of `ingest.max_concurrent_commits`; a
-//!   batch waits for a permit up to [`COMMIT_WAIT`], then gets `Unavailable`
-//!   (the agent keeps it and retries), never a silent drop.
+//! - batches being committed or waiting for a committer: a semaphore of
+//!   `ingest.max_concurrent_commits` x [`commit::MAX_GROUP_BATCHES`]; a batch
+//!   waits for a permit up to [`COMMIT_WAIT`], then gets `Unavailable` (the
+//!   agent keeps it and retries), never a silent drop;
+//! - concurrent transactions: `ingest.max_concurrent_commits` committers,
+//!   each committing the batches waiting together ([`commit`]).
 
 pub mod agents;
+pub mod commit;
 pub mod verify;
 
 use std::sync::Arc;
@@ -27,6 +31,7 @@ use crate::config::IngestConfig;
 use crate::metrics::{Metrics, Reason, SampleDrop};
 use crate::store::Store;
 use agents::AgentKeys;
+use commit::Committer;
 use verify::reject;
 
 /// Longest a batch waits for a commit slot before being told to retry.
@@ -47,7 +52,9 @@ pub struct Ingest {
     pub limits: IngestConfig,
     /// False until the store is reachable and migrated.
     pub store_ready: Arc<AtomicBool>,
+    /// Permits for batches in the commit pipeline (waiting or committing).
     commits: Arc<Semaphore>,
+    committer: Committer,
 }
 
 impl Ingest {
@@ -59,7 +66,12 @@ impl Ingest {
     ) -> Self {
         Ingest {
             keys: AgentKeys::new(store.clone()),
-            commits: Arc::new(Semaphore::new(limits.max_concurrent_commits)),
+            commits: Arc::new(Semaphore::new(Self::pipeline_permits(&limits))),
+            committer: Committer::start(
+                store.clone(),
+                limits.max_concurrent_commits,
+                metrics.clone(),
+            ),
             store,
             metrics,
             limits,
@@ -67,9 +79,15 @@ impl Ingest {
         }
     }
 
+    fn pipeline_permits(limits: &IngestConfig) -> usize {
+        limits
+            .max_concurrent_commits
+            .saturating_mul(commit::MAX_GROUP_BATCHES)
+    }
+
     /// Waits until no commit is in flight, then refuses new ones.
     pub async fn drain_commits(&self) {
-        let all = u32::try_from(self.limits.max_concurrent_commits).unwrap_or(u32::MAX);
+        let all = u32::try_from(Self::pipeline_permits(&self.limits)).unwrap_or(u32::MAX);
         if let Ok(permits) = self.commits.acquire_many(all).await {
             permits.forget();
         }
@@ -231,14 +249,12 @@ async fn handle(frame: &[u8], agent_id: &str, ingest: &Ingest) -> Result<Ack, Re
         .map_err(|_| unavailable(Some(seq), "aggregator overloaded, retry later".into()))?
         .map_err(|_| unavailable(Some(seq), "aggregator is shutting down".into()))?;
     let started = Instant::now();
-    let outcome = ingest
-        .store
-        .commit_batch(&batch.header, &batch.series)
-        .await
-        .map_err(|e| {
-            warn!(agent = %agent_id, seq, error = %e, "commit failed");
-            unavailable(Some(seq), "storage unavailable, retry later".into())
-        })?;
+    let batch = Arc::new(batch);
+    let committed = ingest.committer.commit(batch.clone()).await.map_err(|e| {
+        warn!(agent = %agent_id, seq, error = %e, "commit failed");
+        unavailable(Some(seq), "storage unavailable, retry later".into())
+    })?;
+    let outcome = committed.outcome;
     ingest
         .metrics
         .commit_duration

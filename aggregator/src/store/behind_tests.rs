@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
 use promql_parser::label::Matcher;
-use vigil_common::{BatchHeader, Label, MetricMetadata, Point, now_ms};
+use vigil_common::{Label, MetricMetadata, Point, now_ms};
 
 use super::super::index::tests::selector;
 use super::super::rollup::{Bucket, Resolution, Table};
 use super::super::{
-    AgentRecord, CommitOutcome, Db, HostInfo, TokenInfo, TokenRecord, metadata, open,
+    AgentRecord, BatchRef, Committed, Db, HostInfo, TokenInfo, TokenRecord, metadata, open,
 };
 use super::*;
 use crate::testing::PgTestDb;
@@ -159,12 +159,8 @@ impl Store for Refusing {
     async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
         self.inner.agent(id).await
     }
-    async fn commit_batch(
-        &self,
-        header: &BatchHeader,
-        series: &[Series],
-    ) -> Result<CommitOutcome, StoreError> {
-        self.inner.commit_batch(header, series).await
+    async fn commit_batches(&self, batches: &[BatchRef<'_>]) -> Result<Vec<Committed>, StoreError> {
+        self.inner.commit_batches(batches).await
     }
     async fn select_series(
         &self,

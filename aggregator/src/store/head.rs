@@ -22,12 +22,14 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use promql_parser::label::Matcher;
 use tracing::info;
-use vigil_common::{BatchHeader, Label, MetricMetadata, Series, now_ms};
+use vigil_common::{Label, MetricMetadata, Series, now_ms};
 
 use super::behind::WriteBehind;
 use super::metadata::StoredMetadata;
 use super::rollup::{Bucket, Resolution, Table};
-use super::{AgentRecord, CommitOutcome, HostInfo, Store, StoreError, TokenInfo, TokenRecord};
+use super::{
+    AgentRecord, BatchRef, Committed, HostInfo, Store, StoreError, TokenInfo, TokenRecord,
+};
 use crate::metrics::StorageMetrics;
 use crate::query::Labels;
 use crate::query::source::METRIC_NAME;
@@ -183,8 +185,11 @@ impl Head {
     /// Appends committed samples (those older than the covered range are
     /// left to the store).
     pub fn append(&self, series: &[Series]) {
-        let labelled: Vec<(Labels, &Series)> =
-            series.iter().map(|s| (series_labels(s), s)).collect();
+        self.append_refs(series.iter());
+    }
+
+    fn append_refs<'a>(&self, series: impl Iterator<Item = &'a Series>) {
+        let labelled: Vec<(Labels, &Series)> = series.map(|s| (series_labels(s), s)).collect();
         let Ok(mut st) = self.state.write() else {
             return;
         };
@@ -216,6 +221,51 @@ impl Head {
             }
         }
         self.publish(&st);
+    }
+
+    /// [`Head::append`] of series whose ids are known (`ids[i]` is the id
+    /// of `series[i]`): a series the head has seen under its id is found
+    /// by the id (no label set built or hashed); the others go the way of
+    /// [`Head::append`] and are remembered by id. Ids missing (`ids`
+    /// shorter than `series`): plain [`Head::append`].
+    pub fn append_ids(&self, series: &[Series], ids: &[i64]) {
+        if ids.len() != series.len() {
+            self.append(series);
+            return;
+        }
+        let Ok(mut st) = self.state.write() else {
+            return;
+        };
+        let Some(from) = st.covered_from else {
+            return;
+        };
+        let mut added = 0;
+        let mut unknown = Vec::new();
+        for (s, id) in series.iter().zip(ids) {
+            let slot = st.by_id.get(id).copied();
+            match slot.and_then(|slot| st.slots.get_mut(slot)) {
+                Some(samples) => {
+                    for p in s.points.iter().filter(|p| p.timestamp_ms >= from) {
+                        added += usize::from(insert_sample(samples, p.timestamp_ms, p.value));
+                    }
+                }
+                None => unknown.push((s, *id)),
+            }
+        }
+        st.samples += added;
+        if unknown.is_empty() {
+            self.publish(&st);
+            return;
+        }
+        drop(st);
+        self.append_refs(unknown.iter().map(|(s, _)| *s));
+        if let Ok(mut st) = self.state.write() {
+            for (s, id) in unknown {
+                if let Some(&slot) = st.series.get(&series_labels(s)) {
+                    st.by_id.insert(id, slot);
+                }
+            }
+        }
     }
 
     /// Appends `series` if the head is warmed and already holds every one
@@ -506,14 +556,12 @@ impl Store for HeadStore {
         self.inner.agent(agent_id).await
     }
 
-    async fn commit_batch(
-        &self,
-        header: &BatchHeader,
-        series: &[Series],
-    ) -> Result<CommitOutcome, StoreError> {
-        let out = self.inner.commit_batch(header, series).await?;
-        if !out.duplicate {
-            self.head.append(series);
+    async fn commit_batches(&self, batches: &[BatchRef<'_>]) -> Result<Vec<Committed>, StoreError> {
+        let out = self.inner.commit_batches(batches).await?;
+        for (b, c) in batches.iter().zip(&out) {
+            if !c.outcome.duplicate {
+                self.head.append_ids(b.series, &c.series_ids);
+            }
         }
         Ok(out)
     }

@@ -101,6 +101,22 @@ pub struct CommitOutcome {
     pub samples_stored: u64,
 }
 
+/// One batch of a group commit ([`Store::commit_batches`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BatchRef<'a> {
+    pub header: &'a BatchHeader,
+    pub series: &'a [Series],
+}
+
+/// What committing one batch of a group did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub outcome: CommitOutcome,
+    /// The id of each of the batch's series, in order (empty for a
+    /// duplicate), so the head appends by id.
+    pub series_ids: Vec<i64>,
+}
+
 /// Who an API token belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenInfo {
@@ -140,13 +156,24 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_agent(&self, agent_id: &str) -> Result<bool, StoreError>;
     async fn agent(&self, agent_id: &str) -> Result<Option<AgentRecord>, StoreError>;
 
-    /// Commits a verified batch atomically, deduplicating on
-    /// (agent id, boot id, sequence).
+    /// Commits verified batches (of any agents) in one transaction,
+    /// deduplicating each on (agent id, boot id, sequence): the group
+    /// commit of ingest. One outcome per batch, in order; a batch appearing
+    /// twice is committed once (the second is a duplicate). Either every
+    /// batch is committed or, on error, none.
+    async fn commit_batches(&self, batches: &[BatchRef<'_>]) -> Result<Vec<Committed>, StoreError>;
+
+    /// Commits one verified batch atomically ([`Store::commit_batches`] of one).
     async fn commit_batch(
         &self,
         header: &BatchHeader,
         series: &[Series],
-    ) -> Result<CommitOutcome, StoreError>;
+    ) -> Result<CommitOutcome, StoreError> {
+        let mut out = self.commit_batches(&[BatchRef { header, series }]).await?;
+        out.pop()
+            .map(|c| c.outcome)
+            .ok_or_else(|| StoreError::Corrupt("commit returned no outcome".into()))
+    }
 
     /// Stores samples that do not come from an agent (Prometheus
     /// remote_write, text import, backfill): no dedup row, no host row.
@@ -374,44 +401,189 @@ pub(crate) fn sql_limit(limit: usize) -> i64 {
     }
 }
 
-/// A series' identity: metric name and canonical labels.
+/// A series' identity in the `series` table: metric name and canonical labels.
 pub type SeriesKey = (String, String);
 
-/// Series ids known to be committed, so steady-state batches skip the lookup.
-/// Ids are only inserted after their transaction commits.
+/// The key of `series` in the `series` table.
+pub(crate) fn series_key(series: &Series) -> SeriesKey {
+    (series.name.clone(), labels_json(series))
+}
+
+/// A hash of a series' identity as it arrived (name, then labels in
+/// order), computed without allocating: the cache's key.
+pub(crate) fn identity_hash(series: &Series) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    series.name.hash(&mut h);
+    for l in &series.labels {
+        l.name.hash(&mut h);
+        l.value.hash(&mut h);
+    }
+    h.finish()
+}
+
+/// A committed series' id with the identity it was cached under.
+struct Cached {
+    id: i64,
+    name: Box<str>,
+    labels: Box<[vigil_common::Label]>,
+}
+
+impl Cached {
+    fn is(&self, series: &Series) -> bool {
+        *self.name == *series.name && *self.labels == *series.labels
+    }
+}
+
+/// Series ids known to be committed, so steady-state batches resolve each
+/// series with one hash and one comparison (no label map, no JSON, no
+/// allocation). Ids are only inserted after their transaction commits. Two
+/// series with the same hash: the first keeps the slot, the other is always
+/// looked up in the database (correct, only slower).
 #[derive(Default)]
 pub(crate) struct SeriesCache {
-    ids: std::sync::Mutex<std::collections::HashMap<SeriesKey, i64>>,
+    ids: std::sync::Mutex<rustc_hash::FxHashMap<u64, Cached>>,
 }
 
 /// Above this many entries the cache is cleared rather than grown without bound.
 const SERIES_CACHE_MAX: usize = 1_000_000;
 
 impl SeriesCache {
-    pub(crate) fn get(&self, key: &SeriesKey) -> Option<i64> {
-        self.ids.lock().ok()?.get(key).copied()
+    /// The cached id of each of `series` (`hashes` are their
+    /// [`identity_hash`]es), under one lock.
+    fn ids(&self, series: &[&Series], hashes: &[u64]) -> Vec<Option<i64>> {
+        let Ok(map) = self.ids.lock() else {
+            return vec![None; series.len()];
+        };
+        series
+            .iter()
+            .zip(hashes)
+            .map(|(s, h)| map.get(h).filter(|c| c.is(s)).map(|c| c.id))
+            .collect()
     }
 
-    pub(crate) fn extend(&self, entries: impl IntoIterator<Item = (SeriesKey, i64)>) {
-        if let Ok(mut ids) = self.ids.lock() {
-            if ids.len() > SERIES_CACHE_MAX {
-                ids.clear();
+    fn extend<'a>(&self, entries: impl IntoIterator<Item = (u64, &'a Series, i64)>) {
+        if let Ok(mut map) = self.ids.lock() {
+            if map.len() > SERIES_CACHE_MAX {
+                map.clear();
             }
-            ids.extend(entries);
+            for (hash, s, id) in entries {
+                map.entry(hash).or_insert_with(|| Cached {
+                    id,
+                    name: s.name.as_str().into(),
+                    labels: s.labels.clone().into_boxed_slice(),
+                });
+            }
         }
     }
 }
 
-/// The unique series of a batch with their keys, sorted so concurrent
-/// transactions take row locks in the same order (no deadlocks).
-pub(crate) fn batch_series_keys(series: &[Series]) -> Vec<SeriesKey> {
-    let mut keys: Vec<SeriesKey> = series
-        .iter()
-        .map(|s| (s.name.clone(), labels_json(s)))
-        .collect();
-    keys.sort();
-    keys.dedup();
-    keys
+/// The series ids of a write, resolved from the cache where it knows them;
+/// the rest (`missing`, sorted and unique so concurrent transactions take
+/// row locks in the same order) are looked up or created in the database
+/// by the backend, then given to [`Resolving::finish`].
+pub(crate) struct Resolving<'a> {
+    series: Vec<&'a Series>,
+    hashes: Vec<u64>,
+    ids: Vec<Option<i64>>,
+    pub missing: Vec<SeriesKey>,
+}
+
+impl<'a> Resolving<'a> {
+    pub(crate) fn start(cache: &SeriesCache, series: Vec<&'a Series>) -> Self {
+        let hashes: Vec<u64> = series.iter().map(|s| identity_hash(s)).collect();
+        let ids = cache.ids(&series, &hashes);
+        let mut missing: Vec<SeriesKey> = series
+            .iter()
+            .zip(&ids)
+            .filter(|(_, id)| id.is_none())
+            .map(|(s, _)| series_key(s))
+            .collect();
+        missing.sort();
+        missing.dedup();
+        Resolving {
+            series,
+            hashes,
+            ids,
+            missing,
+        }
+    }
+
+    /// Every series' id, given the ids the database returned for
+    /// `missing`; and what to tell the cache and the index once the
+    /// transaction commits.
+    pub(crate) fn finish(self, found: Vec<(SeriesKey, i64)>) -> Result<Resolved<'a>, StoreError> {
+        let mut learnt = Vec::new();
+        let ids = if found.is_empty() {
+            self.ids
+                .iter()
+                .map(|id| id.ok_or_else(|| StoreError::Corrupt("series without an id".into())))
+                .collect::<Result<Vec<i64>, StoreError>>()?
+        } else {
+            let by_key: std::collections::HashMap<&SeriesKey, i64> =
+                found.iter().map(|(k, id)| (k, *id)).collect();
+            let mut ids = Vec::with_capacity(self.ids.len());
+            for ((s, hash), id) in self.series.iter().zip(&self.hashes).zip(&self.ids) {
+                let id = match id {
+                    Some(id) => *id,
+                    None => {
+                        let id = by_key.get(&series_key(s)).copied().ok_or_else(|| {
+                            StoreError::Corrupt(format!("no id for series {}", s.name))
+                        })?;
+                        learnt.push((*hash, *s, id));
+                        id
+                    }
+                };
+                ids.push(id);
+            }
+            ids
+        };
+        Ok(Resolved {
+            series: self.series,
+            ids,
+            learnt,
+            found,
+        })
+    }
+}
+
+/// A write's series with their ids ([`Resolving::finish`]).
+pub(crate) struct Resolved<'a> {
+    series: Vec<&'a Series>,
+    /// The id of each series, in order.
+    pub ids: Vec<i64>,
+    learnt: Vec<(u64, &'a Series, i64)>,
+    found: Vec<(SeriesKey, i64)>,
+}
+
+impl Resolved<'_> {
+    /// The three columns a bulk insert writes, one row per point.
+    pub(crate) fn columns(&self) -> Columns {
+        let n: usize = self.series.iter().map(|s| s.points.len()).sum();
+        let mut cols = Columns {
+            ids: Vec::with_capacity(n),
+            ts: Vec::with_capacity(n),
+            values: Vec::with_capacity(n),
+        };
+        for (s, &id) in self.series.iter().zip(&self.ids) {
+            for p in &s.points {
+                cols.ids.push(id);
+                cols.ts.push(p.timestamp_ms);
+                cols.values.push(p.value);
+            }
+        }
+        cols
+    }
+
+    /// After the transaction committed: the new ids go to the cache and
+    /// the series index.
+    pub(crate) fn committed(self, cache: &SeriesCache, index: &SeriesIndex) {
+        if self.found.is_empty() {
+            return;
+        }
+        index_new(index, &self.found);
+        cache.extend(self.learnt);
+    }
 }
 
 /// The ids of a batch's series in the order of its points, with the points'
@@ -422,28 +594,87 @@ pub(crate) struct Columns {
     pub values: Vec<f64>,
 }
 
-/// Flattens `series` into insert columns; `id_of` names each series' id.
-pub(crate) fn columns(
-    series: &[Series],
-    mut id_of: impl FnMut(&SeriesKey) -> Option<i64>,
-) -> Result<Columns, StoreError> {
-    let n: usize = series.iter().map(|s| s.points.len()).sum();
-    let mut cols = Columns {
-        ids: Vec::with_capacity(n),
-        ts: Vec::with_capacity(n),
-        values: Vec::with_capacity(n),
-    };
-    for s in series {
-        let key = (s.name.clone(), labels_json(s));
-        let id = id_of(&key)
-            .ok_or_else(|| StoreError::Corrupt(format!("no id for series {}", s.name)))?;
-        for p in &s.points {
-            cols.ids.push(id);
-            cols.ts.push(p.timestamp_ms);
-            cols.values.push(p.value);
+/// Which batches of a group are new: the first occurrence of each
+/// (agent, boot, sequence) that `inserted` (the keys the dedup insert
+/// wrote) holds.
+pub(crate) fn fresh_batches(
+    batches: &[BatchRef<'_>],
+    inserted: &std::collections::HashSet<(String, Vec<u8>, i64)>,
+) -> Vec<bool> {
+    let mut seen = std::collections::HashSet::new();
+    batches
+        .iter()
+        .map(|b| {
+            let key = (
+                b.header.agent_id.clone(),
+                b.header.boot_id.to_vec(),
+                b.header.sequence as i64,
+            );
+            inserted.contains(&key) && seen.insert(key)
+        })
+        .collect()
+}
+
+/// What one group commit writes to `hosts`: per agent (sorted, so
+/// concurrent transactions lock rows in the same order) its latest
+/// header's host name and roles and the samples stored.
+pub(crate) fn host_rows<'a>(
+    batches: &[BatchRef<'a>],
+    stored: &[u64],
+) -> Vec<(&'a BatchHeader, u64)> {
+    let mut per_agent: BTreeMap<&str, (&BatchHeader, u64)> = BTreeMap::new();
+    for (b, &n) in batches.iter().zip(stored) {
+        let entry = per_agent
+            .entry(b.header.agent_id.as_str())
+            .or_insert((b.header, 0));
+        if b.header.sequence >= entry.0.sequence {
+            entry.0 = b.header;
         }
+        entry.1 += n;
     }
-    Ok(cols)
+    per_agent.into_values().collect()
+}
+
+/// The outcomes of a group whose fresh batches all stored every point
+/// (`stored` per batch, 0 for duplicates), with their series ids split
+/// per batch from `ids` (the fresh batches' series, in order).
+pub(crate) fn outcomes(
+    batches: &[BatchRef<'_>],
+    fresh: &[bool],
+    stored: &[u64],
+    ids: &[i64],
+) -> Vec<Committed> {
+    let mut at = 0;
+    batches
+        .iter()
+        .zip(fresh.iter().zip(stored))
+        .map(|(b, (&fresh, &stored))| {
+            if !fresh {
+                return Committed {
+                    outcome: CommitOutcome {
+                        duplicate: true,
+                        samples_stored: 0,
+                    },
+                    series_ids: Vec::new(),
+                };
+            }
+            let end = (at + b.series.len()).min(ids.len());
+            let series_ids = ids[at..end].to_vec();
+            at = end;
+            Committed {
+                outcome: CommitOutcome {
+                    duplicate: false,
+                    samples_stored: stored,
+                },
+                series_ids,
+            }
+        })
+        .collect()
+}
+
+/// Number of points in `series`.
+pub(crate) fn point_count(series: &[Series]) -> u64 {
+    series.iter().map(|s| s.points.len() as u64).sum()
 }
 
 /// Reads a `hosts` row, whichever database it came from.

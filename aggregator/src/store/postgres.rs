@@ -17,8 +17,9 @@ use super::index::SeriesIndex;
 use super::metadata::{self, MetadataCache, StoredMetadata};
 use super::rollup::{Bucket, Resolution, Table};
 use super::{
-    AgentRecord, BucketRow, CommitOutcome, HostInfo, SeriesCache, SeriesKey, Store, StoreError,
-    TokenInfo, TokenRecord, batch_series_keys, bucket, columns, index_new, shared, sql_limit,
+    AgentRecord, BatchRef, BucketRow, Committed, HostInfo, Resolved, Resolving, SeriesCache,
+    SeriesKey, Store, StoreError, TokenInfo, TokenRecord, bucket, fresh_batches, host_rows,
+    outcomes, point_count, shared, sql_limit,
 };
 
 const DAY_MS: i64 = 86_400_000;
@@ -68,9 +69,11 @@ impl PgStore {
         &self.pool
     }
 
-    async fn ensure_partitions(&self, series: &[Series]) -> Result<(), StoreError> {
+    async fn ensure_partitions<'a>(
+        &self,
+        series: impl Iterator<Item = &'a Series>,
+    ) -> Result<(), StoreError> {
         let days: HashSet<i64> = series
-            .iter()
             .flat_map(|s| s.points.iter())
             .map(|p| p.timestamp_ms.div_euclid(DAY_MS) * DAY_MS)
             .collect();
@@ -95,6 +98,9 @@ impl PgStore {
         tx: &mut Transaction<'_, Postgres>,
         keys: &[SeriesKey],
     ) -> Result<Vec<(SeriesKey, i64)>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         let (metrics, labels): (Vec<&str>, Vec<&str>) =
             keys.iter().map(|(m, l)| (m.as_str(), l.as_str())).unzip();
         sqlx::query(
@@ -125,31 +131,18 @@ impl PgStore {
             .collect()
     }
 
-    /// Writes `series`' samples inside `tx` (creating missing series), and
-    /// returns how many were new with the series ids created, which the
-    /// caller adds to the cache once `tx` commits.
-    async fn insert_samples(
+    /// Writes the points of `series` inside `tx` (creating missing series)
+    /// in one statement; returns how many were new and the resolved ids,
+    /// which go to the cache and index once `tx` commits.
+    async fn insert_samples<'a>(
         &self,
         tx: &mut Transaction<'_, Postgres>,
-        series: &[Series],
-    ) -> Result<(u64, Vec<(SeriesKey, i64)>), StoreError> {
-        let keys = batch_series_keys(series);
-        let missing: Vec<SeriesKey> = keys
-            .iter()
-            .filter(|k| self.series.get(k).is_none())
-            .cloned()
-            .collect();
-        let new_ids = if missing.is_empty() {
-            Vec::new()
-        } else {
-            Self::series_ids(tx, &missing).await?
-        };
-        let lookup: std::collections::HashMap<&SeriesKey, i64> =
-            new_ids.iter().map(|(k, id)| (k, *id)).collect();
-
-        let cols = columns(series, |key| {
-            lookup.get(key).copied().or_else(|| self.series.get(key))
-        })?;
+        series: Vec<&'a Series>,
+    ) -> Result<(u64, Resolved<'a>), StoreError> {
+        let resolving = Resolving::start(&self.series, series);
+        let found = Self::series_ids(tx, &resolving.missing).await?;
+        let resolved = resolving.finish(found)?;
+        let cols = resolved.columns();
         let stored = sqlx::query(
             "INSERT INTO samples (series_id, ts, value)
              SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::float8[])
@@ -161,8 +154,137 @@ impl PgStore {
         .execute(&mut **tx)
         .await?
         .rows_affected();
+        Ok((stored, resolved))
+    }
 
-        Ok((stored, new_ids))
+    /// Records the group's batches in `ingested_batches` in one statement
+    /// (in key order, so concurrent groups lock in the same order); which
+    /// of them are new.
+    async fn insert_batches(
+        tx: &mut Transaction<'_, Postgres>,
+        batches: &[BatchRef<'_>],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut order: Vec<usize> = (0..batches.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (batches[a].header, batches[b].header);
+            (&a.agent_id, &a.boot_id, a.sequence).cmp(&(&b.agent_id, &b.boot_id, b.sequence))
+        });
+        let now = vigil_common::now_ms();
+        let mut agents = Vec::with_capacity(order.len());
+        let mut boots = Vec::with_capacity(order.len());
+        let mut seqs = Vec::with_capacity(order.len());
+        let mut counts = Vec::with_capacity(order.len());
+        for &i in &order {
+            let b = batches[i];
+            agents.push(b.header.agent_id.as_str());
+            boots.push(&b.header.boot_id[..]);
+            // A bijection u64 -> i64: the dedup key only needs to be distinct.
+            seqs.push(b.header.sequence as i64);
+            counts.push(i64::try_from(point_count(b.series)).unwrap_or(i64::MAX));
+        }
+        let rows: Vec<(String, Vec<u8>, i64)> = sqlx::query_as(
+            "INSERT INTO ingested_batches (agent_id, boot_id, sequence, received_at_ms, samples)
+             SELECT a, b, s, $4, n FROM UNNEST($1::text[], $2::bytea[], $3::bigint[], $5::bigint[])
+                 AS u(a, b, s, n)
+             ON CONFLICT DO NOTHING
+             RETURNING agent_id, boot_id, sequence",
+        )
+        .bind(&agents)
+        .bind(&boots)
+        .bind(&seqs)
+        .bind(now)
+        .bind(&counts)
+        .fetch_all(&mut **tx)
+        .await?;
+        Ok(fresh_batches(batches, &rows.into_iter().collect()))
+    }
+
+    /// Upserts the `hosts` rows of a group, one statement.
+    async fn upsert_hosts(
+        tx: &mut Transaction<'_, Postgres>,
+        rows: &[(&BatchHeader, u64)],
+    ) -> Result<(), StoreError> {
+        let mut agents = Vec::with_capacity(rows.len());
+        let mut hosts = Vec::with_capacity(rows.len());
+        let mut roles = Vec::with_capacity(rows.len());
+        let mut stored = Vec::with_capacity(rows.len());
+        for (h, n) in rows {
+            agents.push(h.agent_id.as_str());
+            hosts.push(h.host.as_str());
+            roles.push(shared::roles_json(h));
+            stored.push(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+        sqlx::query(
+            "INSERT INTO hosts (agent_id, hostname, roles, first_seen_ms, last_seen_ms, samples_stored)
+             SELECT a, h, r, $4, $4, n FROM UNNEST($1::text[], $2::text[], $3::text[], $5::bigint[])
+                 AS u(a, h, r, n)
+             ON CONFLICT (agent_id) DO UPDATE
+             SET hostname = excluded.hostname, roles = excluded.roles,
+                 last_seen_ms = GREATEST(hosts.last_seen_ms, excluded.last_seen_ms),
+                 samples_stored = hosts.samples_stored + excluded.samples_stored",
+        )
+        .bind(&agents)
+        .bind(&hosts)
+        .bind(&roles)
+        .bind(vigil_common::now_ms())
+        .bind(&stored)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// One transaction for `batches`. With `split`, a group in which some
+    /// point was already stored is rolled back and committed batch by
+    /// batch, so each batch's count of stored points is exact.
+    async fn commit_group(
+        &self,
+        batches: &[BatchRef<'_>],
+        split: bool,
+    ) -> Result<Option<Vec<Committed>>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let fresh = Self::insert_batches(&mut tx, batches).await?;
+        let series: Vec<&Series> = batches
+            .iter()
+            .zip(&fresh)
+            .filter(|(_, fresh)| **fresh)
+            .flat_map(|(b, _)| b.series.iter())
+            .collect();
+        let points: Vec<u64> = batches
+            .iter()
+            .zip(&fresh)
+            .map(|(b, &fresh)| if fresh { point_count(b.series) } else { 0 })
+            .collect();
+        let kept: u64 = points.iter().sum();
+        if kept == 0 && !fresh.iter().any(|f| *f) {
+            tx.rollback().await?;
+            return Ok(Some(outcomes(batches, &fresh, &points, &[])));
+        }
+        let (stored, resolved) = self.insert_samples(&mut tx, series).await?;
+        let stored_each: Vec<u64> = if stored == kept {
+            points
+        } else if split && fresh.iter().filter(|f| **f).count() > 1 {
+            tx.rollback().await?;
+            return Ok(None);
+        } else {
+            fresh.iter().map(|&f| if f { stored } else { 0 }).collect()
+        };
+        let hosts = host_rows(batches, &stored_each);
+        let hosts: Vec<(&BatchHeader, u64)> = hosts
+            .into_iter()
+            .filter(|(h, _)| {
+                batches
+                    .iter()
+                    .zip(&fresh)
+                    .any(|(b, &f)| f && b.header.agent_id == h.agent_id)
+            })
+            .collect();
+        if !hosts.is_empty() {
+            Self::upsert_hosts(&mut tx, &hosts).await?;
+        }
+        tx.commit().await?;
+        let out = outcomes(batches, &fresh, &stored_each, &resolved.ids);
+        resolved.committed(&self.series, &self.index);
+        Ok(Some(out))
     }
 }
 
@@ -200,46 +322,36 @@ impl Store for PgStore {
         shared::pg::agent(&self.pool, agent_id).await
     }
 
-    async fn commit_batch(
-        &self,
-        header: &BatchHeader,
-        series: &[Series],
-    ) -> Result<CommitOutcome, StoreError> {
-        self.ensure_partitions(series).await?;
-        let samples: usize = series.iter().map(|s| s.points.len()).sum();
-        let mut tx = self.pool.begin().await?;
-
-        let fresh = shared::pg::insert_batch(&mut tx, header, samples).await?;
-        if !fresh {
-            tx.rollback().await?;
-            return Ok(CommitOutcome {
-                duplicate: true,
-                samples_stored: 0,
-            });
+    async fn commit_batches(&self, batches: &[BatchRef<'_>]) -> Result<Vec<Committed>, StoreError> {
+        if batches.is_empty() {
+            return Ok(Vec::new());
         }
-
-        let (stored, new_ids) = self.insert_samples(&mut tx, series).await?;
-        shared::pg::upsert_host(&mut tx, header, stored).await?;
-
-        tx.commit().await?;
-        index_new(&self.index, &new_ids);
-        self.series.extend(new_ids);
-        Ok(CommitOutcome {
-            duplicate: false,
-            samples_stored: stored,
-        })
+        self.ensure_partitions(batches.iter().flat_map(|b| b.series.iter()))
+            .await?;
+        if let Some(out) = self.commit_group(batches, true).await? {
+            return Ok(out);
+        }
+        // Some point of the group was stored before: one transaction per
+        // batch, so each batch's count is its own.
+        let mut out = Vec::with_capacity(batches.len());
+        for b in batches {
+            let one = self.commit_group(std::slice::from_ref(b), false).await?;
+            out.extend(one.unwrap_or_default());
+        }
+        Ok(out)
     }
 
     async fn write_series(&self, series: &[Series]) -> Result<u64, StoreError> {
         if series.iter().all(|s| s.points.is_empty()) {
             return Ok(0);
         }
-        self.ensure_partitions(series).await?;
+        self.ensure_partitions(series.iter()).await?;
         let mut tx = self.pool.begin().await?;
-        let (stored, new_ids) = self.insert_samples(&mut tx, series).await?;
+        let (stored, resolved) = self
+            .insert_samples(&mut tx, series.iter().collect())
+            .await?;
         tx.commit().await?;
-        index_new(&self.index, &new_ids);
-        self.series.extend(new_ids);
+        resolved.committed(&self.series, &self.index);
         Ok(stored)
     }
 

@@ -605,3 +605,46 @@ async fn batch_probes_match_single_probes() {
         ]
     );
 }
+
+/// Appending by id (ingest's way) holds the same samples as appending by
+/// label set, finds a series by its id afterwards, and honours the bound.
+#[tokio::test]
+async fn appends_by_id_match_appends_by_labels() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open("sqlite:v.db", dir.path(), 2).expect("open");
+    store.migrate().await.expect("migrate");
+    let now = now_ms();
+    let by_id = head::Head::new(Duration::from_secs(3600), 2, StorageMetrics::default());
+    let by_labels = head::Head::new(Duration::from_secs(3600), 2, StorageMetrics::default());
+    by_id.warm(store.as_ref(), now).await.expect("warm");
+    by_labels.warm(store.as_ref(), now).await.expect("warm");
+    let a = series("m", &[("s", "a")], &[(now, 1.0)]);
+    let b = series("m", &[("s", "b")], &[(now, 2.0), (now - MIN, 1.5)]);
+    let c = series("m", &[("s", "c")], &[(now, 3.0)]);
+    by_id.append_ids(&[a.clone(), b.clone(), c.clone()], &[10, 11, 12]);
+    by_labels.append(&[a.clone(), b.clone(), c.clone()]);
+    let later = [
+        series("m", &[("s", "a")], &[(now + MIN, 4.0), (now, 9.0)]),
+        series("m", &[("s", "b")], &[(now + MIN, 5.0)]),
+    ];
+    by_id.append_ids(&later, &[10, 11]);
+    by_labels.append(&later);
+    // Ids that do not match the series count: appended by label set.
+    by_id.append_ids(&[series("m", &[("s", "a")], &[(now + 2 * MIN, 6.0)])], &[]);
+    by_labels.append(&[series("m", &[("s", "a")], &[(now + 2 * MIN, 6.0)])]);
+    assert_eq!(by_id.size(), by_labels.size());
+    assert_eq!(
+        by_id.size(),
+        (2, 6),
+        "c was refused: the head holds 2 series"
+    );
+    for (id, s) in [(10, &a), (11, &b), (12, &c)] {
+        let labels = head::series_labels(s);
+        assert_eq!(
+            by_id.probe_id(id, &labels, 0, i64::MAX),
+            by_labels.probe(&labels, 0, i64::MAX),
+            "series {id}"
+        );
+    }
+    assert!(by_id.refused(&head::series_labels(&c)));
+}

@@ -7,11 +7,11 @@ use vigil_common::{BatchHeader, now_ms};
 use super::{AgentRecord, HostInfo, StoreError, TokenInfo, TokenRecord, host_from_row};
 
 /// Inserted once per committed batch; a conflict means a retry or replay.
-const INSERT_BATCH: &str =
+pub(crate) const INSERT_BATCH: &str =
     "INSERT INTO ingested_batches (agent_id, boot_id, sequence, received_at_ms, samples)
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
 
-const UPSERT_HOST: &str =
+pub(crate) const UPSERT_HOST: &str =
     "INSERT INTO hosts (agent_id, hostname, roles, first_seen_ms, last_seen_ms, samples_stored)
      VALUES ($1, $2, $3, $4, $4, $5)
      ON CONFLICT (agent_id) DO UPDATE
@@ -20,7 +20,7 @@ const UPSERT_HOST: &str =
                              THEN excluded.last_seen_ms ELSE hosts.last_seen_ms END,
          samples_stored = hosts.samples_stored + excluded.samples_stored";
 
-fn roles_json(header: &BatchHeader) -> String {
+pub(crate) fn roles_json(header: &BatchHeader) -> String {
     serde_json::to_string(&header.roles).unwrap_or_else(|_| "[]".to_string())
 }
 
@@ -76,32 +76,6 @@ macro_rules! shared_queries {
             .await?;
             row.map(|r| agent_record(agent_id, r.try_get("public_key")?, r.try_get("revoked")?))
                 .transpose()
-        }
-
-        /// Records the batch; false if it was committed before.
-        pub async fn insert_batch(conn: &mut Conn, header: &BatchHeader, samples: usize) -> Result<bool, StoreError> {
-            let done = sqlx::query(INSERT_BATCH)
-                .bind(&header.agent_id)
-                .bind(&header.boot_id[..])
-                // A bijection u64 -> i64: the dedup key only needs to be distinct.
-                .bind(header.sequence as i64)
-                .bind(now_ms())
-                .bind(i64::try_from(samples).unwrap_or(i64::MAX))
-                .execute(conn)
-                .await?;
-            Ok(done.rows_affected() > 0)
-        }
-
-        pub async fn upsert_host(conn: &mut Conn, header: &BatchHeader, stored: u64) -> Result<(), StoreError> {
-            sqlx::query(UPSERT_HOST)
-                .bind(&header.agent_id)
-                .bind(&header.host)
-                .bind(roles_json(header))
-                .bind(now_ms())
-                .bind(i64::try_from(stored).unwrap_or(i64::MAX))
-                .execute(conn)
-                .await?;
-            Ok(())
         }
 
         /// Brings `index` up to date with rows added to `series` since it

@@ -14,7 +14,7 @@ use sqlx::sqlite::{
     SqliteSynchronous, SqliteTypeInfo, SqliteValueRef,
 };
 use sqlx::{Decode, Encode, QueryBuilder, Sqlite, Transaction, Type, TypeInfo, ValueRef};
-use vigil_common::{BatchHeader, MetricMetadata, Series};
+use vigil_common::{BatchHeader, MetricMetadata, Series, now_ms};
 
 use promql_parser::label::Matcher;
 
@@ -22,12 +22,14 @@ use super::index::SeriesIndex;
 use super::metadata::{self, MetadataCache, StoredMetadata};
 use super::rollup::{Bucket, Resolution, Table};
 use super::{
-    AgentRecord, BucketRow, CommitOutcome, HostInfo, SeriesCache, SeriesKey, Store, StoreError,
-    TokenInfo, TokenRecord, batch_series_keys, bucket, columns, index_new, shared, sql_limit,
+    AgentRecord, BatchRef, BucketRow, Committed, HostInfo, Resolved, Resolving, SeriesCache,
+    SeriesKey, Store, StoreError, TokenInfo, TokenRecord, bucket, host_rows, outcomes, point_count,
+    shared, sql_limit,
 };
 
-/// Rows per INSERT statement: 3 parameters each, under SQLite's 32766 limit.
-const ROWS_PER_INSERT: usize = 5_000;
+/// Rows per INSERT statement, largest first: 3 parameters each, under
+/// SQLite's 32766 limit.
+const INSERT_SIZES: [usize; 7] = [4096, 1024, 256, 64, 16, 4, 1];
 
 /// Series whose old rows one retention DELETE removes.
 const DELETE_SERIES_PER_STATEMENT: usize = 100;
@@ -114,6 +116,41 @@ impl<'r> Decode<'r, Sqlite> for LiteValue {
     }
 }
 
+/// Records the batch; false if it was committed before.
+async fn insert_batch(
+    tx: &mut Transaction<'_, Sqlite>,
+    header: &BatchHeader,
+    samples: usize,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(shared::INSERT_BATCH)
+        .bind(&header.agent_id)
+        .bind(&header.boot_id[..])
+        // A bijection u64 -> i64: the dedup key only needs to be distinct.
+        .bind(header.sequence as i64)
+        .bind(now_ms())
+        .bind(i64::try_from(samples).unwrap_or(i64::MAX))
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Adds a batch's stored samples to its host's row.
+async fn upsert_host(
+    tx: &mut Transaction<'_, Sqlite>,
+    header: &BatchHeader,
+    stored: u64,
+) -> Result<(), StoreError> {
+    sqlx::query(shared::UPSERT_HOST)
+        .bind(&header.agent_id)
+        .bind(&header.host)
+        .bind(shared::roles_json(header))
+        .bind(now_ms())
+        .bind(i64::try_from(stored).unwrap_or(i64::MAX))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -171,40 +208,96 @@ impl SqliteStore {
         Ok(out)
     }
 
-    /// Writes `series`' samples inside `tx` (creating missing series), and
-    /// returns how many were new with the series ids looked up, which the
-    /// caller adds to the cache once `tx` commits.
-    async fn insert_samples(
+    /// Writes the points of `series` inside `tx` (creating missing series),
+    /// and returns how many were new and the resolved ids, which go to the
+    /// cache and index once `tx` commits.
+    async fn insert_samples<'a>(
         &self,
         tx: &mut Transaction<'_, Sqlite>,
-        series: &[Series],
-    ) -> Result<(u64, Vec<(SeriesKey, i64)>), StoreError> {
-        let missing: Vec<SeriesKey> = batch_series_keys(series)
-            .into_iter()
-            .filter(|k| self.series.get(k).is_none())
-            .collect();
-        let new_ids = Self::series_ids(tx, &missing).await?;
-        let lookup: std::collections::HashMap<&SeriesKey, i64> =
-            new_ids.iter().map(|(k, id)| (k, *id)).collect();
-        let cols = columns(series, |key| {
-            lookup.get(key).copied().or_else(|| self.series.get(key))
-        })?;
+        series: Vec<&'a Series>,
+    ) -> Result<(u64, Resolved<'a>), StoreError> {
+        let resolving = Resolving::start(&self.series, series);
+        let found = Self::series_ids(tx, &resolving.missing).await?;
+        let resolved = resolving.finish(found)?;
+        let cols = resolved.columns();
 
+        // Statements of a few fixed sizes, so each is prepared once per
+        // connection and reused (a statement per distinct row count would
+        // be parsed again for almost every group).
         let mut stored = 0u64;
-        let rows: Vec<usize> = (0..cols.ids.len()).collect();
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let mut at = 0;
+        while at < cols.ids.len() {
+            let left = cols.ids.len() - at;
+            let rows = INSERT_SIZES
+                .iter()
+                .copied()
+                .find(|&n| n <= left)
+                .unwrap_or(1);
             let mut insert =
                 QueryBuilder::<Sqlite>::new("INSERT INTO samples (series_id, ts, value) ");
-            insert.push_values(chunk, |mut row, &i| {
+            insert.push_values(at..at + rows, |mut row, i| {
                 row.push_bind(cols.ids[i])
                     .push_bind(cols.ts[i])
                     .push_bind(LiteValue(cols.values[i]));
             });
             insert.push(" ON CONFLICT DO NOTHING");
             stored += insert.build().execute(&mut **tx).await?.rows_affected();
+            at += rows;
         }
+        Ok((stored, resolved))
+    }
 
-        Ok((stored, new_ids))
+    /// One transaction for `batches` (see the PostgreSQL store's).
+    async fn commit_group(
+        &self,
+        batches: &[BatchRef<'_>],
+        split: bool,
+    ) -> Result<Option<Vec<Committed>>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let mut fresh = Vec::with_capacity(batches.len());
+        for b in batches {
+            let n = usize::try_from(point_count(b.series)).unwrap_or(usize::MAX);
+            fresh.push(insert_batch(&mut tx, b.header, n).await?);
+        }
+        if !fresh.iter().any(|f| *f) {
+            tx.rollback().await?;
+            let none = vec![0; batches.len()];
+            return Ok(Some(outcomes(batches, &fresh, &none, &[])));
+        }
+        let series: Vec<&Series> = batches
+            .iter()
+            .zip(&fresh)
+            .filter(|(_, fresh)| **fresh)
+            .flat_map(|(b, _)| b.series.iter())
+            .collect();
+        let points: Vec<u64> = batches
+            .iter()
+            .zip(&fresh)
+            .map(|(b, &fresh)| if fresh { point_count(b.series) } else { 0 })
+            .collect();
+        let kept: u64 = points.iter().sum();
+        let (stored, resolved) = self.insert_samples(&mut tx, series).await?;
+        let stored_each: Vec<u64> = if stored == kept {
+            points
+        } else if split && fresh.iter().filter(|f| **f).count() > 1 {
+            tx.rollback().await?;
+            return Ok(None);
+        } else {
+            fresh.iter().map(|&f| if f { stored } else { 0 }).collect()
+        };
+        for (header, n) in host_rows(batches, &stored_each) {
+            let any_fresh = batches
+                .iter()
+                .zip(&fresh)
+                .any(|(b, &f)| f && b.header.agent_id == header.agent_id);
+            if any_fresh {
+                upsert_host(&mut tx, header, n).await?;
+            }
+        }
+        tx.commit().await?;
+        let out = outcomes(batches, &fresh, &stored_each, &resolved.ids);
+        resolved.committed(&self.series, &self.index);
+        Ok(Some(out))
     }
 }
 
@@ -245,34 +338,19 @@ impl Store for SqliteStore {
         shared::lite::agent(&self.reader, agent_id).await
     }
 
-    async fn commit_batch(
-        &self,
-        header: &BatchHeader,
-        series: &[Series],
-    ) -> Result<CommitOutcome, StoreError> {
-        let samples: usize = series.iter().map(|s| s.points.len()).sum();
-        let mut tx = self.writer.begin().await?;
-
-        let fresh = shared::lite::insert_batch(&mut tx, header, samples).await?;
-        if !fresh {
-            tx.rollback().await?;
-            return Ok(CommitOutcome {
-                duplicate: true,
-                samples_stored: 0,
-            });
+    async fn commit_batches(&self, batches: &[BatchRef<'_>]) -> Result<Vec<Committed>, StoreError> {
+        if batches.is_empty() {
+            return Ok(Vec::new());
         }
-
-        let (stored, new_ids) = self.insert_samples(&mut tx, series).await?;
-
-        shared::lite::upsert_host(&mut tx, header, stored).await?;
-
-        tx.commit().await?;
-        index_new(&self.index, &new_ids);
-        self.series.extend(new_ids);
-        Ok(CommitOutcome {
-            duplicate: false,
-            samples_stored: stored,
-        })
+        if let Some(out) = self.commit_group(batches, true).await? {
+            return Ok(out);
+        }
+        let mut out = Vec::with_capacity(batches.len());
+        for b in batches {
+            let one = self.commit_group(std::slice::from_ref(b), false).await?;
+            out.extend(one.unwrap_or_default());
+        }
+        Ok(out)
     }
 
     async fn write_series(&self, series: &[Series]) -> Result<u64, StoreError> {
@@ -280,10 +358,11 @@ impl Store for SqliteStore {
             return Ok(0);
         }
         let mut tx = self.writer.begin().await?;
-        let (stored, new_ids) = self.insert_samples(&mut tx, series).await?;
+        let (stored, resolved) = self
+            .insert_samples(&mut tx, series.iter().collect())
+            .await?;
         tx.commit().await?;
-        index_new(&self.index, &new_ids);
-        self.series.extend(new_ids);
+        resolved.committed(&self.series, &self.index);
         Ok(stored)
     }
 

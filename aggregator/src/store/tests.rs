@@ -196,6 +196,8 @@ async fn suite(store: Arc<dyn Store>) {
     assert_eq!(store.count_samples(None).await.expect("count"), 8 + 400);
     assert_eq!(store.hosts().await.expect("hosts").len(), 5);
 
+    group_commit(store.as_ref()).await;
+
     // Tokens.
     assert_eq!(store.token(&[5; 32]).await.expect("token"), None);
     store
@@ -277,7 +279,106 @@ async fn suite(store: Arc<dyn Store>) {
     );
     assert_eq!(store.write_series(&[]).await.expect("nothing"), 0);
     assert_eq!(store.count_samples(None).await.expect("count"), before + 3);
-    assert_eq!(store.hosts().await.expect("hosts").len(), 5, "no host row");
+    assert_eq!(store.hosts().await.expect("hosts").len(), 7, "no host row");
+}
+
+/// Several agents' batches in one transaction: each gets its own outcome
+/// and ids, a batch twice in a group is stored once, and a group with a
+/// point stored before falls back to one transaction per batch so each
+/// batch's count is exact.
+async fn group_commit(store: &dyn Store) {
+    let before = store.count_samples(None).await.expect("count");
+    let g1 = vec![
+        series("g1", "grp", "a", &[T0, T0 + 1000], 1.0),
+        series("g1", "grp", "b", &[T0], 2.0),
+    ];
+    let g2 = vec![series("g2", "grp", "a", &[T0], 3.0)];
+    let g1_next = vec![
+        series("g1", "grp", "a", &[T0 + 2000], 1.0),
+        series("g1", "grp", "b", &[T0 + 2000], 2.0),
+        series("g1", "grp", "c", &[T0 + 2000], 2.0),
+    ];
+    let (h1, h2, h1_next) = (header("g1", 1), header("g2", 1), header("g1", 2));
+    let batch = |header, series| BatchRef { header, series };
+    let out = store
+        .commit_batches(&[
+            batch(&h1, &g1),
+            batch(&h2, &g2),
+            batch(&h1, &g1),
+            batch(&h1_next, &g1_next),
+        ])
+        .await
+        .expect("group commit");
+    let outcomes: Vec<(bool, u64, usize)> = out
+        .iter()
+        .map(|c| {
+            (
+                c.outcome.duplicate,
+                c.outcome.samples_stored,
+                c.series_ids.len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [(false, 3, 2), (false, 1, 1), (true, 0, 0), (false, 3, 3)]
+    );
+    assert_eq!(
+        out[0].series_ids[..],
+        out[3].series_ids[..2],
+        "the same series has the same id in every batch"
+    );
+    assert_ne!(out[0].series_ids[0], out[1].series_ids[0], "hosts differ");
+    assert_eq!(store.count_samples(None).await.expect("count"), before + 7);
+
+    // A retried batch in a new group, and a batch re-sending a stored point.
+    let (h2_next, h1_third) = (header("g2", 2), header("g1", 3));
+    let g2_next = vec![series("g2", "grp", "a", &[T0 + 1000], 3.0)];
+    let overlap = vec![
+        series("g1", "grp", "a", &[T0 + 2000, T0 + 3000], 9.0),
+        series("g1", "grp", "d", &[T0 + 3000], 9.0),
+    ];
+    let out = store
+        .commit_batches(&[
+            batch(&h2, &g2),
+            batch(&h2_next, &g2_next),
+            batch(&h1_third, &overlap),
+        ])
+        .await
+        .expect("group commit with a stored point");
+    let outcomes: Vec<(bool, u64)> = out
+        .iter()
+        .map(|c| (c.outcome.duplicate, c.outcome.samples_stored))
+        .collect();
+    assert_eq!(outcomes, [(true, 0), (false, 1), (false, 2)]);
+    assert_eq!(out[2].series_ids.len(), 2);
+    assert_eq!(store.count_samples(None).await.expect("count"), before + 10);
+    let hosts = store.hosts().await.expect("hosts");
+    let stored_of = |agent: &str| {
+        hosts
+            .iter()
+            .find(|h| h.agent_id == agent)
+            .map(|h| h.samples_stored)
+    };
+    assert_eq!((stored_of("g1"), stored_of("g2")), (Some(8), Some(2)));
+    assert!(store.commit_batches(&[]).await.expect("empty").is_empty());
+}
+
+#[test]
+fn the_series_cache_compares_identities_not_only_hashes() {
+    let cache = SeriesCache::default();
+    let a = series("h", "m", "a", &[T0], 1.0);
+    let b = series("h", "m", "b", &[T0], 1.0);
+    cache.extend([(42, &a, 7)]);
+    assert_eq!(cache.ids(&[&a], &[42]), [Some(7)]);
+    assert_eq!(cache.ids(&[&b], &[42]), [None], "same hash, other series");
+    cache.extend([(42, &b, 8)]);
+    assert_eq!(
+        cache.ids(&[&a, &b], &[42, 42]),
+        [Some(7), None],
+        "first keeps it"
+    );
+    assert_eq!(cache.ids(&[&a], &[identity_hash(&a)]), [None]);
 }
 
 #[tokio::test]
