@@ -5,6 +5,7 @@
 
 pub mod demo;
 pub mod loadgen;
+pub mod probe;
 pub mod proxy;
 pub mod raw;
 
@@ -82,6 +83,13 @@ impl TestAggregator {
 
     /// Like [`start`](Self::start), with extra TOML appended to `[ingest]`.
     pub async fn start_with(db: Db, ingest_toml: &str) -> TestAggregator {
+        Self::start_configured(db, "", &format!("[ingest]\n{ingest_toml}")).await
+    }
+
+    /// Like [`start`](Self::start), with extra TOML appended to `[http]`
+    /// and whole sections (e.g. `[alerting]`, `[notify]`, `[dashboard]`;
+    /// relative paths are relative to the PKI folder) after the rest.
+    pub async fn start_configured(db: Db, http_toml: &str, sections: &str) -> TestAggregator {
         vigil_common::tls::install_default_provider();
         let pki = Pki::new();
         let (url, pg) = match db {
@@ -94,7 +102,7 @@ impl TestAggregator {
         };
         let config_path = pki.path().join("aggregator.toml");
         let text = format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\n[quic]\nlisten = \"127.0.0.1:0\"\nca = \"ca.crt\"\ncert = \"server.crt\"\nkey = \"server.key\"\n[database]\nurl = {url:?}\nmax_connections = 4\n[ingest]\n{ingest_toml}\n"
+            "[http]\nlisten = \"127.0.0.1:0\"\n{http_toml}\n[quic]\nlisten = \"127.0.0.1:0\"\nca = \"ca.crt\"\ncert = \"server.crt\"\nkey = \"server.key\"\n[database]\nurl = {url:?}\nmax_connections = 4\n{sections}\n"
         );
         std::fs::write(&config_path, text).expect("write config");
         let loaded = Config::load(&config_path).expect("valid test config");

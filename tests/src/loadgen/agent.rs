@@ -26,7 +26,7 @@ use super::{Mode, Plan, Progress};
 /// Longest wait for one reply (the aggregator's own commit wait is 10 s).
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Pause before resending a batch refused as `Unavailable` or cut off.
-const RETRY_PAUSE: Duration = Duration::from_millis(100);
+pub const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// Largest reply frame read.
 const MAX_REPLY_BYTES: usize = 64 * 1024;
 
@@ -38,7 +38,7 @@ struct Pending {
 }
 
 /// What one attempt to deliver a batch ended in.
-enum Outcome {
+pub enum Outcome {
     Acked {
         latency: Duration,
         stored: u64,
@@ -196,7 +196,7 @@ async fn tick(ticker: &mut Option<tokio::time::Interval>) {
 }
 
 /// Connects, retrying with a short pause until `give_up_at`.
-async fn connect(
+pub async fn connect(
     endpoint: &quinn::Endpoint,
     me: &Identity,
     addr: SocketAddr,
@@ -254,7 +254,7 @@ fn build(
 }
 
 /// Sends one frame on a new stream and reads the reply.
-async fn attempt(conn: &quinn::Connection, frame_bytes: &[u8]) -> Outcome {
+pub async fn attempt(conn: &quinn::Connection, frame_bytes: &[u8]) -> Outcome {
     let started = Instant::now();
     let exchange = async {
         let (mut send, mut recv) = conn.open_bi().await.map_err(|_| "stream")?;
