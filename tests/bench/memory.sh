@@ -36,6 +36,12 @@
 #                                 once an agent has caught up (batches queue
 #                                 for a commit slot: see docs/benchmarks.md)
 #         TARGET_MIB=1024         RSS target reported against
+#         AGG_LOG=FILE            keep the aggregator's log (with
+#                                 MIMALLOC_SHOW_STATS=1 in the environment it
+#                                 ends with the allocator's arena statistics)
+#         HOLD=0                  also read VmRSS again after this many more
+#                                 idle seconds (memory the allocator keeps
+#                                 from ingest and gives back later)
 #         SMOKE=1                 CI: 4 agents x 250 series, 5m at 15s unless
 #                                 given; also fails unless the head holds
 #                                 exactly the stored samples
@@ -78,6 +84,7 @@ work=$(mktemp -d)
 agg=
 cleanup() {
   if [ -n "$agg" ]; then kill "$agg" 2>/dev/null || true; wait "$agg" 2>/dev/null || true; fi
+  if [ -n "${AGG_LOG:-}" ] && [ -f "$work/agg.log" ]; then cp "$work/agg.log" "$AGG_LOG"; fi
   psql "$pg/postgres" -q -c "DROP DATABASE IF EXISTS $pg_db" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -170,6 +177,14 @@ est_samples=$(metric head_bytes 'part="samples"')
 est_labels=$(metric head_bytes 'part="labels"')
 est_index=$(metric head_bytes 'part="index"')
 
+hold=${HOLD:-0}
+rss_hold=$rss2
+if [ "$hold" -gt 0 ]; then
+  echo "== holding ${hold}s idle"
+  sleep "$hold"
+  rss_hold=$(status_kib VmRSS)
+fi
+
 echo "== PostgreSQL sizes"
 read -r raw_rows raw_table raw_index <<<"$(psql_q "
   SELECT (SELECT count(*) FROM samples),
@@ -195,7 +210,7 @@ echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)   cpus: $(nproc)   backfill
 python3 - "$rss0" "$rss1" "$rss2" "$hwm" "$series1" "$samples1" "$series2" "$samples2" \
   "${est_samples:-0}" "${est_labels:-0}" "${est_index:-0}" "$raw_rows" "$raw_table" "$raw_index" \
   "$roll_rows" "$roll_bytes" "$series_bytes" "$db_bytes" "$target_mib" "$interval" "$span" \
-  "$head_duration" "$(field samples_per_s "$work/fill.out")" <<'PY'
+  "$head_duration" "$(field samples_per_s "$work/fill.out")" "$hold" "$rss_hold" <<'PY'
 import sys
 a = sys.argv[1:]
 rss0, rss1, rss2, hwm = (int(x) * 1024 for x in a[0:4])
@@ -203,6 +218,7 @@ series1, samples1, series2, samples2 = (int(float(x)) for x in a[4:8])
 est_s, est_l, est_i = (int(float(x)) for x in a[8:11])
 raw_rows, raw_table, raw_index, roll_rows, roll_bytes, series_bytes, db_bytes = (int(x) for x in a[11:18])
 target, interval, span, head, rate = int(a[18]), a[19], a[20], a[21], a[22]
+hold, rss_hold = int(a[23]), int(a[24]) * 1024
 MiB = 1024 * 1024
 def mib(b): return f"{b / MiB:,.1f} MiB"
 rows = [
@@ -213,6 +229,7 @@ rows = [
     ("aggregator RSS: every series, 1 sample", mib(rss1)),
     ("aggregator RSS: full head (VmRSS)", mib(rss2)),
     ("aggregator peak RSS (VmHWM)", mib(hwm)),
+] + ([(f"aggregator RSS after {hold} s more idle", mib(rss_hold))] if hold > 0 else []) + [
     (f"target <= {target} MiB (VmRSS / VmHWM)",
      ("met" if rss2 <= target * MiB else f"NOT met: {(rss2 - target * MiB) / MiB:+,.0f} MiB") + " / " +
      ("met" if hwm <= target * MiB else f"NOT met: {(hwm - target * MiB) / MiB:+,.0f} MiB")),
