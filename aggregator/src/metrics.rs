@@ -51,6 +51,9 @@ pub struct StorageMetrics {
     pub head_series: Gauge,
     pub head_samples: Gauge,
     pub head_series_refused: Counter,
+    /// Estimated heap bytes of the head by `part` (`samples`, `labels`,
+    /// `index`), as of the last trim (`Head::memory`).
+    pub head_bytes: Family<Part, Gauge>,
     /// Failed attempts to write recording rule output (each is retried).
     pub derived_write_failures: Counter,
     /// Recording rule samples given up after every attempt failed.
@@ -59,6 +62,20 @@ pub struct StorageMetrics {
     pub rollup_lag_seconds: Family<Resolution, Gauge>,
     pub partitions_dropped: Counter,
     pub rows_deleted: Counter,
+}
+
+/// A `part` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Part {
+    pub part: String,
+}
+
+impl Part {
+    pub fn new(part: &str) -> Self {
+        Part {
+            part: part.to_string(),
+        }
+    }
 }
 
 /// A `resolution` label.
@@ -83,6 +100,11 @@ impl StorageMetrics {
             "head_series_refused",
             "Series not admitted to the head because it was full (read from the store)",
             self.head_series_refused.clone(),
+        );
+        registry.register(
+            "head_bytes",
+            "Estimated heap bytes of the head by part (samples, labels, index), as of the last trim; allocator overhead not included",
+            self.head_bytes.clone(),
         );
         registry.register(
             "recording_write_failures",

@@ -1,12 +1,13 @@
 //! The load generator's library against a real aggregator over the real
 //! protocol, on both databases: what it reports as acked is exactly what the
-//! database holds, and a wrong signing key gives counted refusals, not a crash.
+//! database holds, a backfill fills the head with the past, and a wrong
+//! signing key gives counted refusals, not a crash.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use vigil_common::{RejectCode, sign};
-use vigil_tests::loadgen::{self, Mode, Plan, Progress, Report, fleet};
+use vigil_tests::loadgen::{self, Backfill, Mode, Plan, Progress, Report, fleet};
 use vigil_tests::{Db, TestAggregator};
 
 /// Runs `agents` simulated agents (registered unless `register` is false)
@@ -127,5 +128,68 @@ async fn unregistered_agents_are_counted_not_a_crash() {
     );
     assert_eq!(report.stored, Some(0));
     assert!(report.verified());
+    agg.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_sends_the_past_at_the_interval_into_store_and_head() {
+    const MIN: i64 = 60_000;
+    let agg = TestAggregator::start(Db::Sqlite).await;
+    let mut plan = Plan::new(Mode::Interval(Duration::from_secs(15)), Duration::ZERO);
+    plan.series = 50;
+    plan.in_flight = 2;
+    plan.backfill = Some(Backfill {
+        span: Duration::from_secs(600),
+        step: Duration::from_secs(15),
+        points_per_batch: 4,
+    });
+    let started = vigil_common::now_ms();
+    let report = run(&agg, 3, plan, true).await;
+    let ended = vigil_common::now_ms();
+    assert!(report.verified(), "stored != acked:\n{report}");
+    assert_eq!(report.totals.samples_unconfirmed, 0, "{report}");
+    // 10 min at 15 s from a random phase inside the first step: 40 or 41
+    // points per series, 4 per batch, for 3 agents x 50 series; then the
+    // live part (0 s) sends nothing more.
+    let acked = report.totals.samples_acked;
+    assert!((3 * 50 * 40..=3 * 50 * 41).contains(&acked), "{report}");
+    assert!(
+        (3 * 10..=3 * 11).contains(&report.totals.batches_acked),
+        "{report}"
+    );
+    // The head holds every series and every sample (2 h head).
+    let storage = &agg.running().state.metrics.storage;
+    assert_eq!(storage.head_series.get(), 150);
+    assert_eq!(storage.head_samples.get(), acked as i64);
+    // The samples span the past ten minutes, 15 s apart per series.
+    let store = agg.running().state.store.clone();
+    let ids: Vec<i64> = store
+        .select_series(&[])
+        .await
+        .expect("series")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let rows = store
+        .read_samples(&ids, 0, i64::MAX, 0)
+        .await
+        .expect("samples");
+    assert_eq!(rows.len() as u64, acked);
+    let first = rows.iter().map(|r| r.1).min().expect("rows");
+    let last = rows.iter().map(|r| r.1).max().expect("rows");
+    assert!(
+        first >= started - 10 * MIN && first < started - 10 * MIN + MIN / 4,
+        "first sample {} ms before the start",
+        started - first
+    );
+    assert!(last <= ended && last > started - MIN / 4, "last {last}");
+    let mut by_series: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+    for (id, ts, _) in rows {
+        by_series.entry(id).or_default().push(ts);
+    }
+    for ts in by_series.values_mut() {
+        ts.sort_unstable();
+        assert!(ts.windows(2).all(|w| w[1] - w[0] == 15_000), "{ts:?}");
+    }
     agg.stop().await;
 }

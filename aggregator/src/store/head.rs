@@ -30,7 +30,7 @@ use super::rollup::{Bucket, Resolution, Table};
 use super::{
     AgentRecord, BatchRef, Committed, HostInfo, Store, StoreError, TokenInfo, TokenRecord,
 };
-use crate::metrics::StorageMetrics;
+use crate::metrics::{Part, StorageMetrics};
 use crate::query::Labels;
 use crate::query::source::METRIC_NAME;
 
@@ -70,6 +70,31 @@ impl State {
         slot
     }
 
+    /// What the head's data structures hold on the heap, estimated from
+    /// their capacities (allocator overhead not included). One pass over
+    /// every series; run by [`Head::trim`], which makes that pass anyway.
+    fn memory(&self) -> HeadMemory {
+        let labels_bytes = |l: &Labels| {
+            l.capacity() * size_of::<Label>()
+                + l.iter()
+                    .map(|x| x.name.capacity() + x.value.capacity())
+                    .sum::<usize>()
+        };
+        HeadMemory {
+            samples: self
+                .slots
+                .iter()
+                .map(|s| s.capacity() * size_of::<(i64, f64)>())
+                .sum(),
+            labels: self.series.keys().map(labels_bytes).sum::<usize>()
+                + self.refused.iter().map(labels_bytes).sum::<usize>(),
+            index: table_bytes::<Labels, usize>(self.series.capacity())
+                + table_bytes::<i64, usize>(self.by_id.capacity())
+                + table_bytes::<Labels, ()>(self.refused.capacity())
+                + self.slots.capacity() * size_of::<Vec<(i64, f64)>>(),
+        }
+    }
+
     /// Drops the slots left empty, renumbering the others.
     fn compact(&mut self) {
         let mut new_slot = vec![usize::MAX; self.slots.len()];
@@ -88,6 +113,28 @@ impl State {
         self.series.retain(|_, slot| renumber(slot));
         self.by_id.retain(|_, slot| renumber(slot));
     }
+}
+
+/// Estimated heap bytes of the head by part ([`Head::memory`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeadMemory {
+    /// Sample buffers as allocated (capacity, not length: 16 bytes a slot).
+    pub samples: usize,
+    /// Label sets of held and refused series (vectors and strings).
+    pub labels: usize,
+    /// Hash tables (by label set, by id, refused) and the slot list.
+    pub index: usize,
+}
+
+/// Heap bytes of a hashbrown table with room for `capacity` entries: a
+/// power-of-two number of buckets, at most 7/8 full, each one entry plus a
+/// control byte.
+fn table_bytes<K, V>(capacity: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    let buckets = (capacity * 8 / 7).max(capacity + 1).next_power_of_two();
+    buckets * (size_of::<(K, V)>() + 1)
 }
 
 /// Samples of `samples` in `[start, end]`.
@@ -180,6 +227,26 @@ impl Head {
     fn publish(&self, st: &State) {
         self.metrics.head_series.set(st.series.len() as i64);
         self.metrics.head_samples.set(st.samples as i64);
+    }
+
+    /// Estimated heap bytes held now, by part (one pass over every series
+    /// under the read lock; `vigil_aggregator_head_bytes` has the figure of
+    /// the last trim for free).
+    pub fn memory(&self) -> HeadMemory {
+        self.state.read().map(|st| st.memory()).unwrap_or_default()
+    }
+
+    fn publish_memory(&self, m: HeadMemory) {
+        for (part, bytes) in [
+            ("samples", m.samples),
+            ("labels", m.labels),
+            ("index", m.index),
+        ] {
+            self.metrics
+                .head_bytes
+                .get_or_create(&Part::new(part))
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
     }
 
     /// Appends committed samples (those older than the covered range are
@@ -321,6 +388,7 @@ impl Head {
         }
         st.samples -= removed;
         self.publish(&st);
+        self.publish_memory(st.memory());
     }
 
     /// Samples of `labels` in `[start, end]`; `None` if the head does not

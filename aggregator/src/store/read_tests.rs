@@ -648,3 +648,49 @@ async fn appends_by_id_match_appends_by_labels() {
     }
     assert!(by_id.refused(&head::series_labels(&c)));
 }
+
+/// The head's memory estimate counts sample buffers by capacity and label
+/// sets, and `trim` publishes it.
+#[tokio::test]
+async fn the_memory_estimate_follows_what_the_head_holds() {
+    let now = now_ms();
+    let metrics = StorageMetrics::default();
+    let head = head::Head::new(Duration::from_secs(3600), 10, metrics.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open("sqlite:v.db", dir.path(), 2).expect("open");
+    store.migrate().await.expect("migrate");
+    head.warm(store.as_ref(), now).await.expect("warm");
+    assert_eq!(head.memory(), head::HeadMemory::default());
+    let points: Vec<(i64, f64)> = (0..100).map(|i| (now - 50 * MIN + i, 1.0)).collect();
+    head.append(&[
+        series("m", &[("host", "h1")], &points),
+        series("m", &[("host", "h2")], &[(now, 2.0)]),
+    ]);
+    let m = head.memory();
+    // 101 samples of 16 bytes, in buffers grown by doubling.
+    assert!(
+        (101 * 16..=2 * 101 * 16 + 4 * 16).contains(&m.samples),
+        "{m:?}"
+    );
+    // Two label sets of two labels (`__name__`, `host`) and their strings.
+    assert!(m.labels >= 2 * (2 * size_of::<Label>() + 15), "{m:?}");
+    assert!(m.index > 0, "{m:?}");
+    let part = |p: &str| {
+        metrics
+            .head_bytes
+            .get_or_create(&crate::metrics::Part::new(p))
+            .get()
+    };
+    // Trimming past h1's samples drops it; the published figures are the
+    // estimate of what is left.
+    head.trim(now + 15 * MIN);
+    let after = head.memory();
+    assert!(
+        after.samples < m.samples && after.labels < m.labels,
+        "{after:?}"
+    );
+    assert!(after.samples >= 16, "{after:?}");
+    assert_eq!(part("samples"), after.samples as i64);
+    assert_eq!(part("labels"), after.labels as i64);
+    assert_eq!(part("index"), after.index as i64);
+}

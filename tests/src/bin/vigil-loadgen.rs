@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use vigil_tests::loadgen::{self, Mode, Plan, Progress, fleet};
+use vigil_tests::loadgen::{self, Backfill, Mode, Plan, Progress, fleet};
 
 #[derive(Parser)]
 #[command(
@@ -51,9 +51,17 @@ struct Args {
     /// Batches one agent may have unacked at once.
     #[arg(long, default_value_t = 1)]
     in_flight: usize,
-    /// How long to send.
+    /// How long to send (after the backfill, if any).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
     duration: Duration,
+    /// First send the samples of this much past time at `--interval`
+    /// spacing, as fast as `--in-flight` allows (e.g. `2h` fills a 2 h head
+    /// in minutes); then run as usual for `--duration` (which may be `0s`).
+    #[arg(long, value_parser = humantime::parse_duration, requires = "interval")]
+    backfill: Option<Duration>,
+    /// Backfill only: points per series in one batch.
+    #[arg(long, default_value_t = 1, requires = "backfill")]
+    backfill_points: usize,
     /// How long unacked batches may still finish after that.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
     drain: Duration,
@@ -99,8 +107,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         (None, true) => Mode::OpenLoop,
         _ => bail!("give either --interval DURATION (not zero) or --max"),
     };
-    if args.agents == 0 || args.series == 0 || args.in_flight == 0 {
-        bail!("--agents, --series and --in-flight must be at least 1");
+    if args.agents == 0 || args.series == 0 || args.in_flight == 0 || args.backfill_points == 0 {
+        bail!("--agents, --series, --in-flight and --backfill-points must be at least 1");
     }
     if (args.register || args.verify) && args.database.is_none() {
         bail!("--register and --verify need --database URL");
@@ -132,6 +140,14 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     plan.in_flight = args.in_flight;
     plan.drain = args.drain;
     plan.server_name = args.server_name.clone();
+    plan.backfill = match (args.backfill, mode) {
+        (Some(span), Mode::Interval(step)) => Some(Backfill {
+            span,
+            step,
+            points_per_batch: args.backfill_points,
+        }),
+        _ => None,
+    };
     let progress = Arc::new(Progress::default());
     let ticker = (!args.progress.is_zero()).then(|| {
         let progress = progress.clone();
@@ -153,6 +169,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             }
         })
     });
+    if let Some(b) = &plan.backfill {
+        println!(
+            "backfill: {:?} of past samples every {:?}, {} points per series per batch",
+            b.span, b.step, b.points_per_batch
+        );
+    }
     println!(
         "running {} agents x {} series, {:?}, {} in flight, for {:?}",
         args.agents, args.series, mode, args.in_flight, args.duration

@@ -1,5 +1,6 @@
 //! One simulated agent: its own QUIC connection, boot id and sequence
-//! numbers; builds, signs and sends batches at a fixed rate or open loop, and
+//! numbers; builds, signs and sends batches at a fixed rate or open loop
+//! (after an optional backfill of past samples sent as fast as acks allow), and
 //! behaves like the real agent on failure: a batch refused with a retryable
 //! code or lost with the connection is resent with the same bytes (the
 //! aggregator dedups it) until acked or the drain time runs out; a batch
@@ -16,8 +17,9 @@ use tokio::task::JoinSet;
 use tokio::time::{MissedTickBehavior, sleep, sleep_until, timeout};
 use vigil_common::frame::{self, encode_frame};
 use vigil_common::wire::{BatchHeader, PROTOCOL_VERSION, encode_batch_parts};
-use vigil_common::{ServerMessage, SignedBatch, sign};
+use vigil_common::{Series, ServerMessage, SignedBatch, sign};
 
+use super::backfill::Walk;
 use super::fleet::Identity;
 use super::report::AgentStats;
 use super::series::SeriesSet;
@@ -25,6 +27,8 @@ use super::{Mode, Plan, Progress};
 
 /// Longest wait for one reply (the aggregator's own commit wait is 10 s).
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Stands for "no end yet" (a run's end while its backfill goes on).
+const NEVER: Duration = Duration::from_secs(10 * 365 * 86_400);
 /// Pause before resending a batch refused as `Unavailable` or cut off.
 pub const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// Largest reply frame read.
@@ -62,8 +66,17 @@ pub async fn run(
 ) -> AgentStats {
     let mut stats = AgentStats::default();
     let start = Instant::now();
-    let stop_at = tokio::time::Instant::from_std(start + plan.duration);
-    let give_up_at = stop_at + plan.drain;
+    // A backfill comes first; the run's own clock starts when it is done.
+    let mut walk = plan
+        .backfill
+        .as_ref()
+        .map(|b| Walk::new(b, vigil_common::now_ms(), rand::random()));
+    let mut stop_at = if walk.is_some() {
+        tokio::time::Instant::now() + NEVER
+    } else {
+        tokio::time::Instant::from_std(start + plan.duration)
+    };
+    let mut give_up_at = stop_at + plan.drain;
     let mut series = SeriesSet::new(&me.host, me.role, plan.series);
     let boot_id: [u8; 16] = rand::random();
     let mut sequence = 0u64;
@@ -73,12 +86,13 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| me.signing_key.clone());
 
+    let deadline = connect_deadline(walk.is_some(), give_up_at, &plan);
     let mut conn = match connect(
         &endpoint,
         &me,
         addr,
         &plan.server_name,
-        give_up_at,
+        deadline,
         &mut stats,
     )
     .await
@@ -86,15 +100,10 @@ pub async fn run(
         Some(c) => c,
         None => return stats,
     };
-    // Fixed rate: spread the agents' first batches over one interval.
-    let mut ticker = match plan.mode {
-        Mode::Interval(every) => {
-            let phase = every.mul_f64(rand::random::<f64>());
-            let mut t = tokio::time::interval_at(tokio::time::Instant::now() + phase, every);
-            t.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            Some(t)
-        }
-        Mode::OpenLoop => None,
+    let mut ticker = if walk.is_some() {
+        None
+    } else {
+        live_ticker(plan.mode)
     };
     let mut due = 0usize;
     let mut retry: VecDeque<Pending> = VecDeque::new();
@@ -106,11 +115,34 @@ pub async fn run(
         while in_flight.len() < plan.in_flight {
             let next = if let Some(p) = retry.pop_front() {
                 p
+            } else if let Some(w) = walk.as_mut() {
+                let Some(stamps) = w.next_batch(vigil_common::now_ms()) else {
+                    // Caught up with the present: the live run starts.
+                    walk = None;
+                    stop_at = tokio::time::Instant::now() + plan.duration;
+                    give_up_at = stop_at + plan.drain;
+                    ticker = live_ticker(plan.mode);
+                    continue;
+                };
+                sequence += 1;
+                let created_at = stamps.last().copied().unwrap_or_default();
+                let past = series.walk(&stamps, &mut rng);
+                match build(&me, boot_id, sequence, created_at, &past, &key) {
+                    Some(p) => p,
+                    None => {
+                        // The next batch would fail alike: end the run.
+                        stats.error("encode");
+                        walk = None;
+                        stopping = true;
+                        give_up_at = tokio::time::Instant::now() + plan.drain;
+                        break;
+                    }
+                }
             } else if !stopping && (ticker.is_none() || due > 0) {
                 due = due.saturating_sub(1);
                 sequence += 1;
                 let ts = series.advance(vigil_common::now_ms(), &mut rng);
-                match build(&me, boot_id, sequence, ts, &series, &key) {
+                match build(&me, boot_id, sequence, ts, &series.series, &key) {
                     Some(p) => p,
                     None => {
                         stats.error("encode");
@@ -158,7 +190,8 @@ pub async fn run(
                         retry.push_back(pending);
                         if conn.close_reason().is_some() {
                             stats.error("reconnect");
-                            match connect(&endpoint, &me, addr, &plan.server_name, give_up_at, &mut stats).await {
+                            let deadline = connect_deadline(walk.is_some(), give_up_at, &plan);
+                            match connect(&endpoint, &me, addr, &plan.server_name, deadline, &mut stats).await {
                                 Some(c) => conn = c,
                                 None => break,
                             }
@@ -183,6 +216,34 @@ pub async fn run(
     stats.sent_batches = sequence;
     conn.close(0u32.into(), b"loadgen done");
     stats
+}
+
+/// Fixed rate: a ticker whose first tick falls at a random point of the
+/// first interval (so agents spread out); open loop: none.
+fn live_ticker(mode: Mode) -> Option<tokio::time::Interval> {
+    match mode {
+        Mode::Interval(every) => {
+            let phase = every.mul_f64(rand::random::<f64>());
+            let mut t = tokio::time::interval_at(tokio::time::Instant::now() + phase, every);
+            t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            Some(t)
+        }
+        Mode::OpenLoop => None,
+    }
+}
+
+/// How long a (re)connection may keep trying: until the run gives up, or,
+/// during a backfill (which has no end time), for `plan.drain` from now.
+fn connect_deadline(
+    backfilling: bool,
+    give_up_at: tokio::time::Instant,
+    plan: &Plan,
+) -> tokio::time::Instant {
+    if backfilling {
+        tokio::time::Instant::now() + plan.drain
+    } else {
+        give_up_at
+    }
 }
 
 /// The next fixed-rate tick; never, in open-loop mode.
@@ -229,7 +290,7 @@ fn build(
     boot_id: [u8; 16],
     sequence: u64,
     created_at_ms: i64,
-    series: &SeriesSet,
+    series: &[Series],
     key: &sign::SigningKey,
 ) -> Option<Pending> {
     let header = BatchHeader {
@@ -241,13 +302,13 @@ fn build(
         host: me.host.clone(),
         roles: vec![me.role.to_string()],
     };
-    let batch = encode_batch_parts(&header, &series.series, &[]).ok()?;
+    let batch = encode_batch_parts(&header, series, &[]).ok()?;
     let signed = SignedBatch {
         signature: sign::sign(key, &batch),
         batch,
     };
     Some(Pending {
-        samples: series.len() as u64,
+        samples: series.iter().map(|s| s.points.len() as u64).sum(),
         frame: Arc::new(encode_frame(&signed.encode().ok()?)),
         retry: false,
     })

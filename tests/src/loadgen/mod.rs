@@ -5,12 +5,14 @@
 //! - [`fleet`]: per-agent certificates and signing keys, and their
 //!   registration in the aggregator's store;
 //! - [`series`]: each agent's ~300 realistic series (system + role metrics);
+//! - [`backfill`]: the timestamps of past samples sent first ([`Backfill`]);
 //! - [`agent`]: one task per agent, one QUIC connection each; many agents
 //!   share a few OS threads and UDP sockets (tokio, [`ENDPOINTS`]);
 //! - [`report`]: samples/s acked, ack latency percentiles, errors by kind,
 //!   and stored == acked.
 
 pub mod agent;
+pub mod backfill;
 pub mod fleet;
 pub mod report;
 pub mod series;
@@ -51,6 +53,23 @@ pub enum Mode {
     OpenLoop,
 }
 
+/// Samples of the past each agent sends first, as fast as `Plan::in_flight`
+/// allows, so a run can fill the aggregator's head with hours of data in
+/// minutes (the memory benchmark). Point `k` of an agent is stamped
+/// `start - span + phase + k * step` (the phase is random in one step, so
+/// agents do not share timestamps), up to the current time; then the run
+/// goes on in `Plan::mode` for `Plan::duration`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backfill {
+    /// How far back the first point is.
+    pub span: Duration,
+    /// Time between an agent's points (the interval it would have sent at).
+    pub step: Duration,
+    /// Points per series in one batch (1 is what a live agent sends; more
+    /// amortise the per-batch and per-series costs of ingest).
+    pub points_per_batch: usize,
+}
+
 /// What a run does; shared by every agent task.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -67,6 +86,8 @@ pub struct Plan {
     pub server_name: String,
     /// Sign with this key instead of each agent's own (to test refusals).
     pub wrong_key: Option<SigningKey>,
+    /// Send this much past data first.
+    pub backfill: Option<Backfill>,
 }
 
 impl Plan {
@@ -79,6 +100,7 @@ impl Plan {
             drain: Duration::from_secs(20),
             server_name: "localhost".into(),
             wrong_key: None,
+            backfill: None,
         }
     }
 }

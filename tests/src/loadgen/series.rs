@@ -103,6 +103,27 @@ impl SeriesSet {
         ts
     }
 
+    /// Advances once per stamp of `stamps` (increasing) and returns the
+    /// series with one point per stamp, for a batch of past samples.
+    pub fn walk(&mut self, stamps: &[i64], rng: &mut impl Rng) -> Vec<Series> {
+        let mut out: Vec<Series> = self
+            .series
+            .iter()
+            .map(|s| Series {
+                name: s.name.clone(),
+                labels: s.labels.clone(),
+                points: Vec::with_capacity(stamps.len()),
+            })
+            .collect();
+        for &ts in stamps {
+            self.advance(ts, rng);
+            for (o, s) in out.iter_mut().zip(&self.series) {
+                o.points.extend(s.points.first().copied());
+            }
+        }
+        out
+    }
+
     pub fn len(&self) -> usize {
         self.series.len()
     }
@@ -352,6 +373,24 @@ mod tests {
             assert_eq!(keys.len(), 300, "{role}: duplicate series");
             for s in &set.series {
                 s.validate().unwrap_or_else(|e| panic!("{role}: {e}"));
+            }
+        }
+    }
+
+    #[test]
+    fn a_walk_gives_one_point_per_stamp_to_every_series() {
+        let mut set = SeriesSet::new("h1", "db", 50);
+        let mut rng = rand::rng();
+        let out = set.walk(&[1_000, 16_000, 31_000], &mut rng);
+        assert_eq!(out.len(), 50);
+        for (o, s) in out.iter().zip(&set.series) {
+            assert_eq!((&o.name, &o.labels), (&s.name, &s.labels));
+            let ts: Vec<i64> = o.points.iter().map(|p| p.timestamp_ms).collect();
+            assert_eq!(ts, [1_000, 16_000, 31_000]);
+            // The set is left at the last point.
+            assert_eq!(o.points[2], s.points[0]);
+            if o.name.ends_with("_total") {
+                assert!(o.points.windows(2).all(|p| p[1].value >= p[0].value));
             }
         }
     }
