@@ -32,7 +32,7 @@ raw_rows=${RAW_ROWS:-2000000}
 smoke=${SMOKE:-0}
 pg=${PG:-postgres://postgres@127.0.0.1:5432}
 pg_db=vigil_bench_ingest_$$
-bin=$root/target/$profile
+bin=${BIN_DIR:-$root/target/$profile}
 if [ "${BUILD:-1}" = 1 ]; then
   flag=""
   [ "$profile" = release ] && flag=--release

@@ -422,16 +422,55 @@ pub(crate) fn identity_hash(series: &Series) -> u64 {
     h.finish()
 }
 
-/// A committed series' id with the identity it was cached under.
+/// A committed series' id with the identity it was cached under, packed
+/// into one allocation: the name, then each label's name and value, each
+/// as its length (4 bytes) and its bytes, so equal bytes mean equal strings.
 struct Cached {
     id: i64,
-    name: Box<str>,
-    labels: Box<[vigil_common::Label]>,
+    identity: Box<[u8]>,
 }
 
 impl Cached {
+    fn new(series: &Series, id: i64) -> Self {
+        let len: usize = Self::parts(series).map(|p| p.len() + 4).sum();
+        let mut identity = Vec::with_capacity(len);
+        for part in Self::parts(series) {
+            let n = u32::try_from(part.len()).unwrap_or(u32::MAX);
+            identity.extend_from_slice(&n.to_le_bytes());
+            identity.extend_from_slice(part.as_bytes());
+        }
+        Cached {
+            id,
+            identity: identity.into_boxed_slice(),
+        }
+    }
+
+    fn parts(series: &Series) -> impl Iterator<Item = &str> {
+        std::iter::once(series.name.as_str()).chain(
+            series
+                .labels
+                .iter()
+                .flat_map(|l| [l.name.as_str(), l.value.as_str()]),
+        )
+    }
+
+    /// Whether `series` is the series cached here: the same strings in
+    /// the same order.
     fn is(&self, series: &Series) -> bool {
-        *self.name == *series.name && *self.labels == *series.labels
+        let mut rest: &[u8] = &self.identity;
+        for part in Self::parts(series) {
+            let part = part.as_bytes();
+            let Ok(n) = u32::try_from(part.len()) else {
+                return false;
+            };
+            match rest.split_first_chunk::<4>() {
+                Some((len, tail)) if *len == n.to_le_bytes() && tail.starts_with(part) => {
+                    rest = &tail[part.len()..];
+                }
+                _ => return false,
+            }
+        }
+        rest.is_empty()
     }
 }
 
@@ -468,11 +507,7 @@ impl SeriesCache {
                 map.clear();
             }
             for (hash, s, id) in entries {
-                map.entry(hash).or_insert_with(|| Cached {
-                    id,
-                    name: s.name.as_str().into(),
-                    labels: s.labels.clone().into_boxed_slice(),
-                });
+                map.entry(hash).or_insert_with(|| Cached::new(s, id));
             }
         }
     }

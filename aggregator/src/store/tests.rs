@@ -379,6 +379,23 @@ fn the_series_cache_compares_identities_not_only_hashes() {
         "first keeps it"
     );
     assert_eq!(cache.ids(&[&a], &[identity_hash(&a)]), [None]);
+    // Strings that concatenate alike are still told apart.
+    let x = Series::new(
+        "m",
+        vec![Label::new("a", "b\0c"), Label::new("d", "e")],
+        vec![],
+    );
+    let y = Series::new(
+        "m",
+        vec![Label::new("a", "b"), Label::new("c", "d\0e")],
+        vec![],
+    );
+    let shorter = Series::new("m", vec![Label::new("a", "b\0c")], vec![]);
+    cache.extend([(1, &x, 1)]);
+    assert_eq!(
+        cache.ids(&[&x, &y, &shorter], &[1, 1, 1]),
+        [Some(1), None, None]
+    );
 }
 
 #[tokio::test]
@@ -397,7 +414,7 @@ async fn postgres_store() {
     assert_eq!(store.backend(), "postgres");
     suite(store.clone()).await;
     // Day partitions were created for both days written.
-    let pg = postgres::PgStore::connect_lazy(&db.url, 1).expect("pool");
+    let pg = postgres::PgStore::connect_lazy(&db.url, 16).expect("pool");
     let parts: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_inherits WHERE inhparent = 'samples'::regclass",
     )
@@ -405,6 +422,23 @@ async fn postgres_store() {
     .await
     .expect("partitions");
     assert_eq!(parts, 3, "two days from agents, one from write_series");
+    // Many sessions creating the same new days at once: none fails.
+    let mut tasks = Vec::new();
+    for i in 0..16i64 {
+        let pool = pg.pool().clone();
+        tasks.push(tokio::spawn(async move {
+            let day = T0 + (20 + i % 4) * 86_400_000;
+            sqlx::query("SELECT vigil_ensure_partition($1)")
+                .bind(day)
+                .execute(&pool)
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await
+            .expect("join")
+            .expect("concurrent partition creation");
+    }
     pg.pool().close().await;
     drop(store);
     db.drop_db().await;
