@@ -12,6 +12,8 @@
 # Env:    PROFILE=release|debug   binaries to use (default release), built
 #                                 first (cargo build, a no-op when current)
 #         BUILD=0                 do not build first
+#         BIN_DIR=DIR             take the binaries from DIR (e.g. an older
+#                                 build, for a before/after comparison)
 #         DBS="postgres sqlite"   which databases
 #         RAW_ROWS=N              rows for the raw bulk-load (default 2000000)
 #         LATENCY=0               skip the half-ceiling latency run
