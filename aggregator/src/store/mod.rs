@@ -707,6 +707,81 @@ pub(crate) fn outcomes(
         .collect()
 }
 
+/// The bookkeeping of one group commit, the same on both databases: which
+/// batches are new, their points, and what each batch and host is told.
+pub(crate) struct Group<'a, 'b> {
+    batches: &'b [BatchRef<'a>],
+    fresh: Vec<bool>,
+    points: Vec<u64>,
+}
+
+impl<'a, 'b> Group<'a, 'b> {
+    /// `fresh[i]`: whether the dedup insert found `batches[i]` new.
+    pub(crate) fn new(batches: &'b [BatchRef<'a>], fresh: Vec<bool>) -> Self {
+        let points = batches
+            .iter()
+            .zip(&fresh)
+            .map(|(b, &f)| if f { point_count(b.series) } else { 0 })
+            .collect();
+        Group {
+            batches,
+            fresh,
+            points,
+        }
+    }
+
+    pub(crate) fn any_fresh(&self) -> bool {
+        self.fresh.iter().any(|f| *f)
+    }
+
+    /// The new batches' series, in order.
+    pub(crate) fn series(&self) -> Vec<&'a Series> {
+        self.batches
+            .iter()
+            .zip(&self.fresh)
+            .filter(|(_, f)| **f)
+            .flat_map(|(b, _)| b.series.iter())
+            .collect()
+    }
+
+    /// Samples stored per batch, given the group's total `stored`; `None`
+    /// when some point was stored before and, with `split`, the group is
+    /// to be rolled back and committed batch by batch (so each count is
+    /// exact).
+    pub(crate) fn stored_each(&self, stored: u64, split: bool) -> Option<Vec<u64>> {
+        if stored == self.points.iter().sum::<u64>() {
+            Some(self.points.clone())
+        } else if split && self.fresh.iter().filter(|f| **f).count() > 1 {
+            None
+        } else {
+            Some(
+                self.fresh
+                    .iter()
+                    .map(|&f| if f { stored } else { 0 })
+                    .collect(),
+            )
+        }
+    }
+
+    /// The `hosts` rows to upsert: [`host_rows`] of the agents with a new batch.
+    pub(crate) fn hosts(&self, stored_each: &[u64]) -> Vec<(&'a BatchHeader, u64)> {
+        host_rows(self.batches, stored_each)
+            .into_iter()
+            .filter(|(h, _)| {
+                self.batches
+                    .iter()
+                    .zip(&self.fresh)
+                    .any(|(b, &f)| f && b.header.agent_id == h.agent_id)
+            })
+            .collect()
+    }
+
+    /// Each batch's outcome ([`outcomes`]).
+    pub(crate) fn outcomes(&self, stored_each: &[u64], ids: &[i64]) -> Vec<Committed> {
+        outcomes(self.batches, &self.fresh, stored_each, ids)
+    }
+}
+
 /// Number of points in `series`.
 pub(crate) fn point_count(series: &[Series]) -> u64 {
     series.iter().map(|s| s.points.len() as u64).sum()

@@ -17,9 +17,9 @@ use super::index::SeriesIndex;
 use super::metadata::{self, MetadataCache, StoredMetadata};
 use super::rollup::{Bucket, Resolution, Table};
 use super::{
-    AgentRecord, BatchRef, BucketRow, Committed, HostInfo, Resolved, Resolving, SeriesCache,
-    SeriesKey, Store, StoreError, TokenInfo, TokenRecord, bucket, fresh_batches, host_rows,
-    outcomes, point_count, shared, sql_limit,
+    AgentRecord, BatchRef, BucketRow, Committed, Group, HostInfo, Resolved, Resolving, SeriesCache,
+    SeriesKey, Store, StoreError, TokenInfo, TokenRecord, bucket, fresh_batches, point_count,
+    shared, sql_limit,
 };
 
 const DAY_MS: i64 = 86_400_000;
@@ -242,47 +242,22 @@ impl PgStore {
         split: bool,
     ) -> Result<Option<Vec<Committed>>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let fresh = Self::insert_batches(&mut tx, batches).await?;
-        let series: Vec<&Series> = batches
-            .iter()
-            .zip(&fresh)
-            .filter(|(_, fresh)| **fresh)
-            .flat_map(|(b, _)| b.series.iter())
-            .collect();
-        let points: Vec<u64> = batches
-            .iter()
-            .zip(&fresh)
-            .map(|(b, &fresh)| if fresh { point_count(b.series) } else { 0 })
-            .collect();
-        let kept: u64 = points.iter().sum();
-        if kept == 0 && !fresh.iter().any(|f| *f) {
+        let group = Group::new(batches, Self::insert_batches(&mut tx, batches).await?);
+        if !group.any_fresh() {
             tx.rollback().await?;
-            return Ok(Some(outcomes(batches, &fresh, &points, &[])));
+            return Ok(Some(group.outcomes(&vec![0; batches.len()], &[])));
         }
-        let (stored, resolved) = self.insert_samples(&mut tx, series).await?;
-        let stored_each: Vec<u64> = if stored == kept {
-            points
-        } else if split && fresh.iter().filter(|f| **f).count() > 1 {
+        let (stored, resolved) = self.insert_samples(&mut tx, group.series()).await?;
+        let Some(stored_each) = group.stored_each(stored, split) else {
             tx.rollback().await?;
             return Ok(None);
-        } else {
-            fresh.iter().map(|&f| if f { stored } else { 0 }).collect()
         };
-        let hosts = host_rows(batches, &stored_each);
-        let hosts: Vec<(&BatchHeader, u64)> = hosts
-            .into_iter()
-            .filter(|(h, _)| {
-                batches
-                    .iter()
-                    .zip(&fresh)
-                    .any(|(b, &f)| f && b.header.agent_id == h.agent_id)
-            })
-            .collect();
+        let hosts = group.hosts(&stored_each);
         if !hosts.is_empty() {
             Self::upsert_hosts(&mut tx, &hosts).await?;
         }
         tx.commit().await?;
-        let out = outcomes(batches, &fresh, &stored_each, &resolved.ids);
+        let out = group.outcomes(&stored_each, &resolved.ids);
         resolved.committed(&self.series, &self.index);
         Ok(Some(out))
     }

@@ -22,9 +22,8 @@ use super::index::SeriesIndex;
 use super::metadata::{self, MetadataCache, StoredMetadata};
 use super::rollup::{Bucket, Resolution, Table};
 use super::{
-    AgentRecord, BatchRef, BucketRow, Committed, HostInfo, Resolved, Resolving, SeriesCache,
-    SeriesKey, Store, StoreError, TokenInfo, TokenRecord, bucket, host_rows, outcomes, point_count,
-    shared, sql_limit,
+    AgentRecord, BatchRef, BucketRow, Committed, Group, HostInfo, Resolved, Resolving, SeriesCache,
+    SeriesKey, Store, StoreError, TokenInfo, TokenRecord, bucket, point_count, shared, sql_limit,
 };
 
 /// Rows per INSERT statement, largest first: 3 parameters each, under
@@ -259,43 +258,21 @@ impl SqliteStore {
             let n = usize::try_from(point_count(b.series)).unwrap_or(usize::MAX);
             fresh.push(insert_batch(&mut tx, b.header, n).await?);
         }
-        if !fresh.iter().any(|f| *f) {
+        let group = Group::new(batches, fresh);
+        if !group.any_fresh() {
             tx.rollback().await?;
-            let none = vec![0; batches.len()];
-            return Ok(Some(outcomes(batches, &fresh, &none, &[])));
+            return Ok(Some(group.outcomes(&vec![0; batches.len()], &[])));
         }
-        let series: Vec<&Series> = batches
-            .iter()
-            .zip(&fresh)
-            .filter(|(_, fresh)| **fresh)
-            .flat_map(|(b, _)| b.series.iter())
-            .collect();
-        let points: Vec<u64> = batches
-            .iter()
-            .zip(&fresh)
-            .map(|(b, &fresh)| if fresh { point_count(b.series) } else { 0 })
-            .collect();
-        let kept: u64 = points.iter().sum();
-        let (stored, resolved) = self.insert_samples(&mut tx, series).await?;
-        let stored_each: Vec<u64> = if stored == kept {
-            points
-        } else if split && fresh.iter().filter(|f| **f).count() > 1 {
+        let (stored, resolved) = self.insert_samples(&mut tx, group.series()).await?;
+        let Some(stored_each) = group.stored_each(stored, split) else {
             tx.rollback().await?;
             return Ok(None);
-        } else {
-            fresh.iter().map(|&f| if f { stored } else { 0 }).collect()
         };
-        for (header, n) in host_rows(batches, &stored_each) {
-            let any_fresh = batches
-                .iter()
-                .zip(&fresh)
-                .any(|(b, &f)| f && b.header.agent_id == header.agent_id);
-            if any_fresh {
-                upsert_host(&mut tx, header, n).await?;
-            }
+        for (header, n) in group.hosts(&stored_each) {
+            upsert_host(&mut tx, header, n).await?;
         }
         tx.commit().await?;
-        let out = outcomes(batches, &fresh, &stored_each, &resolved.ids);
+        let out = group.outcomes(&stored_each, &resolved.ids);
         resolved.committed(&self.series, &self.index);
         Ok(Some(out))
     }
