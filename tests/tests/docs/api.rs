@@ -1,0 +1,182 @@
+//! docs/api.md against the OpenAPI document a real aggregator serves:
+//! - every `curl` example calls an operation (method and path) of the
+//!   document;
+//! - the page's route table (`| method | path | scope | what |`) lists
+//!   exactly the document's operations, with the scope each requires.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use vigil_tests::{Db, TestAggregator};
+
+use super::{code_blocks, read};
+
+/// (method, path) of every `curl` command in the page's `sh` blocks.
+fn curl_calls(md: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (info, body) in code_blocks(md) {
+        if info != "sh" {
+            continue;
+        }
+        // Join continuation lines, then look at each command.
+        let joined = body.replace("\\\n", " ");
+        for line in joined.lines() {
+            let Some(start) = line.find("curl ") else {
+                continue;
+            };
+            out.push(parse_curl(&line[start..]).unwrap_or_else(|e| panic!("{e}: {line}")));
+        }
+    }
+    out
+}
+
+/// The method and path of one `curl` command line.
+fn parse_curl(cmd: &str) -> Result<(String, String), String> {
+    let words: Vec<&str> = cmd.split_whitespace().collect();
+    let mut method = None;
+    let mut has_body = false;
+    let mut url = None;
+    for (i, w) in words.iter().enumerate() {
+        match *w {
+            "-X" | "--request" => method = words.get(i + 1).map(|m| m.to_uppercase()),
+            "-d" | "--data" | "--data-raw" | "--data-binary" | "--data-urlencode" | "-F"
+            | "--json" | "-T" => has_body = true,
+            _ => {}
+        }
+        let bare = w.trim_matches(|c| c == '"' || c == '\'');
+        for base in ["$VIGIL", "http://127.0.0.1:8080"] {
+            if let Some(rest) = bare.strip_prefix(base)
+                && rest.starts_with('/')
+                && url.is_none()
+            {
+                url = Some(rest.to_string());
+            }
+        }
+    }
+    let url = url.ok_or("no $VIGIL/... or http://127.0.0.1:8080/... URL")?;
+    let path = url.split('?').next().unwrap_or_default().to_string();
+    let method = method.unwrap_or(if has_body { "POST" } else { "GET" }.into());
+    Ok((method, path))
+}
+
+/// Whether a concrete path matches an OpenAPI path template.
+fn matches(template: &str, path: &str) -> bool {
+    let t: Vec<&str> = template.split('/').collect();
+    let p: Vec<&str> = path.split('/').collect();
+    t.len() == p.len()
+        && t.iter()
+            .zip(&p)
+            .all(|(t, p)| (t.starts_with('{') && t.ends_with('}') && !p.is_empty()) || t == p)
+}
+
+/// (METHOD, path, scope) of the page's route table.
+fn table(md: &str) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    let mut in_table = false;
+    for line in md.lines() {
+        let line = line.trim();
+        if !line.starts_with('|') {
+            in_table = false;
+            continue;
+        }
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        if cells.len() >= 4 && cells[..3] == ["method", "path", "scope"] {
+            in_table = true;
+            continue;
+        }
+        if in_table && !cells[0].starts_with("---") {
+            for method in cells[0].split(',') {
+                out.insert((
+                    method.trim().to_string(),
+                    cells[1].trim_matches('`').to_string(),
+                    cells[2].to_string(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn scope_name(op: &Value) -> String {
+    op.get("x-vigil-scope")
+        .and_then(Value::as_str)
+        .unwrap_or("none")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_md_examples_and_routes_match_the_served_openapi_document() {
+    let agg = TestAggregator::start(Db::Sqlite).await;
+    let token = agg.token().await;
+    let client = reqwest::Client::new();
+    let url = agg.url("/api/openapi.json");
+    // As api.md says: the document needs a read token like the rest of the API.
+    let anonymous = client.get(&url).send().await.expect("request");
+    assert_eq!(anonymous.status(), 401);
+    let doc: Value = client
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    agg.stop().await;
+
+    let mut operations = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            operations.insert((method.to_uppercase(), path.clone(), scope_name(op)));
+        }
+    }
+
+    let md = read("docs/api.md");
+    let calls = curl_calls(&md);
+    assert!(
+        calls.len() >= 15,
+        "only {} curl examples found",
+        calls.len()
+    );
+    let mut failures = Vec::new();
+    for (method, path) in &calls {
+        if !operations
+            .iter()
+            .any(|(m, t, _)| m == method && matches(t, path))
+        {
+            failures.push(format!("curl example {method} {path}: no such operation"));
+        }
+    }
+    let documented = table(&md);
+    for op in operations.difference(&documented) {
+        failures.push(format!("served but not in the route table: {op:?}"));
+    }
+    for op in documented.difference(&operations) {
+        failures.push(format!("in the route table but not served: {op:?}"));
+    }
+    assert!(
+        failures.is_empty(),
+        "docs/api.md disagrees with /api/openapi.json:\n- {}",
+        failures.join("\n- ")
+    );
+}
+
+#[test]
+fn curl_lines_are_read_as_curl_reads_them() {
+    assert_eq!(
+        parse_curl("curl -H \"Authorization: Bearer $TOKEN\" \"$VIGIL/api/v1/hosts?x=1\""),
+        Ok(("GET".into(), "/api/v1/hosts".into()))
+    );
+    assert_eq!(
+        parse_curl("curl -sf -H 'x: y' -d '{}' $VIGIL/api/v1/silences"),
+        Ok(("POST".into(), "/api/v1/silences".into()))
+    );
+    assert_eq!(
+        parse_curl("curl -X DELETE http://127.0.0.1:8080/api/v1/silences/abc"),
+        Ok(("DELETE".into(), "/api/v1/silences/abc".into()))
+    );
+    assert!(parse_curl("curl https://example.com/").is_err());
+    assert!(matches("/api/v1/silences/{id}", "/api/v1/silences/abc"));
+    assert!(!matches("/api/v1/silences/{id}", "/api/v1/silences"));
+    assert!(!matches("/api/v1/hosts", "/api/v1/hostsx"));
+}
