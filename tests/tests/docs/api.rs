@@ -18,13 +18,35 @@ fn curl_calls(md: &str) -> Vec<(String, String)> {
         if info != "sh" {
             continue;
         }
-        // Join continuation lines, then look at each command.
+        // Join continuation lines; a newline inside quotes (a JSON body
+        // over several lines) does not end a command.
         let joined = body.replace("\\\n", " ");
-        for line in joined.lines() {
-            let Some(start) = line.find("curl ") else {
+        let (mut single, mut double, mut comment) = (false, false, false);
+        let mut line = String::new();
+        for c in joined.chars().chain(['\n']) {
+            if comment && c != '\n' {
                 continue;
-            };
-            out.push(parse_curl(&line[start..]).unwrap_or_else(|e| panic!("{e}: {line}")));
+            }
+            match c {
+                '#' if !single && !double && (line.is_empty() || line.ends_with(' ')) => {
+                    comment = true;
+                    continue;
+                }
+                '\'' if !double => single = !single,
+                '"' if !single => double = !double,
+                '\n' if !single && !double => {
+                    comment = false;
+                    if let Some(start) = line.find("curl ") {
+                        out.push(
+                            parse_curl(&line[start..]).unwrap_or_else(|e| panic!("{e}: {line}")),
+                        );
+                    }
+                    line.clear();
+                    continue;
+                }
+                _ => {}
+            }
+            line.push(if c == '\n' { ' ' } else { c });
         }
     }
     out
@@ -35,12 +57,15 @@ fn parse_curl(cmd: &str) -> Result<(String, String), String> {
     let words: Vec<&str> = cmd.split_whitespace().collect();
     let mut method = None;
     let mut has_body = false;
+    let mut get = false;
     let mut url = None;
     for (i, w) in words.iter().enumerate() {
         match *w {
             "-X" | "--request" => method = words.get(i + 1).map(|m| m.to_uppercase()),
             "-d" | "--data" | "--data-raw" | "--data-binary" | "--data-urlencode" | "-F"
             | "--json" | "-T" => has_body = true,
+            // -G sends the -d data as a query string.
+            "-G" | "--get" => get = true,
             _ => {}
         }
         let bare = w.trim_matches(|c| c == '"' || c == '\'');
@@ -55,7 +80,7 @@ fn parse_curl(cmd: &str) -> Result<(String, String), String> {
     }
     let url = url.ok_or("no $VIGIL/... or http://127.0.0.1:8080/... URL")?;
     let path = url.split('?').next().unwrap_or_default().to_string();
-    let method = method.unwrap_or(if has_body { "POST" } else { "GET" }.into());
+    let method = method.unwrap_or(if has_body && !get { "POST" } else { "GET" }.into());
     Ok((method, path))
 }
 
@@ -175,7 +200,19 @@ fn curl_lines_are_read_as_curl_reads_them() {
         parse_curl("curl -X DELETE http://127.0.0.1:8080/api/v1/silences/abc"),
         Ok(("DELETE".into(), "/api/v1/silences/abc".into()))
     );
+    assert_eq!(
+        parse_curl("curl -G -d step=5m \"$VIGIL/api/v1/reports/metrics\""),
+        Ok(("GET".into(), "/api/v1/reports/metrics".into()))
+    );
     assert!(parse_curl("curl https://example.com/").is_err());
+    let md = "```sh\n# it's a comment\ncurl -d '{\n \"a\": 1}' $VIGIL/api/v1/silences\ncurl $VIGIL/readyz # the aggregator's\n```\n";
+    assert_eq!(
+        curl_calls(md),
+        [
+            ("POST".to_string(), "/api/v1/silences".to_string()),
+            ("GET".to_string(), "/readyz".to_string())
+        ]
+    );
     assert!(matches("/api/v1/silences/{id}", "/api/v1/silences/abc"));
     assert!(!matches("/api/v1/silences/{id}", "/api/v1/silences"));
     assert!(!matches("/api/v1/hosts", "/api/v1/hostsx"));
