@@ -8,10 +8,12 @@
 //!   OpenAPI document the aggregator serves at `/api/openapi.json`.
 //! - `backup.rs`: the SQLite backup and restore commands of
 //!   docs/operations.md, run for real against a database the aggregator wrote.
+//! - `metrics.rs`: docs/metrics.md has a row for every metric the agent emits.
 
 mod api;
 mod backup;
 mod config;
+mod metrics;
 mod walk;
 
 use std::path::PathBuf;
