@@ -6,7 +6,11 @@
 
 use std::collections::BTreeSet;
 
+use std::process::Command;
+use std::time::{Duration, Instant};
+
 use serde_json::Value;
+use vigil_agent::Agent;
 use vigil_tests::{Db, TestAggregator};
 
 use super::{code_blocks, read};
@@ -54,7 +58,27 @@ fn curl_calls(md: &str) -> Vec<(String, String)> {
 
 /// The method and path of one `curl` command line.
 fn parse_curl(cmd: &str) -> Result<(String, String), String> {
-    let words: Vec<&str> = cmd.split_whitespace().collect();
+    // A command substitution's words (`$(date -d '7 days ago' +%s)`) are
+    // not curl's.
+    let mut plain = String::with_capacity(cmd.len());
+    let mut depth = 0usize;
+    let mut chars = cmd.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek() == Some(&'(') {
+            chars.next();
+            depth += 1;
+            plain.push('X');
+        } else if depth > 0 {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                _ => {}
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    let words: Vec<&str> = plain.split_whitespace().collect();
     let mut method = None;
     let mut has_body = false;
     let mut get = false;
@@ -186,6 +210,116 @@ async fn api_md_examples_and_routes_match_the_served_openapi_document() {
     );
 }
 
+/// Runs every `sh` block of api.md that calls curl, against a real aggregator
+/// with data: curl is wrapped so each call logs its status. Placeholders
+/// (`$ALERT_ID`, `$SILENCE_ID`, `$WINDOW_ID`) are ids that do not exist:
+/// those calls must answer 404, every other one 2xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_md_examples_run_against_a_real_aggregator() {
+    for tool in ["curl", "date"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            found,
+            "{tool} is not installed: the api.md examples need it"
+        );
+    }
+    let agg = TestAggregator::start(Db::Sqlite).await;
+    let token = agg.token().await;
+    // The host the examples ask about sends real data.
+    agg.add_agent("web-1").await;
+    let agent = Agent::start(agg.agent_config("web-1"))
+        .await
+        .expect("agent starts");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = client
+            .get(agg.url("/api/v1/hosts/web-1"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "web-1 never showed up ({status})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let md = read("docs/api.md");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("calls.log");
+    let base = agg.url("");
+    let prelude = format!(
+        "VIGIL='{base}'; TOKEN='{token}'; ALERT_ID=none; SILENCE_ID=none; WINDOW_ID=none\n\
+         curl() {{ code=$(command curl -sS -o /dev/null -w '%{{http_code}}' \"$@\"); \
+         printf '%s\\t%s\\n' \"$code\" \"$(printf '%s' \"$*\" | tr '\\n' ' ')\" >> '{}'; }}\n\
+         jq() {{ cat > /dev/null; }}\n",
+        log.display()
+    );
+    let mut scripts = 0;
+    for (info, body) in code_blocks(&md) {
+        if info != "sh" || !body.contains("curl ") {
+            continue;
+        }
+        let body = body
+            .replace("http://127.0.0.1:8080", &base)
+            .replace("$(cat vigil-data/admin.token)", &token);
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{prelude}{body}"))
+            .current_dir(dir.path())
+            .output()
+            .expect("sh runs");
+        assert!(
+            out.status.success(),
+            "an api.md block failed:\n{body}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        scripts += 1;
+    }
+    agent
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("agent stops");
+    agg.stop().await;
+
+    let calls = std::fs::read_to_string(&log).expect("calls were logged");
+    let mut failures = Vec::new();
+    let mut n = 0;
+    for line in calls.lines() {
+        n += 1;
+        let (code, args) = line.split_once('\t').unwrap_or((line, ""));
+        let placeholder = args.contains("/none");
+        let ok = if placeholder {
+            code == "404"
+        } else {
+            code.starts_with('2')
+        };
+        if !ok {
+            failures.push(format!("{code}: curl {args}"));
+        }
+    }
+    assert!(scripts >= 5, "only {scripts} blocks ran");
+    assert_eq!(
+        n,
+        curl_calls(&md).len(),
+        "every curl example ran once:\n{calls}"
+    );
+    assert!(
+        failures.is_empty(),
+        "api.md examples that do not work:\n- {}",
+        failures.join("\n- ")
+    );
+}
+
 #[test]
 fn curl_lines_are_read_as_curl_reads_them() {
     assert_eq!(
@@ -203,6 +337,10 @@ fn curl_lines_are_read_as_curl_reads_them() {
     assert_eq!(
         parse_curl("curl -G -d step=5m \"$VIGIL/api/v1/reports/metrics\""),
         Ok(("GET".into(), "/api/v1/reports/metrics".into()))
+    );
+    assert_eq!(
+        parse_curl("curl -H x \"$VIGIL/api/v1/reports/alerts?from=$(date -d '30 days ago' +%s)\""),
+        Ok(("GET".into(), "/api/v1/reports/alerts".into()))
     );
     assert!(parse_curl("curl https://example.com/").is_err());
     let md = "```sh\n# it's a comment\ncurl -d '{\n \"a\": 1}' $VIGIL/api/v1/silences\ncurl $VIGIL/readyz # the aggregator's\n```\n";

@@ -6,17 +6,23 @@
 //! test's aggregator instead, and `chown` lines are left out (the test has no
 //! `vigil` user). Every other line must succeed.
 //!
-//! SQLite: samples imported before the online backup survive the restore;
-//! one imported after it is gone (the restore really replaced the file).
-//! PostgreSQL: the dump restored into a fresh database serves the samples.
+//! SQLite: the real `vigil-aggregator` binary runs as a process (so
+//! `systemctl stop` is a SIGTERM and an exit, which closes the database as
+//! in production); samples imported before the online backup survive the
+//! restore, one imported after it is gone (the restore replaced the file).
+//! PostgreSQL: the dump, restored into a fresh database, serves the samples
+//! (in-process aggregator: the old database is left alone, so nothing of it
+//! can leak into the restored one).
 
-use std::path::Path;
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vigil_aggregator::config::Config;
 use vigil_aggregator::testing::with_database;
-use vigil_tests::{Db, TestAggregator};
+use vigil_tests::{Db, Pki, TestAggregator, binary};
 
 use super::read;
 
@@ -62,11 +68,11 @@ fn require(tool: &str, package: &str) {
     );
 }
 
-async fn import(agg: &TestAggregator, token: &str, case: &str) {
+async fn import(base: &str, token: &str, case: &str) {
     let now_ms = chrono::Utc::now().timestamp_millis();
     let body = format!("vigil_backup_test{{case=\"{case}\"}} 1 {now_ms}\n");
     let resp = reqwest::Client::new()
-        .post(agg.url("/api/v1/import"))
+        .post(format!("{base}/api/v1/import"))
         .bearer_auth(token)
         .body(body)
         .send()
@@ -76,9 +82,11 @@ async fn import(agg: &TestAggregator, token: &str, case: &str) {
 }
 
 /// The `case` labels of `vigil_backup_test` the aggregator serves.
-async fn cases(agg: &TestAggregator, token: &str) -> Vec<String> {
+async fn cases(base: &str, token: &str) -> Vec<String> {
     let v: Value = reqwest::Client::new()
-        .get(agg.url("/prometheus/api/v1/query?query=vigil_backup_test"))
+        .get(format!(
+            "{base}/prometheus/api/v1/query?query=vigil_backup_test"
+        ))
         .bearer_auth(token)
         .send()
         .await
@@ -96,27 +104,123 @@ async fn cases(agg: &TestAggregator, token: &str) -> Vec<String> {
     out
 }
 
-async fn restart(agg: &mut TestAggregator) {
-    let loaded = Config::load(&agg.config_path).expect("config");
-    agg.running = Some(vigil_aggregator::start(loaded).await.expect("restarts"));
-    agg.http = agg.running().http_addr;
+/// The aggregator a documented block stops and starts.
+enum Service<'a> {
+    /// In this process (PostgreSQL).
+    InProcess(&'a mut TestAggregator),
+    /// The real binary as a child process (SQLite).
+    Process(&'a mut Aggregator),
+}
+
+impl Service<'_> {
+    async fn stop(&mut self) {
+        match self {
+            Service::InProcess(agg) => {
+                if let Some(running) = agg.running.take() {
+                    running.shutdown().await;
+                }
+            }
+            Service::Process(p) => p.stop(),
+        }
+    }
+
+    async fn start(&mut self) {
+        match self {
+            Service::InProcess(agg) => {
+                let loaded = Config::load(&agg.config_path).expect("config");
+                agg.running = Some(vigil_aggregator::start(loaded).await.expect("restarts"));
+                agg.http = agg.running().http_addr;
+            }
+            Service::Process(p) => p.start(),
+        }
+    }
 }
 
 /// Runs a documented block: paths replaced, service control by the test.
-async fn run_block(agg: &mut TestAggregator, lines: &[String], replace: &[(&str, String)]) {
+async fn run_block(mut service: Service<'_>, lines: &[String], replace: &[(&str, String)]) {
     for line in lines {
         let mut line = line.clone();
         for (from, to) in replace {
             line = line.replace(from, to);
         }
         if line.contains("systemctl stop vigil-aggregator") {
-            if let Some(running) = agg.running.take() {
-                running.shutdown().await;
-            }
+            service.stop().await;
         } else if line.contains("systemctl start vigil-aggregator") {
-            restart(agg).await;
+            service.start().await;
         } else if !line.starts_with("chown ") {
             run(&line);
+        }
+    }
+}
+
+/// `vigil-aggregator run` as a child process, as systemd runs it.
+struct Aggregator {
+    config: PathBuf,
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT` of the running process.
+    base: String,
+}
+
+impl Aggregator {
+    fn start(&mut self) {
+        let mut child = Command::new(binary("vigil-aggregator"))
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("vigil-aggregator starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Read the log to the end, like journald; report the HTTP address.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("aggregator started")
+                    && let Some(addr) = line.split("http_addr=").nth(1)
+                {
+                    let addr = addr.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        self.child = Some(child);
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => self.base = format!("http://{addr}"),
+            Err(_) => {
+                self.stop();
+                panic!("vigil-aggregator did not log its address");
+            }
+        }
+    }
+
+    /// SIGTERM, then wait for the exit, as `systemctl stop` does.
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("vigil-aggregator did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Aggregator {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
@@ -128,10 +232,40 @@ async fn sqlite_backup_and_restore_as_documented() {
     let backup = block(&md, "sqlite-backup");
     let restore = block(&md, "sqlite-restore");
 
-    let mut agg = TestAggregator::start(Db::Sqlite).await;
-    let token = agg.token().await;
-    import(&agg, &token, "before").await;
-    let data = agg.pki.path().to_path_buf();
+    let pki = Pki::new();
+    let data = pki.path().to_path_buf();
+    let config = data.join("aggregator.toml");
+    std::fs::write(
+        &config,
+        "[http]\nlisten = \"127.0.0.1:0\"\n[quic]\nlisten = \"127.0.0.1:0\"\nca = \"ca.crt\"\n\
+         cert = \"server.crt\"\nkey = \"server.key\"\n[database]\nurl = \"sqlite:vigil.db\"\n",
+    )
+    .expect("config");
+    let out = Command::new(binary("vigil-aggregator"))
+        .args([
+            "create-token",
+            "--name",
+            "backup",
+            "--scope",
+            "admin",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .expect("create-token runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let mut agg = Aggregator {
+        config,
+        child: None,
+        base: String::new(),
+    };
+    agg.start();
+    import(&agg.base, &token, "before").await;
     let backups = tempfile::tempdir().expect("tempdir");
     let replace = [
         ("/var/lib/vigil", data.display().to_string()),
@@ -141,19 +275,19 @@ async fn sqlite_backup_and_restore_as_documented() {
         ),
     ];
     // Online: the aggregator keeps running (and writing) during the backup.
-    run_block(&mut agg, &backup, &replace).await;
-    assert!(agg.running.is_some(), "the backup must not stop Vigil");
+    run_block(Service::Process(&mut agg), &backup, &replace).await;
+    assert!(agg.child.is_some(), "the backup must not stop Vigil");
     assert!(backups.path().join("b/vigil.db").exists(), "{backup:?}");
-    import(&agg, &token, "after").await;
-    assert_eq!(cases(&agg, &token).await, ["after", "before"]);
+    import(&agg.base, &token, "after").await;
+    assert_eq!(cases(&agg.base, &token).await, ["after", "before"]);
 
-    run_block(&mut agg, &restore, &replace).await;
+    run_block(Service::Process(&mut agg), &restore, &replace).await;
     assert!(
-        agg.running.is_some(),
+        agg.child.is_some(),
         "the restore block ends with Vigil started"
     );
-    assert_eq!(cases(&agg, &token).await, ["before"]);
-    agg.stop().await;
+    assert_eq!(cases(&agg.base, &token).await, ["before"]);
+    agg.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,7 +300,7 @@ async fn postgres_backup_and_restore_as_documented() {
 
     let mut agg = TestAggregator::start(Db::Postgres).await;
     let token = agg.token().await;
-    import(&agg, &token, "before").await;
+    import(&agg.url(""), &token, "before").await;
     let url = agg.pg_url().expect("a PostgreSQL database").to_string();
     let name = url
         .split('?')
@@ -182,7 +316,7 @@ async fn postgres_backup_and_restore_as_documented() {
     let backups = tempfile::tempdir().expect("tempdir");
     let dump = backups.path().join("vigil.dump").display().to_string();
     run_block(
-        &mut agg,
+        Service::InProcess(&mut agg),
         &backup,
         &[
             ("postgres://vigil@db.example.com/vigil", url.clone()),
@@ -191,7 +325,7 @@ async fn postgres_backup_and_restore_as_documented() {
     )
     .await;
     assert!(Path::new(&dump).exists(), "{backup:?}");
-    import(&agg, &token, "after").await;
+    import(&agg.url(""), &token, "after").await;
 
     // The documented restore, then `[database] url` pointed at the new database.
     let config = std::fs::read_to_string(&agg.config_path).expect("config");
@@ -207,8 +341,8 @@ async fn postgres_backup_and_restore_as_documented() {
         ("OWNER vigil", "OWNER postgres".to_string()),
         ("--role=vigil", "--role=postgres".to_string()),
     ];
-    run_block(&mut agg, &restore, &replace).await;
-    let got = cases(&agg, &token).await;
+    run_block(Service::InProcess(&mut agg), &restore, &replace).await;
+    let got = cases(&agg.url(""), &token).await;
     if let Some(running) = agg.running.take() {
         running.shutdown().await;
     }

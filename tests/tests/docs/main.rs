@@ -8,11 +8,15 @@
 //!   OpenAPI document the aggregator serves at `/api/openapi.json`.
 //! - `backup.rs`: the SQLite backup and restore commands of
 //!   docs/operations.md, run for real against a database the aggregator wrote.
-//! - `metrics.rs`: docs/metrics.md has a row for every metric the agent emits.
+//! - `metrics.rs`: docs/metrics.md has a row for every metric the agent emits
+//!   and the aggregator serves.
+//! - `links.rs`: every relative link in README.md and docs/ resolves, anchors
+//!   included.
 
 mod api;
 mod backup;
 mod config;
+mod links;
 mod metrics;
 mod walk;
 
@@ -55,4 +59,25 @@ fn code_blocks(md: &str) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// The README's two commands are a contract (DESIGN.md): one starts Vigil,
+/// one tests it, each exactly as written, each in its own `sh` block.
+#[test]
+fn readme_keeps_its_two_commands() {
+    let readme = read("README.md");
+    let blocks: Vec<String> = code_blocks(&readme)
+        .into_iter()
+        .filter(|(info, _)| info == "sh")
+        .map(|(_, body)| body.trim().to_string())
+        .collect();
+    for command in [
+        "cargo build --release && ./target/release/vigil-aggregator quickstart",
+        "tests/setup.sh && cargo test --workspace",
+    ] {
+        assert!(
+            blocks.iter().any(|b| b == command),
+            "README.md has no sh block holding exactly `{command}`"
+        );
+    }
 }

@@ -81,7 +81,7 @@ async fn metrics_md_lists_every_metric_the_agent_emits() {
         );
     }
     let doc = documented(&read("docs/metrics.md"));
-    let missing: Vec<&String> = families
+    let missing: BTreeSet<&String> = families
         .iter()
         .filter(|f| !doc.contains(*f))
         .chain(
