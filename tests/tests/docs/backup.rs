@@ -1,4 +1,5 @@
-//! The backup and restore commands of docs/operations.md, run as written.
+//! The backup and restore commands of docs/operations.md, run as written
+//! (and its example rule file, loaded).
 //!
 //! A block is marked with `<!-- tested: NAME -->` on the line before it. Its
 //! lines run one by one with `sh -ec`, with the documented paths replaced by
@@ -351,4 +352,27 @@ async fn postgres_backup_and_restore_as_documented() {
     ));
     agg.stop().await;
     assert_eq!(got, ["before"]);
+}
+
+/// The rule file operations.md shows (the `yaml` block whose first line is
+/// `# /etc/vigil/rules/...`) passes the loader `check-rules` uses.
+#[test]
+fn the_documented_rule_file_loads() {
+    let md = read("docs/operations.md");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut files = Vec::new();
+    for (info, body) in super::code_blocks(&md) {
+        if info == "yaml" && body.starts_with("# /etc/vigil/rules/") {
+            let path = dir.path().join(format!("{}.rules.yml", files.len()));
+            std::fs::write(&path, &body).expect("write");
+            files.push(path);
+        }
+    }
+    assert!(
+        !files.is_empty(),
+        "no rule file example in docs/operations.md"
+    );
+    let rules = vigil_aggregator::alert::rules::load_files(&files)
+        .unwrap_or_else(|e| panic!("the documented rule file is refused: {e}"));
+    assert_eq!(rules.groups.len(), files.len());
 }

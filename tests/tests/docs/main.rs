@@ -6,8 +6,9 @@
 //!   required keys, and its full examples parse and validate.
 //! - `api.rs`: every `curl` example in docs/api.md names a route of the
 //!   OpenAPI document the aggregator serves at `/api/openapi.json`.
-//! - `backup.rs`: the SQLite backup and restore commands of
-//!   docs/operations.md, run for real against a database the aggregator wrote.
+//! - `backup.rs`: the SQLite and PostgreSQL backup and restore commands of
+//!   docs/operations.md, run for real against a database the aggregator
+//!   wrote; its example rule file loads.
 //! - `metrics.rs`: docs/metrics.md has a row for every metric the agent emits
 //!   and the aggregator serves.
 //! - `links.rs`: every relative link in README.md and docs/ resolves, anchors
