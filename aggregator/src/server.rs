@@ -182,7 +182,10 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
     background.push(tokio::spawn(load_mutes(mutes.clone(), store_ready.clone())));
     background.push(mutes.clone().spawn_gc());
     if clustered {
-        background.push(tokio::spawn(refresh_mutes(mutes.clone(), store_ready.clone())));
+        background.push(tokio::spawn(refresh_mutes(
+            mutes.clone(),
+            store_ready.clone(),
+        )));
     }
     // Where the evaluator hands its alerts: the dispatcher when [notify]
     // names a notification config, else only the mutes (nothing notified).

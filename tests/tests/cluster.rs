@@ -19,7 +19,7 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use serde_json::Value;
 use vigil_agent::collect::scrape::ScrapeConfig;
-use vigil_agent::{Agent, AgentConfig, AggregatorConfig, AgentHandle};
+use vigil_agent::{Agent, AgentConfig, AgentHandle, AggregatorConfig};
 use vigil_aggregator::testing::PgTestDb;
 use vigil_tests::{Pki, binary};
 
@@ -237,7 +237,14 @@ async fn wait_notified(seen: &Seen, status: &str, limit: Duration, nodes: &[&Nod
     }
 }
 
-fn agent_config(pki: &Pki, work: &Path, id: &str, host: &str, endpoints: Vec<String>, scrape: &str) -> AgentConfig {
+fn agent_config(
+    pki: &Pki,
+    work: &Path,
+    id: &str,
+    host: &str,
+    endpoints: Vec<String>,
+    scrape: &str,
+) -> AgentConfig {
     let p = pki.agent_paths(id);
     let mut agg = AggregatorConfig::new(
         endpoints,
@@ -258,8 +265,10 @@ fn agent_config(pki: &Pki, work: &Path, id: &str, host: &str, endpoints: Vec<Str
     c.spool.dir = work.join(format!("spool-{id}"));
     c.collect.system.enabled = false;
     c.collect.scrape = vec![
-        toml::from_str::<ScrapeConfig>(&format!("name = \"value\"\nurl = \"{scrape}\"\nrole = \"cluster\""))
-            .expect("scrape config"),
+        toml::from_str::<ScrapeConfig>(&format!(
+            "name = \"value\"\nurl = \"{scrape}\"\nrole = \"cluster\""
+        ))
+        .expect("scrape config"),
     ];
     c
 }
@@ -277,7 +286,12 @@ async fn two_aggregators_one_database_the_leader_dies_mid_incident() {
 
     // The webhook receiver and the value the agents scrape.
     let seen: Seen = Arc::default();
-    let hook_addr = serve(Router::new().route("/hook", post(hook)).with_state(seen.clone())).await;
+    let hook_addr = serve(
+        Router::new()
+            .route("/hook", post(hook))
+            .with_state(seen.clone()),
+    )
+    .await;
     let value = Arc::new(AtomicU64::new(0));
     let v = value.clone();
     let scrape_addr = serve(Router::new().route(
@@ -302,7 +316,10 @@ async fn two_aggregators_one_database_the_leader_dies_mid_incident() {
     for id in ids {
         let public = pki.agent(id);
         let key = vigil_common::sign::public_key_from_hex(&public).expect("hex");
-        store.register_agent(id, key.as_bytes()).await.expect("register");
+        store
+            .register_agent(id, key.as_bytes())
+            .await
+            .expect("register");
     }
     let token = vigil_aggregator::auth::new_token().expect("token");
     store
@@ -324,12 +341,26 @@ async fn two_aggregators_one_database_the_leader_dies_mid_incident() {
     let work = tempfile::tempdir().expect("tempdir");
     let scrape = format!("http://{scrape_addr}/metrics");
     let agents: Vec<AgentHandle> = vec![
-        Agent::start(agent_config(&pki, work.path(), ids[0], HOSTS[0], vec![a.quic.clone(), b.quic.clone()], &scrape))
-            .await
-            .expect("agent 1"),
-        Agent::start(agent_config(&pki, work.path(), ids[1], HOSTS[1], vec![b.quic.clone(), a.quic.clone()], &scrape))
-            .await
-            .expect("agent 2"),
+        Agent::start(agent_config(
+            &pki,
+            work.path(),
+            ids[0],
+            HOSTS[0],
+            vec![a.quic.clone(), b.quic.clone()],
+            &scrape,
+        ))
+        .await
+        .expect("agent 1"),
+        Agent::start(agent_config(
+            &pki,
+            work.path(),
+            ids[1],
+            HOSTS[1],
+            vec![b.quic.clone(), a.quic.clone()],
+            &scrape,
+        ))
+        .await
+        .expect("agent 2"),
     ];
     // Both nodes stored batches; the follower's query API sees both hosts
     // (it reads the database: node a's samples too).
@@ -357,12 +388,19 @@ async fn two_aggregators_one_database_the_leader_dies_mid_incident() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(counts(&seen).is_empty(), "nothing notified yet: {:?}", counts(&seen));
+    assert!(
+        counts(&seen).is_empty(),
+        "nothing notified yet: {:?}",
+        counts(&seen)
+    );
 
     // The incident starts: one firing notification per host, from the leader.
     value.store(1, Ordering::SeqCst);
     wait_notified(&seen, "firing", Duration::from_secs(30), &[&a, &b]).await;
-    assert_eq!(metric(&http, &b, "vigil_aggregator_notifications_sent_total").await, 0.0);
+    assert_eq!(
+        metric(&http, &b, "vigil_aggregator_notifications_sent_total").await,
+        0.0
+    );
     assert!(metric(&http, &a, "vigil_aggregator_notifications_sent_total").await >= 2.0);
 
     // The follower shows the leader's alerts and refuses to acknowledge them.
@@ -380,7 +418,10 @@ async fn two_aggregators_one_database_the_leader_dies_mid_incident() {
         if list.len() == 2 {
             break list;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "follower's alerts: {v}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "follower's alerts: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let id = alerts[0]["id"].as_str().expect("alert id");
@@ -392,7 +433,10 @@ async fn two_aggregators_one_database_the_leader_dies_mid_incident() {
         .expect("ack");
     assert_eq!(refused.status(), 409);
     let body = refused.text().await.expect("body");
-    assert!(body.contains("follower") && body.contains("node-a"), "{body}");
+    assert!(
+        body.contains("follower") && body.contains("node-a"),
+        "{body}"
+    );
 
     // SIGKILL the leader mid-incident; b takes over.
     a.kill();
@@ -428,7 +472,10 @@ async fn two_aggregators_one_database_the_leader_dies_mid_incident() {
         }
     }
     assert_eq!(c.values().sum::<usize>(), 4, "{c:?}");
-    assert_eq!(metric(&http, &a, "vigil_aggregator_notifications_sent_total").await, 0.0);
+    assert_eq!(
+        metric(&http, &a, "vigil_aggregator_notifications_sent_total").await,
+        0.0
+    );
 
     for agent in agents {
         agent
@@ -439,5 +486,139 @@ async fn two_aggregators_one_database_the_leader_dies_mid_incident() {
     a.kill();
     b.kill();
     drop(store);
+    pg.drop_db().await;
+}
+
+/// Two in-process aggregators on one database: a lost lock connection
+/// ends the leadership (jobs stop, the epoch moves on, one leader remains),
+/// and a clean shutdown hands the lead over at the follower's next try.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_lock_connection_ends_leadership_and_a_shutdown_hands_over() {
+    use vigil_tests::{Db, TestAggregator};
+    let pg = PgTestDb::create().await.expect("PostgreSQL for tests");
+    let section = |name: &str| {
+        format!(
+            "[cluster]\nmode = \"on\"\nnode_name = \"{name}\"\ncheck_interval = \"300ms\"\ncheck_timeout = \"1s\"\n"
+        )
+    };
+    let a = TestAggregator::start_configured(Db::Url(pg.url.clone()), "", &section("in-a")).await;
+    let wait = |agg: &TestAggregator, role: vigil_aggregator::cluster::Role, what: &str| {
+        let cluster = agg.running().cluster.clone();
+        let what = what.to_string();
+        async move {
+            let start = Instant::now();
+            while cluster.status().role != role {
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "{what}: {:?}",
+                    cluster.status()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    use vigil_aggregator::cluster::Role;
+    wait(&a, Role::Leader, "a leads").await;
+    let b = TestAggregator::start_configured(Db::Url(pg.url.clone()), "", &section("in-b")).await;
+    wait(&b, Role::Follower, "b follows").await;
+    let leader_of = |agg: &TestAggregator| {
+        agg.running()
+            .cluster
+            .status()
+            .leader
+            .map(|l| (l.node, l.epoch))
+    };
+    let start = Instant::now();
+    while leader_of(&b) != Some(("in-a".into(), 1)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "b knows a leads: {:?}",
+            leader_of(&b)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The API: the role for a token holder, 401 without one.
+    let token = b.token().await;
+    let http = reqwest::Client::new();
+    let v: Value = http
+        .get(b.url("/api/v1/cluster"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("cluster")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["role"], "follower", "{v}");
+    assert_eq!(v["node"], "in-b", "{v}");
+    assert_eq!(v["leader"]["node"], "in-a", "{v}");
+    let anonymous = http
+        .get(b.url("/api/v1/cluster"))
+        .send()
+        .await
+        .expect("cluster");
+    assert_eq!(anonymous.status(), 401);
+
+    // PostgreSQL drops a's lock session (as after a network partition).
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&pg.url)
+        .await
+        .expect("admin connection");
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks
+         WHERE locktype = 'advisory' AND granted
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .expect("terminate");
+    assert_eq!(killed, [true], "one session held the leader lock");
+    let a_metrics = a.running().state.metrics.clone();
+    let start = Instant::now();
+    loop {
+        let roles = (
+            a.running().cluster.status().role,
+            b.running().cluster.status().role,
+        );
+        let epoch: i64 = sqlx::query_scalar("SELECT epoch FROM cluster_leader")
+            .fetch_one(&mut admin)
+            .await
+            .expect("epoch");
+        if epoch == 2
+            && matches!(
+                roles,
+                (Role::Leader, Role::Follower) | (Role::Follower, Role::Leader)
+            )
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "one new leader: {roles:?}, epoch {epoch}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        a_metrics.cluster.leadership_changes.get() >= 2,
+        "a led, then lost it"
+    );
+
+    // A clean shutdown of whoever leads hands over at once.
+    let (leader, follower) = if a.running().cluster.status().role == Role::Leader {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let stopped = Instant::now();
+    leader.stop().await;
+    wait(&follower, Role::Leader, "the follower takes over").await;
+    assert!(stopped.elapsed() < Duration::from_secs(20));
+    let epoch: i64 = sqlx::query_scalar("SELECT epoch FROM cluster_leader")
+        .fetch_one(&mut admin)
+        .await
+        .expect("epoch");
+    assert_eq!(epoch, 3);
+    follower.stop().await;
+    drop(admin);
     pg.drop_db().await;
 }

@@ -62,7 +62,10 @@ impl LeaderJobs {
         let evaluator = self.evaluator.clone().spawn();
         let rollups = self.rollups.clone().spawn(self.head.clone());
         if let Some(epoch) = epoch {
-            info!(epoch, "leader jobs started: rule evaluation, notifications, rollups");
+            info!(
+                epoch,
+                "leader jobs started: rule evaluation, notifications, rollups"
+            );
         }
         Term {
             evaluator,

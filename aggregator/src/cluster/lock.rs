@@ -192,7 +192,12 @@ impl Election {
 
     /// One leadership term: start the jobs, check until lost or told to
     /// stop, stop the jobs.
-    async fn lead(&self, c: &mut PgConnection, epoch: i64, stop: &mut watch::Receiver<bool>) -> End {
+    async fn lead(
+        &self,
+        c: &mut PgConnection,
+        epoch: i64,
+        stop: &mut watch::Receiver<bool>,
+    ) -> End {
         let node = self.cluster.node();
         self.cluster.leading(epoch, vigil_common::now_ms());
         info!(%node, epoch, "this aggregator is now the cluster leader");
@@ -229,6 +234,10 @@ impl Election {
 
 /// Unlocks and closes (bounded: a dead connection is simply dropped).
 async fn release(mut c: PgConnection, limit: Duration) {
-    let _ = bounded(limit, sqlx::query_scalar::<_, bool>(UNLOCK).fetch_one(&mut c)).await;
+    let _ = bounded(
+        limit,
+        sqlx::query_scalar::<_, bool>(UNLOCK).fetch_one(&mut c),
+    )
+    .await;
     let _ = tokio::time::timeout(limit, c.close()).await;
 }

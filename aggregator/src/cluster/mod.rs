@@ -202,7 +202,10 @@ mod tests {
         c.leading(7, 1000);
         let s = c.status();
         assert_eq!(s.role, Role::Leader);
-        assert_eq!(s.leader.as_ref().map(|l| (l.node.as_str(), l.epoch)), Some(("b", 7)));
+        assert_eq!(
+            s.leader.as_ref().map(|l| (l.node.as_str(), l.epoch)),
+            Some(("b", 7))
+        );
         assert_eq!((m.leader.get(), m.epoch.get()), (1, 7));
         let other = LeaderInfo {
             node: "c".into(),

@@ -27,9 +27,6 @@ pub fn status_of(cluster: Option<&Arc<Cluster>>) -> Status {
     }
 }
 
-async fn status(
-    _caller: ReadAccess,
-    cluster: Option<Extension<Arc<Cluster>>>,
-) -> Json<Status> {
+async fn status(_caller: ReadAccess, cluster: Option<Extension<Arc<Cluster>>>) -> Json<Status> {
     Json(status_of(cluster.as_ref().map(|Extension(c)| c)))
 }

@@ -155,7 +155,9 @@ impl Outbox {
     /// not in a cluster). Rows an earlier leader left claimed are due again
     /// `takeover_delay` from now.
     pub fn spawn_as(&self, epoch: Option<i64>, takeover_delay: Duration) -> OutboxTask {
-        self.inner.epoch.store(epoch.unwrap_or(0), Ordering::Release);
+        self.inner
+            .epoch
+            .store(epoch.unwrap_or(0), Ordering::Release);
         let (stop, stopped) = watch::channel(false);
         let this = self.clone();
         let handle = tokio::spawn(async move {
@@ -249,14 +251,8 @@ impl Outbox {
         let limit = cfg.max_concurrency.saturating_mul(CLAIM_PER_SLOT);
         let now = now_ms();
         let lease = i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
-        let batch = rows::claim(
-            &self.inner.db,
-            now,
-            now + lease,
-            limit as i64,
-            self.epoch(),
-        )
-        .await?;
+        let batch =
+            rows::claim(&self.inner.db, now, now + lease, limit as i64, self.epoch()).await?;
         let full = batch.len() >= limit;
         // One group's rows go out in order, one after the other.
         let mut groups: BTreeMap<(String, String, String), Vec<rows::Claimed>> = BTreeMap::new();
