@@ -4,7 +4,10 @@
 //! webhook receiver counting notifications. The leader is killed with
 //! SIGKILL mid-incident: the follower must take over within 30 s, send
 //! nothing that was already sent, and send the resolution. Every group
-//! gets exactly one firing and one resolved notification.
+//! gets exactly one firing and one resolved notification. Then the new
+//! leader dies while the second incident's notifications are still
+//! pending (the receiver refused them): the first node, back as a
+//! follower, takes over and delivers them, once.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,13 +50,26 @@ fn notify(url: &str) -> String {
 /// One notification as the receiver got it: (host, status).
 type Seen = Arc<Mutex<Vec<(String, String)>>>;
 
-async fn hook(State(seen): State<Seen>, body: Bytes) -> axum::http::StatusCode {
+/// The webhook receiver: records what it accepts; while `refuse` is set
+/// it answers 503 (the outbox retries) and counts the refusals.
+#[derive(Clone, Default)]
+struct Hook {
+    seen: Seen,
+    refuse: Arc<std::sync::atomic::AtomicBool>,
+    refused: Arc<AtomicU64>,
+}
+
+async fn hook(State(h): State<Hook>, body: Bytes) -> axum::http::StatusCode {
+    if h.refuse.load(Ordering::SeqCst) {
+        h.refused.fetch_add(1, Ordering::SeqCst);
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    }
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
         return axum::http::StatusCode::BAD_REQUEST;
     };
     let host = v["groupLabels"]["host"].as_str().unwrap_or("?").to_string();
     let status = v["status"].as_str().unwrap_or("?").to_string();
-    seen.lock().expect("lock").push((host, status));
+    h.seen.lock().expect("lock").push((host, status));
     axum::http::StatusCode::OK
 }
 
@@ -107,6 +123,7 @@ impl Node {
              [database]\nurl = {url:?}\nmax_connections = 4\n\
              [alerting]\nrule_files = [\"cluster.rules.yml\"]\nevaluation_interval = \"1s\"\n\
              [notify]\nconfig_file = \"cluster.notify.yml\"\n\
+             [notify.outbox]\nmin_backoff = \"200ms\"\nmax_backoff = \"1s\"\npoll_interval = \"100ms\"\n\
              [cluster]\nmode = \"on\"\nnode_name = {name:?}\ncheck_interval = \"1s\"\ncheck_timeout = \"2s\"\n"
         );
         std::fs::write(&config, text).expect("write config");
@@ -216,13 +233,14 @@ fn counts(seen: &Seen) -> BTreeMap<(String, String), usize> {
     out
 }
 
-async fn wait_notified(seen: &Seen, status: &str, limit: Duration, nodes: &[&Node]) {
+/// Waits until every host's group got `n` notifications with `status`.
+async fn wait_notified(seen: &Seen, status: &str, n: usize, limit: Duration, nodes: &[&Node]) {
     let start = Instant::now();
     loop {
         let c = counts(seen);
         if HOSTS
             .iter()
-            .all(|h| c.contains_key(&(h.to_string(), status.to_string())))
+            .all(|h| c.get(&(h.to_string(), status.to_string())) >= Some(&n))
         {
             return;
         }
@@ -285,11 +303,12 @@ async fn two_aggregators_one_database_the_leader_dies_mid_incident() {
         .expect("client");
 
     // The webhook receiver and the value the agents scrape.
-    let seen: Seen = Arc::default();
+    let receiver = Hook::default();
+    let seen = receiver.seen.clone();
     let hook_addr = serve(
         Router::new()
             .route("/hook", post(hook))
-            .with_state(seen.clone()),
+            .with_state(receiver.clone()),
     )
     .await;
     let value = Arc::new(AtomicU64::new(0));
@@ -396,12 +415,20 @@ async fn two_aggregators_one_database_the_leader_dies_mid_incident() {
 
     // The incident starts: one firing notification per host, from the leader.
     value.store(1, Ordering::SeqCst);
-    wait_notified(&seen, "firing", Duration::from_secs(30), &[&a, &b]).await;
+    wait_notified(&seen, "firing", 1, Duration::from_secs(30), &[&a, &b]).await;
     assert_eq!(
         metric(&http, &b, "vigil_aggregator_notifications_sent_total").await,
         0.0
     );
-    assert!(metric(&http, &a, "vigil_aggregator_notifications_sent_total").await >= 2.0);
+    // (counted once the outbox marked them, right after the receiver's 200)
+    let start = Instant::now();
+    while metric(&http, &a, "vigil_aggregator_notifications_sent_total").await < 2.0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "a counts its sends"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // The follower shows the leader's alerts and refuses to acknowledge them.
     let start = Instant::now();
@@ -455,7 +482,7 @@ async fn two_aggregators_one_database_the_leader_dies_mid_incident() {
 
     // The incident ends: the new leader sends the resolutions.
     value.store(0, Ordering::SeqCst);
-    wait_notified(&seen, "resolved", Duration::from_secs(30), &[&b]).await;
+    wait_notified(&seen, "resolved", 1, Duration::from_secs(30), &[&b]).await;
 
     // a comes back and follows b; nothing more is sent.
     a.start();
@@ -475,6 +502,43 @@ async fn two_aggregators_one_database_the_leader_dies_mid_incident() {
     assert_eq!(
         metric(&http, &a, "vigil_aggregator_notifications_sent_total").await,
         0.0
+    );
+
+    // A second incident whose notifications the leader (b) cannot deliver
+    // yet: the receiver refuses them; b dies with them pending.
+    receiver.refuse.store(true, Ordering::SeqCst);
+    value.store(1, Ordering::SeqCst);
+    let start = Instant::now();
+    while receiver.refused.load(Ordering::SeqCst) < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "b never tried to notify the second incident\n{}",
+            b.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.kill();
+    wait_role(&http, &a, "leader", "node-a", Duration::from_secs(30)).await;
+    receiver.refuse.store(false, Ordering::SeqCst);
+    // a delivers them: none lost.
+    wait_notified(&seen, "firing", 2, Duration::from_secs(30), &[&a]).await;
+    value.store(0, Ordering::SeqCst);
+    wait_notified(&seen, "resolved", 2, Duration::from_secs(30), &[&a]).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let c = counts(&seen);
+    for h in HOSTS {
+        for status in ["firing", "resolved"] {
+            assert_eq!(
+                c.get(&(h.to_string(), status.to_string())),
+                Some(&2),
+                "one {status} notification per incident for {h}: {c:?}"
+            );
+        }
+    }
+    assert_eq!(
+        metric(&http, &a, "vigil_aggregator_notifications_sent_total").await,
+        4.0,
+        "a sent the second incident's two firing and two resolved notifications"
     );
 
     for agent in agents {
