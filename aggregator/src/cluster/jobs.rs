@@ -23,6 +23,18 @@ use crate::notify::outbox::{Outbox, OutboxTask};
 use crate::store::head::Head;
 use crate::store::rollup::Rollups;
 
+/// A leader whose round loop has not gone around for this long is stuck
+/// (a query waiting forever on a lock, a bug): it gives up the lead so
+/// another node (or itself, afresh) takes over. Rounds are at most a
+/// minute apart, and a round is bounded by the query timeouts.
+pub const STALL_LIMIT_MS: i64 = 5 * 60 * 1000;
+
+/// How long the loop has been stuck (s), if longer than [`STALL_LIMIT_MS`].
+pub fn stalled(last_beat_ms: i64, now_ms: i64) -> Option<i64> {
+    let age = now_ms.saturating_sub(last_beat_ms);
+    (age > STALL_LIMIT_MS).then_some(age / 1000)
+}
+
 /// The notification chain (with `[notify]`).
 pub struct NotifyJobs {
     pub dispatcher: Arc<Dispatcher>,
@@ -81,6 +93,11 @@ impl LeaderJobs {
         self.evaluator.follow(leader).await;
     }
 
+    /// Whether this term's round loop is stuck (see [`STALL_LIMIT_MS`]).
+    pub fn stalled(&self, now_ms: i64) -> Option<i64> {
+        stalled(self.evaluator.last_beat_ms(), now_ms)
+    }
+
     /// A follower's periodic refresh of its read-only alert state.
     pub async fn mirror(&self, leader: &str) {
         if let Err(e) = self.evaluator.mirror(leader).await {
@@ -106,5 +123,20 @@ impl Term {
         if let Some(outbox) = self.outbox {
             outbox.stop().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_loop_is_stuck_only_past_the_limit() {
+        let now = 10 * STALL_LIMIT_MS;
+        assert_eq!(stalled(now - 60_000, now), None);
+        assert_eq!(stalled(now - STALL_LIMIT_MS, now), None);
+        assert_eq!(stalled(now - STALL_LIMIT_MS - 1_000, now), Some(301));
+        // A clock step back is not a stall.
+        assert_eq!(stalled(now + 5_000, now), None);
     }
 }

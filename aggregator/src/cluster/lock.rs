@@ -8,8 +8,9 @@
 //!   state, wait. Any error drops the connection (a new one next time).
 //! - **leader**: the lock was granted and the epoch bumped on that same
 //!   connection; start the jobs, then check the connection (and that the
-//!   epoch is still ours) every `check_interval`. A failed or slow check
-//!   stops the jobs first, then drops the connection (PostgreSQL releases
+//!   epoch is still ours) every `check_interval`. A failed or slow check,
+//!   or a round loop stuck for 5 minutes (`jobs::STALL_LIMIT_MS`), stops
+//!   the jobs first, then drops the connection (PostgreSQL releases
 //!   the lock with the session) and the node follows again.
 //!
 //! Shutdown stops the jobs, then unlocks and closes the connection, so a
@@ -219,6 +220,11 @@ impl Election {
                 sqlx::query_scalar::<_, i64>(EPOCH).fetch_optional(&mut *c),
             )
             .await;
+            if let Some(secs) = self.jobs.stalled(vigil_common::now_ms()) {
+                break End::Lost(format!(
+                    "rule evaluation has not gone around for {secs} s; giving up the lead"
+                ));
+            }
             match check {
                 Ok(Some(e)) if e == epoch => {}
                 Ok(other) => {

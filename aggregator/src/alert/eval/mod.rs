@@ -25,7 +25,7 @@ mod round;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tracing::{info, warn};
@@ -189,6 +189,9 @@ pub struct Evaluator {
     leading: AtomicBool,
     /// Who leads, for the follower's refusal message.
     leader_hint: Mutex<String>,
+    /// When the round loop ([`Evaluator::spawn`]) last went around (ms):
+    /// a cluster leader whose loop is stuck gives up the lead.
+    beat_ms: AtomicI64,
 }
 
 impl Evaluator {
@@ -215,7 +218,13 @@ impl Evaluator {
             unwritten: Mutex::new(Changes::default()),
             leading: AtomicBool::new(true),
             leader_hint: Mutex::new(String::new()),
+            beat_ms: AtomicI64::new(0),
         }
+    }
+
+    /// When the round loop last went around (ms since the epoch).
+    pub fn last_beat_ms(&self) -> i64 {
+        self.beat_ms.load(Ordering::Acquire)
     }
 
     /// Whether this evaluator owns the alert state (always, outside a cluster).
@@ -231,6 +240,8 @@ impl Evaluator {
         let _turn = self.turn.lock().await;
         forget(&mut self.lock());
         *self.unwritten.lock().unwrap_or_else(|e| e.into_inner()) = Changes::default();
+        self.beat_ms
+            .store(vigil_common::now_ms(), Ordering::Release);
         self.leading.store(true, Ordering::Release);
     }
 
@@ -458,6 +469,7 @@ impl Evaluator {
             let mut pruned_at: Option<std::time::Instant> = None;
             loop {
                 let now = vigil_common::now_ms();
+                self.beat_ms.store(now, Ordering::Release);
                 if pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_HISTORY_EVERY) {
                     pruned_at = Some(std::time::Instant::now());
                     self.prune_history(now).await;
