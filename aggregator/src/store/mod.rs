@@ -16,6 +16,7 @@
 //! row. Only after that transaction commits does the aggregator ack.
 
 pub mod behind;
+mod chunk;
 pub mod config;
 pub mod head;
 pub mod index;
