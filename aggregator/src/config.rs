@@ -39,6 +39,9 @@ pub struct Config {
     /// The operator web dashboard.
     #[serde(default)]
     pub dashboard: crate::http::web::config::DashboardConfig,
+    /// Several aggregators on one PostgreSQL database.
+    #[serde(default)]
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// `[http]`
@@ -371,6 +374,7 @@ impl Config {
         self.storage.validate(problems);
         self.alerting.validate(base_dir, problems);
         self.dashboard.validate(problems);
+        self.cluster.validate(is_pg, problems);
         Some((http?, quic?, tls?, http_tls))
     }
 }

@@ -156,6 +156,9 @@ pub enum Probe {
 
 /// Recent samples per series, sorted by time, one per timestamp.
 pub struct Head {
+    /// Set by [`Head::disable`]: never warmed, so it holds nothing and
+    /// every read goes to the store.
+    disabled: std::sync::atomic::AtomicBool,
     duration_ms: i64,
     max_series: usize,
     state: RwLock<State>,
@@ -173,11 +176,21 @@ pub fn series_labels(s: &Series) -> Labels {
 impl Head {
     pub fn new(duration: std::time::Duration, max_series: usize, metrics: StorageMetrics) -> Self {
         Head {
+            disabled: std::sync::atomic::AtomicBool::new(false),
             duration_ms: i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2),
             max_series,
             state: RwLock::new(State::default()),
             metrics,
         }
+    }
+
+    /// Turns the head off before it is warmed (a cluster node: other
+    /// aggregators write samples this process never sees, so only the
+    /// database is complete). It then stays empty: writes are not
+    /// appended (the head covers nothing) and reads go to the store.
+    pub fn disable(&self) {
+        self.disabled
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// From when on the head is complete; `None` before it is warmed.
@@ -225,6 +238,9 @@ impl Head {
     }
 
     fn append_refs<'a>(&self, series: impl Iterator<Item = &'a Series>) {
+        if self.disabled.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         let labelled: Vec<(Labels, &Series)> = series.map(|s| (series_labels(s), s)).collect();
         let Ok(mut st) = self.state.write() else {
             return;
@@ -472,6 +488,9 @@ impl Head {
     /// are appended as usual; samples read from the store are merged in
     /// (a timestamp already present is kept).
     pub async fn warm(&self, store: &dyn Store, now: i64) -> Result<(), StoreError> {
+        if self.disabled.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
         let from = now.saturating_sub(self.duration_ms);
         if let Ok(mut st) = self.state.write() {
             if st.covered_from.is_some() {
