@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 use vigil_certs::{AgentPaths, CertError};
 
-use crate::auth;
 use crate::store::{Store, StoreError};
+use crate::{audit, auth};
 
 /// Quick start's choices.
 #[derive(Debug, Clone)]
@@ -84,7 +84,16 @@ pub async fn ensure_admin_user(store: &dyn Store) -> Result<AdminUser, Quickstar
     }
     let password = password::generate().map_err(|_| QuickstartError::Random)?;
     match accounts::create(&db, ADMIN_USER, Role::Admin, &password).await {
-        Ok(()) => Ok(AdminUser::Created { password }),
+        Ok(()) => {
+            note(
+                store,
+                audit::Action::UserCreate,
+                ADMIN_USER,
+                serde_json::json!({"role": "admin"}),
+            )
+            .await;
+            Ok(AdminUser::Created { password })
+        }
         // Created by a concurrent run in between.
         Err(accounts::AccountError::Exists(_)) => Ok(AdminUser::Exists),
         Err(e) => Err(e.into()),
@@ -189,6 +198,7 @@ pub async fn register(
         .register_agent(&setup.agent_id, key.as_bytes())
         .await?;
 
+    let mut first_run = false;
     let token = match std::fs::read_to_string(&setup.token_path) {
         Ok(text) => {
             let token = text.trim().to_string();
@@ -200,6 +210,7 @@ pub async fn register(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let token = auth::new_token().map_err(|_| QuickstartError::Random)?;
             vigil_certs::write_file(&setup.token_path, format!("{token}\n").as_bytes(), true)?;
+            first_run = true;
             token
         }
         Err(source) => {
@@ -212,7 +223,32 @@ pub async fn register(
     store
         .put_token("admin", &auth::token_hash(&token), "admin")
         .await?;
+    if first_run {
+        note(
+            store,
+            audit::Action::AgentRegister,
+            &setup.agent_id,
+            serde_json::json!({"public_key": public}),
+        )
+        .await;
+        note(
+            store,
+            audit::Action::TokenCreate,
+            "admin",
+            serde_json::json!({"scope": "admin"}),
+        )
+        .await;
+    }
     Ok(token)
+}
+
+/// Records what quick start set up, as `system:quickstart`.
+async fn note(store: &dyn Store, action: audit::Action, target: &str, details: serde_json::Value) {
+    audit::note(
+        &store.db(),
+        audit::Event::new(audit::Actor::system("quickstart"), action, target).details(details),
+    )
+    .await;
 }
 
 /// Writes `agent.toml` for the local agent, pointing at `quic_addr`; with a
