@@ -356,6 +356,23 @@ mod tests {
             ca
         );
         assert_eq!(again.agent_id, setup.agent_id);
+        // Every private key, and the config naming them, is the owner's only.
+        let agent = vigil_certs::AgentPaths::new(&opts.data_dir.join("certs"), &setup.agent_id);
+        for private in [
+            opts.data_dir.join("certs/ca.key"),
+            opts.data_dir.join("certs/server.key"),
+            agent.key.clone(),
+            agent.signing_key.clone(),
+            setup.aggregator_config.clone(),
+        ] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&private)
+                .expect("metadata")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", private.display());
+            vigil_common::keyfile::check_private(&private).expect("loadable");
+        }
         let loaded = crate::Config::load(&setup.aggregator_config).expect("config loads");
         assert_eq!(loaded.config.database.url, "sqlite:vigil.db");
         // The default rule pack is in place and loaded by the config.

@@ -15,8 +15,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Time allowed for each command's reply.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// `[collect.redis]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// `[collect.redis]`. `Debug` shows the URL without its password.
+#[derive(Clone, PartialEq, Deserialize)]
 pub struct RedisCollectConfig {
     /// On or off. Unset: on when the host's `roles` include `cache`.
     #[serde(default)]
@@ -43,6 +43,19 @@ pub struct RedisCollectConfig {
     pub timeout: Duration,
 }
 
+impl std::fmt::Debug for RedisCollectConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCollectConfig")
+            .field("enabled", &self.enabled)
+            .field("url", &vigil_common::secret::redact_url(&self.url))
+            .field("username", &self.username)
+            .field("password_file", &self.password_file)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
 impl Default for RedisCollectConfig {
     fn default() -> Self {
         RedisCollectConfig {
@@ -66,8 +79,9 @@ fn default_timeout() -> Duration {
     DEFAULT_TIMEOUT
 }
 
-/// Where and as whom to connect, from `url` (and `username`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where and as whom to connect, from `url` (and `username`). `Debug`
+/// prints the password as `***`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RedisTarget {
     /// Host name or IP address (IPv6 without brackets).
     pub host: String,
@@ -77,6 +91,23 @@ pub struct RedisTarget {
     pub username: Option<String>,
     /// Password from the URL, if any (`password_file` wins at connect time).
     pub password: Option<String>,
+}
+
+impl std::fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTarget")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field(
+                "password",
+                &self
+                    .password
+                    .as_ref()
+                    .map(|_| vigil_common::secret::REDACTED),
+            )
+            .finish()
+    }
 }
 
 impl RedisCollectConfig {
@@ -202,6 +233,23 @@ fn percent_decode(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_shows_neither_the_url_password_nor_the_target_password() {
+        let c = RedisCollectConfig {
+            url: "redis://mon:pw-7c1@cache:6379".into(),
+            ..RedisCollectConfig::default()
+        };
+        let d = format!("{c:?}");
+        assert!(
+            d.contains("redis://mon:***@cache:6379") && !d.contains("pw-7c1"),
+            "{d}"
+        );
+        let t = target("redis://mon:pw-7c1@cache:6379").expect("target");
+        assert_eq!(t.password.as_deref(), Some("pw-7c1"));
+        let d = format!("{t:?}");
+        assert!(d.contains("***") && !d.contains("pw-7c1"), "{d}");
+    }
 
     fn target(url: &str) -> Result<RedisTarget, String> {
         RedisCollectConfig {
