@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use vigil_common::secret::Secret;
 
 use super::postgres::redact;
 use super::validate::{check_range, problem};
@@ -79,9 +80,8 @@ fn default_timeout() -> Duration {
     DEFAULT_TIMEOUT
 }
 
-/// Where and as whom to connect, from `url` (and `username`). `Debug`
-/// prints the password as `***`.
-#[derive(Clone, PartialEq, Eq)]
+/// Where and as whom to connect, from `url` (and `username`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisTarget {
     /// Host name or IP address (IPv6 without brackets).
     pub host: String,
@@ -90,24 +90,8 @@ pub struct RedisTarget {
     /// ACL user, if any.
     pub username: Option<String>,
     /// Password from the URL, if any (`password_file` wins at connect time).
-    pub password: Option<String>,
-}
-
-impl std::fmt::Debug for RedisTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisTarget")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("username", &self.username)
-            .field(
-                "password",
-                &self
-                    .password
-                    .as_ref()
-                    .map(|_| vigil_common::secret::REDACTED),
-            )
-            .finish()
-    }
+    /// (`Debug` prints it as `***`.)
+    pub password: Option<Secret>,
 }
 
 impl RedisCollectConfig {
@@ -152,7 +136,7 @@ impl RedisCollectConfig {
             host,
             port: url.port().unwrap_or(6379),
             username: self.username.clone().or(url_user),
-            password,
+            password: password.map(Secret::new),
         })
     }
 
@@ -246,7 +230,7 @@ mod tests {
             "{d}"
         );
         let t = target("redis://mon:pw-7c1@cache:6379").expect("target");
-        assert_eq!(t.password.as_deref(), Some("pw-7c1"));
+        assert_eq!(t.password.as_ref().map(Secret::expose), Some("pw-7c1"));
         let d = format!("{t:?}");
         assert!(d.contains("***") && !d.contains("pw-7c1"), "{d}");
     }
@@ -268,10 +252,13 @@ mod tests {
         assert_eq!(t.host, "cache.local");
         assert_eq!(t.port, 7000);
         assert_eq!(t.username.as_deref(), Some("mon"));
-        assert_eq!(t.password.as_deref(), Some("p@ss:w"));
+        assert_eq!(t.password.as_ref().map(Secret::expose), Some("p@ss:w"));
         let t = target("redis://:pw@[::1]").expect("v6");
         assert_eq!((t.host.as_str(), t.port), ("::1", 6379));
-        assert_eq!((t.username, t.password.as_deref()), (None, Some("pw")));
+        assert_eq!(
+            (t.username, t.password.as_ref().map(Secret::expose)),
+            (None, Some("pw"))
+        );
         for bad in [
             "rediss://h:6380",
             "http://h",
