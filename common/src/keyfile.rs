@@ -21,8 +21,7 @@ use std::path::Path;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "{path} is {who} (mode {mode:04o}): a private key must be readable only by its owner; \
-     run `chmod 600 {path}` (or `chown root:<group> {path}; chmod 640 {path}` to share it \
-     with the service's group)"
+     run `chmod 600 {path}` (to share it with the service's group instead: owner root, mode 640)"
 )]
 pub struct TooOpen {
     pub path: String,
