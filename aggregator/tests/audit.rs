@@ -3,9 +3,11 @@
 //! writes exactly one record with the right actor, refused changes write
 //! none, `GET /api/v1/audit` and the `/audit` page are admin-only, every bad
 //! filter is a 400 naming the parameter, pages follow the cursor; and the
-//! CLI's commands are audited as the local user.
+//! CLI's commands are audited as the local user; an audit write that fails
+//! neither fails nor undoes the change, and is logged instead.
 
 mod cli_support;
+mod common;
 mod dashboard_support;
 
 use serde_json::{Value, json};
@@ -736,4 +738,68 @@ async fn cli_commands_are_audited_on_postgres() {
     std::fs::write(&config, text).expect("config");
     cli_commands_are_audited(&config, &db.url, dir.path()).await;
     db.drop_db().await;
+}
+
+/// Log lines written on this thread, for [`a_failed_audit_write_keeps_the_change_and_logs_it`].
+#[derive(Clone, Default)]
+struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_failed_audit_write_keeps_the_change_and_logs_it() {
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The test runs on one thread, and the app answers in it (oneshot).
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = common::sqlite(dir.path()).await;
+    let tokens = common::tokens(store.as_ref()).await;
+    let state = common::state(
+        store.clone(),
+        std::sync::Arc::new(vigil_aggregator::query::MemorySource::new()),
+        vigil_aggregator::query::Engine::default(),
+    );
+    let vigil_aggregator::store::Db::Sqlite { writer, .. } = store.db() else {
+        panic!("a SQLite store");
+    };
+    sqlx::query("DROP TABLE audit_log")
+        .execute(&writer)
+        .await
+        .expect("drop the audit table");
+    let req = axum::http::Request::post("/api/v1/maintenance")
+        .header("authorization", &tokens.write)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(
+            json!({"host": "web-1", "comment": "audit down"}).to_string(),
+        ))
+        .expect("request");
+    let reply = common::send(&state, req).await;
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.json);
+    let windows = state.mutes.maintenance.list();
+    assert_eq!(windows.len(), 1, "the change stands");
+    let logged = String::from_utf8_lossy(&lines.0.lock().expect("lock")).into_owned();
+    assert!(logged.contains("cannot write the audit record"), "{logged}");
+    assert!(
+        logged.contains("maintenance.start")
+            && logged.contains("write")
+            && logged.contains("audit down"),
+        "the whole event is in the log: {logged}"
+    );
 }
