@@ -137,8 +137,6 @@ macro_rules! actions {
 actions! {
     /// An alert acknowledged (API or dashboard).
     AlertAck => "alert.ack",
-    /// An acknowledgement withdrawn.
-    AlertUnack => "alert.unack",
     /// A silence created.
     SilenceCreate => "silence.create",
     /// A silence edited (in place or expire-and-replace).
