@@ -173,8 +173,8 @@ fn default_quic_listen() -> String {
     "0.0.0.0:4433".into()
 }
 
-/// `[database]`
-#[derive(Debug, Clone, Deserialize)]
+/// `[database]`. `Debug` shows the URL without its password.
+#[derive(Clone, Deserialize)]
 pub struct DatabaseConfig {
     /// `sqlite:PATH` (relative to this file) or `postgres://user@host/db`.
     #[serde(default = "default_database_url")]
@@ -182,6 +182,15 @@ pub struct DatabaseConfig {
     /// Connections in the pool.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &vigil_common::secret::redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
 }
 
 impl Default for DatabaseConfig {
@@ -342,7 +351,8 @@ impl Config {
         let is_pg = url.starts_with("postgres://") || url.starts_with("postgresql://");
         if !is_pg && crate::store::sqlite_path(url).is_none() {
             problems.push(format!(
-                "database.url: {url:?} is neither postgres://... nor sqlite:PATH"
+                "database.url: {:?} is neither postgres://... nor sqlite:PATH",
+                vigil_common::secret::redact_url(url)
             ));
         }
         if self.database.max_connections == 0 || self.database.max_connections > 1000 {

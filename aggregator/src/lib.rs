@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alert;
+pub mod audit;
 pub mod auth;
 pub mod cluster;
 pub mod config;

@@ -229,3 +229,54 @@ fn a_cluster_on_sqlite_or_with_bad_timings_exits_64() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_key_file_other_users_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    vigil_certs::create_ca(d, "CA", 30, false).expect("ca");
+    vigil_certs::issue_server(d, d, &["localhost".into()], 30, false).expect("server");
+    std::fs::copy(d.join("server.key"), d.join("https.key")).expect("copy");
+    let path = d.join("aggregator.toml");
+    std::fs::write(
+        &path,
+        "[http]\ntls_cert = \"server.crt\"\ntls_key = \"https.key\"\n\
+         [quic]\nca = \"ca.crt\"\ncert = \"server.crt\"\nkey = \"server.key\"\n",
+    )
+    .expect("write");
+    let chmod = |file: &str, mode: u32| {
+        std::fs::set_permissions(d.join(file), std::fs::Permissions::from_mode(mode))
+            .expect("chmod");
+    };
+    chmod("https.key", 0o600);
+    let check = || {
+        bin()
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .expect("runs")
+    };
+    let out = check();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (file, field) in [("server.key", "quic:"), ("https.key", "http: ")] {
+        chmod(file, 0o644);
+        for cmd in ["check-config", "run"] {
+            let out = bin()
+                .args([cmd, "--config"])
+                .arg(&path)
+                .output()
+                .expect("runs");
+            assert_eq!(out.status.code(), Some(64), "{cmd} {file}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            let fix = format!("chmod 600 {}", d.join(file).display());
+            assert!(err.contains(field) && err.contains(&fix), "{cmd}: {err}");
+        }
+        chmod(file, 0o600);
+    }
+    assert!(check().status.success());
+}

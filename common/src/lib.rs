@@ -11,7 +11,9 @@
 pub mod config;
 pub mod exposition;
 pub mod frame;
+pub mod keyfile;
 pub mod model;
+pub mod secret;
 pub mod sign;
 pub mod tls;
 pub mod wire;

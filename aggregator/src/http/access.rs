@@ -196,7 +196,7 @@ where
 
 /// The token a request resolved to, left in its extensions by [`guard`].
 #[derive(Debug, Clone)]
-struct Authenticated(TokenInfo);
+pub(crate) struct Authenticated(pub(crate) TokenInfo);
 
 /// The dashboard user a request was authenticated as by its session cookie,
 /// left in its extensions by [`guard`].

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod alert_reports;
 pub mod alerts;
+pub mod audit;
 pub mod cluster;
 pub mod error;
 pub mod exports;
@@ -113,6 +114,7 @@ pub fn app_with_dashboard(
         .nest("/api/v1", cluster::router())
         .nest("/api/v1", tokens::router())
         .nest("/api/v1", users::router())
+        .nest("/api/v1", audit::router())
         .merge(login::router())
         .merge(openapi::router())
         .nest("/api/v1", exports::router())

@@ -49,6 +49,7 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Holds the URL already redacted ([`vigil_common::secret::redact_url`]).
     #[error("unsupported database url {0:?}: use postgres://... or sqlite:PATH")]
     BadUrl(String),
     #[error("corrupt row: {0}")]
@@ -301,7 +302,7 @@ pub fn open(url: &str, base: &Path, max_connections: u32) -> Result<Arc<dyn Stor
         };
         Ok(Arc::new(sqlite::SqliteStore::open(&path, max_connections)?))
     } else {
-        Err(StoreError::BadUrl(url.to_string()))
+        Err(StoreError::BadUrl(vigil_common::secret::redact_url(url)))
     }
 }
 

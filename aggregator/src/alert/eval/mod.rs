@@ -496,7 +496,18 @@ impl Evaluator {
         let mut hup = signal(SignalKind::hangup())?;
         Ok(tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                match self.reload().await {
+                let result = self.reload().await;
+                crate::audit::note(
+                    &self.store.db(),
+                    crate::audit::Event::new(
+                        crate::audit::Actor::system("sighup"),
+                        crate::audit::Action::RulesReload,
+                        "rules",
+                    )
+                    .details(crate::audit::reload_details(&result)),
+                )
+                .await;
+                match result {
                     Ok(l) => info!(groups = l.groups, rules = l.rules, "SIGHUP: rules reloaded"),
                     Err(e) => tracing::error!(
                         errors = %e.0.join("; "),
