@@ -189,6 +189,10 @@ fn packages_install_upgrade_remove_and_purge_on_this_machine() {
         systemd_traces("vigil-agent.service"),
         Vec::<std::path::PathBuf>::new()
     );
+    assert!(
+        exists("/etc/vigil/certs"),
+        "purging the agent deleted the aggregator's /etc/vigil/certs"
+    );
     assert_eq!(
         stat("/etc/vigil/certs"),
         (0o750, 0, gid),
