@@ -227,6 +227,8 @@ impl Machine {
             "installing the packages needs root (dpkg -i); run the tests as root, as CI does"
         );
         require_tools();
+        // The machine's lock folder; made here where no init system did.
+        std::fs::create_dir_all("/run/lock").expect("/run/lock");
         let path = "/run/lock/vigil-deb-test.lock";
         let lock = std::fs::OpenOptions::new()
             .create(true)
