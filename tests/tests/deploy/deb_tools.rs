@@ -20,6 +20,11 @@ pub const PACKAGES: [&str; 2] = [AGENT, AGGREGATOR];
 pub const USER: &str = "vigil";
 /// Its passwd entry after the user and group ids.
 const USER_ENTRY_TAIL: &str = "Vigil monitoring:/var/lib/vigil:/usr/sbin/nologin";
+/// The keys' folder both packages' postinst make.
+pub const CERTS: &str = "/etc/vigil/certs";
+/// Marks keys the install test put in [`CERTS`] (purge leaves them there), so
+/// that a cleanup may delete them.
+pub const CERTS_MARKER: &str = ".vigil-deb-test";
 /// Every path the packages or their scripts create outside /usr.
 pub const MACHINE_PATHS: [&str; 3] = ["/etc/vigil", "/var/lib/vigil", "/var/lib/vigil-agent"];
 
@@ -266,8 +271,9 @@ impl Drop for Machine {
     }
 }
 
-/// Purges both packages in whatever state they are, then deletes the user the
-/// packages leave behind (only when its passwd entry is theirs).
+/// Purges both packages in whatever state they are, then deletes the keys the
+/// install test put in /etc/vigil/certs and the user the packages leave
+/// behind (only when its passwd entry is theirs).
 fn restore() -> Result<(), String> {
     for package in PACKAGES {
         let state = status(package);
@@ -295,6 +301,11 @@ fn restore() -> Result<(), String> {
         if !status(package).is_empty() {
             return Err(format!("{package} is still known to dpkg after --purge"));
         }
+    }
+    // Keys the test put in by hand, as an operator would: purge leaves them.
+    if Path::new(CERTS).join(CERTS_MARKER).exists() {
+        std::fs::remove_dir_all(CERTS).map_err(|e| format!("{CERTS}: {e}"))?;
+        let _ = std::fs::remove_dir("/etc/vigil");
     }
     if let Some((_, _, tail)) = user() {
         if tail != USER_ENTRY_TAIL {
