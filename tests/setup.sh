@@ -3,7 +3,7 @@
 # - for the deploy test (tests/tests/deploy*): `systemd-analyze` (Debian's
 #   systemd package) to verify the units, and a compose client (`docker
 #   compose` or Debian's docker-compose) for `compose config`;
-# - for the deb test (tests/tests/deploy/deb*.rs): cargo-deb 3.8.0, from
+# - for the deb test (tests/tests/deploy/deb*.rs): cargo-deb 3.8.0, with
 #   `cargo install` (about two minutes of compiling); dpkg comes
 #   with Debian;
 # - for the dashboard's browser test: tests/browser/setup.sh (Debian's
