@@ -6,6 +6,10 @@
 # - for the deb test (tests/tests/deploy/deb*.rs): cargo-deb 3.8.0, with
 #   `cargo install` (about two minutes of compiling); dpkg comes
 #   with Debian;
+# - for the docs test (tests/tests/docs/): `sqlite3` and PostgreSQL's
+#   client tools (`pg_dump`, `pg_restore`, `psql`), which run the backup and
+#   restore commands of docs/operations.md, and `curl`, which runs the
+#   examples of docs/api.md;
 # - for the dashboard's browser test: tests/browser/setup.sh (Debian's
 #   chromium, playwright-core from the lockfile).
 # Idempotent; the README's test command and .ci/run call it.
@@ -13,6 +17,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 missing=()
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if ! command -v pg_dump >/dev/null 2>&1 || ! command -v pg_restore >/dev/null 2>&1 || ! command -v psql >/dev/null 2>&1; then
+  missing+=(postgresql-client)
+fi
 if ! command -v docker-compose >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1; then
   missing+=(docker-compose)
 fi

@@ -39,6 +39,9 @@ pub struct Config {
     /// The operator web dashboard.
     #[serde(default)]
     pub dashboard: crate::http::web::config::DashboardConfig,
+    /// Several aggregators on one PostgreSQL database.
+    #[serde(default)]
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// `[http]`
@@ -210,6 +213,11 @@ pub struct IngestConfig {
     /// Batches committed concurrently across all agents; more wait (backpressure).
     #[serde(default = "default_max_concurrent_commits")]
     pub max_concurrent_commits: usize,
+    /// Most samples one group commit carries (a group stops growing past
+    /// it): larger groups raise the ingest ceiling, smaller ones bound the
+    /// time a batch waits behind a transaction (its ack latency).
+    #[serde(default = "default_max_group_samples")]
+    pub max_group_samples: usize,
     /// Time allowed to receive one batch on a stream.
     #[serde(default = "default_stream_timeout", with = "humantime_serde")]
     pub stream_timeout: Duration,
@@ -227,6 +235,7 @@ impl Default for IngestConfig {
             max_frame_bytes: default_max_frame_bytes(),
             max_streams_per_agent: default_max_streams_per_agent(),
             max_concurrent_commits: default_max_concurrent_commits(),
+            max_group_samples: default_max_group_samples(),
             stream_timeout: default_stream_timeout(),
             max_future_skew: default_max_future_skew(),
             max_sample_age: default_max_sample_age(),
@@ -242,6 +251,9 @@ fn default_max_streams_per_agent() -> u32 {
 }
 fn default_max_concurrent_commits() -> usize {
     4
+}
+fn default_max_group_samples() -> usize {
+    crate::ingest::commit::MAX_GROUP_SAMPLES
 }
 fn default_stream_timeout() -> Duration {
     Duration::from_secs(30)
@@ -348,6 +360,9 @@ impl Config {
         if i.max_concurrent_commits == 0 || i.max_concurrent_commits > 1024 {
             problems.push("ingest.max_concurrent_commits must be between 1 and 1024".into());
         }
+        if i.max_group_samples == 0 || i.max_group_samples > 1_000_000 {
+            problems.push("ingest.max_group_samples must be between 1 and 1000000".into());
+        }
         if i.stream_timeout < Duration::from_millis(100) {
             problems.push("ingest.stream_timeout must be at least 100ms".into());
         }
@@ -359,6 +374,7 @@ impl Config {
         self.storage.validate(problems);
         self.alerting.validate(base_dir, problems);
         self.dashboard.validate(problems);
+        self.cluster.validate(is_pg, problems);
         Some((http?, quic?, tls?, http_tls))
     }
 }
@@ -395,7 +411,7 @@ mod tests {
         let path = dir.path().join("bad.toml");
         std::fs::write(
             &path,
-            "colour = 1\n[http]\nlisten = \"nowhere\"\n[quic]\nca = \"missing.crt\"\ncert = \"server.crt\"\nkey = \"server.key\"\nport = 1\n[database]\nurl = \"mysql://x\"\n[ingest]\nmax_frame_bytes = 99999999999\n",
+            "colour = 1\n[http]\nlisten = \"nowhere\"\n[quic]\nca = \"missing.crt\"\ncert = \"server.crt\"\nkey = \"server.key\"\nport = 1\n[database]\nurl = \"mysql://x\"\n[ingest]\nmax_frame_bytes = 99999999999\nmax_group_samples = 0\n",
         )
         .expect("write");
         let errors = Config::load(&path).expect_err("invalid").0;
@@ -407,6 +423,7 @@ mod tests {
             "missing.crt",
             "database.url",
             "ingest.max_frame_bytes",
+            "ingest.max_group_samples must be between 1 and 1000000",
         ] {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }

@@ -4,6 +4,7 @@
 
 pub mod alert;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod ingest;

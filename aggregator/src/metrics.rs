@@ -310,6 +310,8 @@ pub struct Metrics {
     pub alerting: AlertMetrics,
     /// The web dashboard's live WebSocket.
     pub dashboard: crate::http::web::live::LiveMetrics,
+    /// Leadership in a cluster (`[cluster]`).
+    pub cluster: crate::cluster::ClusterMetrics,
 }
 
 impl Default for Metrics {
@@ -342,6 +344,7 @@ impl Metrics {
 
             alerting: AlertMetrics::default(),
             dashboard: Default::default(),
+            cluster: Default::default(),
         };
         // Every reason exists from the start, so dashboards see zeros, not gaps.
         for code in RejectCode::ALL {
@@ -425,6 +428,7 @@ impl Metrics {
 
         m.alerting.register(&mut registry);
         m.dashboard.register(&mut registry);
+        m.cluster.register(&mut registry);
         Metrics { registry, ..m }
     }
 

@@ -191,3 +191,41 @@ fn a_bad_notification_config_lists_every_problem_and_exits_64() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("notify.config_file: cannot read"));
 }
+
+#[test]
+fn a_cluster_on_sqlite_or_with_bad_timings_exits_64() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cluster.toml");
+    std::fs::write(
+        &path,
+        "[quic]\nca = \"no.crt\"\ncert = \"no.crt\"\nkey = \"no.key\"\n[database]\nurl = \"sqlite:x.db\"\n\
+         [cluster]\nmode = \"on\"\ncheck_interval = \"10ms\"\ncheck_timeout = \"20s\"\n",
+    )
+    .expect("write");
+    let out = bin()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "cluster.mode = \"on\" needs PostgreSQL",
+        "cluster.check_interval must be at least 100ms",
+        "cluster.check_interval + cluster.check_timeout must be at most 15s",
+    ] {
+        assert!(err.contains(needle), "{needle} missing from:\n{err}");
+    }
+    std::fs::write(&path, "[cluster]\nmode = \"sometimes\"\n").expect("write");
+    let out = bin()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("sometimes"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

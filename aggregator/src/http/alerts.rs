@@ -302,6 +302,7 @@ async fn ack(
         Err(e @ (AckError::NotFiring(_) | AckError::AlreadyAcked { .. })) => {
             Err(ApiError::Conflict(e.to_string()))
         }
+        Err(e @ AckError::NotLeader(_)) => Err(ApiError::Conflict(e.to_string())),
         Err(AckError::Store(e)) => Err(e.into()),
     }
 }

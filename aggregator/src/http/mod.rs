@@ -5,6 +5,7 @@
 pub mod access;
 pub mod alert_reports;
 pub mod alerts;
+pub mod cluster;
 pub mod error;
 pub mod exports;
 pub mod health;
@@ -109,6 +110,7 @@ pub fn app_with_dashboard(
         .merge(health::router())
         .merge(metrics::router())
         .nest("/api/v1", hosts::router())
+        .nest("/api/v1", cluster::router())
         .nest("/api/v1", tokens::router())
         .nest("/api/v1", users::router())
         .merge(login::router())

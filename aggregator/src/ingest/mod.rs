@@ -70,6 +70,7 @@ impl Ingest {
             committer: Committer::start(
                 store.clone(),
                 limits.max_concurrent_commits,
+                limits.max_group_samples,
                 metrics.clone(),
             ),
             store,

@@ -16,6 +16,7 @@
 //! row. Only after that transaction commits does the aggregator ack.
 
 pub mod behind;
+mod chunk;
 pub mod config;
 pub mod head;
 pub mod index;
@@ -52,6 +53,9 @@ pub enum StoreError {
     BadUrl(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A cluster leader's write refused because a newer leader took over.
+    #[error("leader epoch {0} was superseded: this aggregator is no longer the leader")]
+    Fenced(i64),
 }
 
 impl StoreError {

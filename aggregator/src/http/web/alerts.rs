@@ -301,6 +301,7 @@ pub async fn ack(
         Err(e @ (AckError::NotFiring(_) | AckError::AlreadyAcked { .. })) => {
             Err(PageError::Conflict(e.to_string()))
         }
+        Err(e @ AckError::NotLeader(_)) => Err(PageError::Conflict(e.to_string())),
         Err(AckError::Store(e)) => Err(e.into()),
     }
 }
