@@ -3,6 +3,9 @@
 # - for the deploy test (tests/tests/deploy*): `systemd-analyze` (Debian's
 #   systemd package) to verify the units, and a compose client (`docker
 #   compose` or Debian's docker-compose) for `compose config`;
+# - for the deb test (tests/tests/deploy/deb*.rs): cargo-deb 3.8.0, with
+#   `cargo install` (about two minutes of compiling); dpkg comes
+#   with Debian;
 # - for the docs test (tests/tests/docs/): `sqlite3` and PostgreSQL's
 #   client tools (`pg_dump`, `pg_restore`, `psql`), which run the backup and
 #   restore commands of docs/operations.md, and `curl`, which runs the
@@ -29,4 +32,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $sudo apt-get update -qq
   $sudo apt-get install -y --no-install-recommends "${missing[@]}"
 fi
+case "$(cargo deb --version 2>/dev/null || true)" in
+  "cargo-deb 3.8.0") ;;
+  *)
+    # Pinned: the test packages debug binaries (--profile dev), which
+    # cargo-deb warns it may refuse in a later release.
+    echo "setup: installing cargo-deb 3.8.0"
+    cargo install cargo-deb --version 3.8.0 --locked
+    ;;
+esac
 browser/setup.sh
