@@ -133,6 +133,11 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         stopped.clone(),
     )));
 
+    background.push(tokio::spawn(watch_database(
+        store.clone(),
+        store_ready.clone(),
+        metrics.clone(),
+    )));
     // Trims the head, extends rollups, applies retention.
     background.push(layers.rollups.clone().spawn(layers.head.clone()));
 
@@ -288,6 +293,36 @@ async fn migrate_until_ready(store: Arc<dyn Store>, ready: Arc<AtomicBool>, metr
                 warn!(error = %e, "database still unavailable");
                 delay = (delay * 2).min(Duration::from_secs(15));
             }
+        }
+    }
+}
+
+/// How often the storage watch pings the database, and how long it waits.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// Keeps `database_up` true to the database once it is migrated: a ping
+/// every [`WATCH_EVERY`], each change logged. `/metrics` and the dashboard's
+/// storage banner read it, so an outage shows within seconds even when no
+/// agent is sending and nobody polls `/readyz`.
+async fn watch_database(store: Arc<dyn Store>, ready: Arc<AtomicBool>, metrics: Arc<Metrics>) {
+    let mut was_up = true;
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        if !ready.load(Ordering::Acquire) {
+            continue;
+        }
+        let up = matches!(
+            tokio::time::timeout(WATCH_EVERY, store.ping()).await,
+            Ok(Ok(()))
+        );
+        metrics.database_up.set(i64::from(up));
+        if up != was_up {
+            if up {
+                info!("database reachable again");
+            } else {
+                warn!("database unreachable: agents are told to retry and keep their batches");
+            }
+            was_up = up;
         }
     }
 }

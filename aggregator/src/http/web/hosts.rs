@@ -135,6 +135,9 @@ pub async fn detail(
     Query(p): Query<RangeParams>,
 ) -> Result<Response, PageError> {
     let now = now_ms();
+    if state.database_down() {
+        return Err(PageError::Unavailable("host rows: database down".into()));
+    }
     let host = state
         .store
         .hosts()
