@@ -310,6 +310,8 @@ pub struct Metrics {
     pub alerting: AlertMetrics,
     /// The web dashboard's live WebSocket.
     pub dashboard: crate::http::web::live::LiveMetrics,
+    /// Each agent's clock skew, measured at ingest (`ingest/clock.rs`).
+    pub clock: crate::ingest::clock::ClockSkew,
 }
 
 impl Default for Metrics {
@@ -342,6 +344,7 @@ impl Metrics {
 
             alerting: AlertMetrics::default(),
             dashboard: Default::default(),
+            clock: Default::default(),
         };
         // Every reason exists from the start, so dashboards see zeros, not gaps.
         for code in RejectCode::ALL {
@@ -415,8 +418,13 @@ impl Metrics {
         );
         registry.register(
             "database_up",
-            "1 when the store is reachable and migrated",
+            "1 when the store is reachable and migrated (checked every 2 s)",
             m.database_up.clone(),
+        );
+        registry.register(
+            "agent_clock_skew_seconds",
+            "Agent clock minus aggregator clock, from the newest batch header (positive: the agent is ahead)",
+            m.clock.gauge.clone(),
         );
         m.http_ingest.register(&mut registry);
         m.storage.register(&mut registry);
