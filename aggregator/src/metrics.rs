@@ -298,6 +298,11 @@ pub struct Metrics {
     /// Batches per ingest transaction (group commit).
     pub commit_group_batches: Histogram,
     pub database_up: Gauge,
+    /// The storage watch's (and `/readyz`'s) verdict that the database
+    /// cannot be reached: false until a ping fails, so an `AppState` built
+    /// without the watch (tests, tools) counts as up. Not exported (the
+    /// gauge above is).
+    pub database_unreachable: std::sync::atomic::AtomicBool,
     /// `/api/v1/write` and `/api/v1/import`.
     pub http_ingest: crate::http::ingest::tally::IngestMetrics,
     pub storage: StorageMetrics,
@@ -337,6 +342,7 @@ impl Metrics {
             commit_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             commit_group_batches: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
             database_up: Gauge::default(),
+            database_unreachable: Default::default(),
             http_ingest: Default::default(),
             storage: StorageMetrics::default(),
             dispatch: Default::default(),

@@ -316,6 +316,7 @@ async fn watch_database(store: Arc<dyn Store>, ready: Arc<AtomicBool>, metrics: 
             Ok(Ok(()))
         );
         metrics.database_up.set(i64::from(up));
+        metrics.database_unreachable.store(!up, Ordering::Release);
         if up != was_up {
             if up {
                 info!("database reachable again");

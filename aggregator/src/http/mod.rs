@@ -67,7 +67,10 @@ impl AppState {
     /// pool's timeout on every request.
     pub fn database_down(&self) -> bool {
         !self.store_ready.load(std::sync::atomic::Ordering::Acquire)
-            || self.metrics.database_up.get() == 0
+            || self
+                .metrics
+                .database_unreachable
+                .load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
