@@ -11,7 +11,10 @@
 #   restore commands of docs/operations.md, and `curl`, which runs the
 #   examples of docs/api.md;
 # - for the dashboard's browser test: tests/browser/setup.sh (Debian's
-#   chromium, playwright-core from the lockfile).
+#   chromium, playwright-core from the lockfile);
+# - for the database fault test (tests/tests/faults/database.rs), which
+#   starts a private cluster it can stop: PostgreSQL's server binaries
+#   (initdb, pg_ctl; Debian's postgresql package).
 # Idempotent; the README's test command and .ci/run call it.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -25,6 +28,7 @@ fi
 if ! command -v docker-compose >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1; then
   missing+=(docker-compose)
 fi
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   sudo=

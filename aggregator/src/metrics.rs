@@ -298,6 +298,11 @@ pub struct Metrics {
     /// Batches per ingest transaction (group commit).
     pub commit_group_batches: Histogram,
     pub database_up: Gauge,
+    /// The storage watch's (and `/readyz`'s) verdict that the database
+    /// cannot be reached: false until a ping fails, so an `AppState` built
+    /// without the watch (tests, tools) counts as up. Not exported (the
+    /// gauge above is).
+    pub database_unreachable: std::sync::atomic::AtomicBool,
     /// `/api/v1/write` and `/api/v1/import`.
     pub http_ingest: crate::http::ingest::tally::IngestMetrics,
     pub storage: StorageMetrics,
@@ -312,6 +317,8 @@ pub struct Metrics {
     pub dashboard: crate::http::web::live::LiveMetrics,
     /// Leadership in a cluster (`[cluster]`).
     pub cluster: crate::cluster::ClusterMetrics,
+    /// Each agent's clock skew, measured at ingest (`ingest/clock.rs`).
+    pub clock: crate::ingest::clock::ClockSkew,
 }
 
 impl Default for Metrics {
@@ -337,6 +344,7 @@ impl Metrics {
             commit_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             commit_group_batches: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
             database_up: Gauge::default(),
+            database_unreachable: Default::default(),
             http_ingest: Default::default(),
             storage: StorageMetrics::default(),
             dispatch: Default::default(),
@@ -345,6 +353,7 @@ impl Metrics {
             alerting: AlertMetrics::default(),
             dashboard: Default::default(),
             cluster: Default::default(),
+            clock: Default::default(),
         };
         // Every reason exists from the start, so dashboards see zeros, not gaps.
         for code in RejectCode::ALL {
@@ -418,8 +427,13 @@ impl Metrics {
         );
         registry.register(
             "database_up",
-            "1 when the store is reachable and migrated",
+            "1 when the store is reachable and migrated (checked every 2 s)",
             m.database_up.clone(),
+        );
+        registry.register(
+            "agent_clock_skew_seconds",
+            "Agent clock minus aggregator clock, from the newest batch header (positive: the agent is ahead)",
+            m.clock.gauge.clone(),
         );
         m.http_ingest.register(&mut registry);
         m.storage.register(&mut registry);

@@ -177,6 +177,12 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         stopped.clone(),
     )));
 
+    background.push(tokio::spawn(watch_database(
+        store.clone(),
+        store_ready.clone(),
+        metrics.clone(),
+    )));
+
     // Silences and maintenance, loaded once the database is ready.
     let mutes = Arc::new(Mutes::new(store.db(), crate::notify::mutes::system_clock()));
     background.push(tokio::spawn(load_mutes(mutes.clone(), store_ready.clone())));
@@ -384,6 +390,37 @@ async fn refresh_mutes(mutes: Arc<Mutes>, ready: Arc<AtomicBool>) {
             && let Err(e) = mutes.load().await
         {
             warn!(error = %e, "silences and maintenance not refreshed; retrying");
+        }
+    }
+}
+
+/// How often the storage watch pings the database, and how long it waits.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// Keeps `database_up` true to the database once it is migrated: a ping
+/// every [`WATCH_EVERY`], each change logged. `/metrics` and the dashboard's
+/// storage banner read it, so an outage shows within seconds even when no
+/// agent is sending and nobody polls `/readyz`.
+async fn watch_database(store: Arc<dyn Store>, ready: Arc<AtomicBool>, metrics: Arc<Metrics>) {
+    let mut was_up = true;
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        if !ready.load(Ordering::Acquire) {
+            continue;
+        }
+        let up = matches!(
+            tokio::time::timeout(WATCH_EVERY, store.ping()).await,
+            Ok(Ok(()))
+        );
+        metrics.database_up.set(i64::from(up));
+        metrics.database_unreachable.store(!up, Ordering::Release);
+        if up != was_up {
+            if up {
+                info!("database reachable again");
+            } else {
+                warn!("database unreachable: agents are told to retry and keep their batches");
+            }
+            was_up = up;
         }
     }
 }

@@ -46,12 +46,28 @@ async fn readyz(
     match tokio::time::timeout(PING_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => {
             state.metrics.database_up.set(1);
+            state
+                .metrics
+                .database_unreachable
+                .store(false, Ordering::Release);
             (
                 StatusCode::OK,
                 Json(json!({"status": "ready", "database": backend, "cluster": cluster})),
             )
         }
-        Ok(Err(e)) => not_ready(format!("database error: {e}")),
-        Err(_) => not_ready("database did not answer in time".into()),
+        Ok(Err(e)) => {
+            state
+                .metrics
+                .database_unreachable
+                .store(true, Ordering::Release);
+            not_ready(format!("database error: {e}"))
+        }
+        Err(_) => {
+            state
+                .metrics
+                .database_unreachable
+                .store(true, Ordering::Release);
+            not_ready("database did not answer in time".into())
+        }
     }
 }

@@ -62,6 +62,20 @@ pub struct AppState {
     pub alerting: Arc<crate::alert::eval::Evaluator>,
 }
 
+impl AppState {
+    /// Whether the database is known to be unreachable (not migrated yet,
+    /// or the storage watch's last ping failed): pages then answer from
+    /// memory, or say the storage is unavailable, without waiting for the
+    /// pool's timeout on every request.
+    pub fn database_down(&self) -> bool {
+        !self.store_ready.load(std::sync::atomic::Ordering::Acquire)
+            || self
+                .metrics
+                .database_unreachable
+                .load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
 /// The whole HTTP application, tokens required and no rate limits (tests).
 pub fn app(state: AppState) -> Router {
     app_with_access(state, &access::AccessPolicy::default())

@@ -272,6 +272,9 @@ pub fn page_context(state: &AppState, user: &WebUser, nav: &str, title: &str) ->
         })
         .collect();
     c.insert("maintenance", &windows);
+    // The storage watch's verdict (server.rs): pages still render what
+    // memory holds, under a banner saying the database is unreachable.
+    c.insert("storage_down", &state.database_down());
     c
 }
 
