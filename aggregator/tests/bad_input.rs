@@ -342,6 +342,10 @@ async fn every_documented_route_refuses_bad_input_with_a_4xx_and_a_message() {
         with_body >= 10,
         "bodies were sent to {with_body} operations"
     );
+    assert!(
+        param_probes >= 200,
+        "{param_probes} bad parameters were sent"
+    );
     server.running.shutdown().await;
 }
 

@@ -641,3 +641,23 @@ fn ok_or_clean_error(r: &Result<Value, QueryError>) -> bool {
         Err(_) => false,
     }
 }
+
+#[tokio::test]
+async fn queries_over_the_length_limit_are_refused_before_parsing() {
+    let e = Engine::default();
+    let src = MemorySource::new();
+    // Just under the limit: parsed and evaluated (a long regex included).
+    let regex = format!("{{__name__=~\"{}\"}}", "a|".repeat(20_000) + "b");
+    assert!(regex.len() <= super::MAX_QUERY_BYTES);
+    assert!(matches!(e.instant(&src, &regex, 0).await, Ok(Value::Vector(v)) if v.is_empty()));
+    // One byte over: refused with the reason, whatever the text.
+    let over = format!("{}1", " ".repeat(super::MAX_QUERY_BYTES));
+    match e.instant(&src, &over, 0).await {
+        Err(QueryError::BadData(m)) => assert!(m.contains("longer than 65536 bytes"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        e.range(&src, &over, 0, 60_000, 15_000).await,
+        Err(QueryError::BadData(_))
+    ));
+}
