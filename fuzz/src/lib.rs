@@ -191,6 +191,12 @@ pub fn promql_limits() -> Limits {
 /// against [`promql_source`] within [`promql_limits`]. Returns whether the
 /// instant query gave a non-empty result.
 pub fn promql(data: &[u8]) -> bool {
+    // libfuzzer-sys' panic hook aborts on every panic, also on one the
+    // engine catches (promql-parser's, see `engine::parse`); with the
+    // default hook, a panic that escapes still aborts (libfuzzer-sys
+    // catches it at the top and aborts), a caught one is an error.
+    static DEFAULT_HOOK: OnceLock<()> = OnceLock::new();
+    DEFAULT_HOOK.get_or_init(|| drop(std::panic::take_hook()));
     let Ok(query) = std::str::from_utf8(data) else {
         return false;
     };

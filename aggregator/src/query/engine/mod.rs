@@ -39,7 +39,13 @@ pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
             query.len()
         )));
     }
-    promql_parser::parser::parse(query).map_err(QueryError::BadData)
+    // promql-parser panics on some inputs (a subquery step too large for a
+    // Duration: `vector(1)[29:1111111111111111111111]`, found by the
+    // `promql` fuzz target); a query is the caller's input, so that is a
+    // 400, not a dropped connection.
+    std::panic::catch_unwind(|| promql_parser::parser::parse(query))
+        .map_err(|_| QueryError::BadData("invalid query: the parser failed on it".into()))?
+        .map_err(QueryError::BadData)
 }
 
 /// Bounds that keep one query from hurting the aggregator.

@@ -661,3 +661,18 @@ async fn queries_over_the_length_limit_are_refused_before_parsing() {
         Err(QueryError::BadData(_))
     ));
 }
+
+/// Found by the `promql` fuzz target: promql-parser panicked converting a
+/// subquery step too large for a `Duration`.
+#[tokio::test]
+async fn a_query_the_parser_panics_on_is_bad_data() {
+    let e = Engine::default();
+    let src = MemorySource::new();
+    let crash = "day_of_xeek(vector(1))[29:11111111111111111111111111111111111111111111]";
+    for q in [crash, "vector(1)[5m:1111111111111111111111]"] {
+        match e.instant(&src, q, 0).await {
+            Err(QueryError::BadData(m)) => assert!(!m.is_empty()),
+            other => panic!("{q}: {other:?}"),
+        }
+    }
+}
