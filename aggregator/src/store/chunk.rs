@@ -53,33 +53,65 @@ impl BitWriter {
     }
 }
 
-/// Reads what [`BitWriter`] wrote; `None` past the end.
+/// Reads what [`BitWriter`] wrote; `None` past the end. Keeps up to 64
+/// unread bits in a word, so a read is a shift, not a loop over bytes.
 struct BitReader<'a> {
     bytes: &'a [u8],
-    /// Next bit to read, from the start.
-    at: usize,
+    /// Next byte to load into `word`.
+    next: usize,
+    /// Unread bits, most significant first.
+    word: u64,
+    /// How many bits of `word` are unread.
+    held: u32,
 }
 
-impl BitReader<'_> {
-    fn bit(&mut self) -> Option<bool> {
-        let byte = *self.bytes.get(self.at / 8)?;
-        let bit = byte >> (7 - self.at % 8) & 1;
-        self.at += 1;
-        Some(bit == 1)
+impl<'a> BitReader<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        BitReader {
+            bytes,
+            next: 0,
+            word: 0,
+            held: 0,
+        }
     }
 
-    fn bits(&mut self, mut n: u32) -> Option<u64> {
-        let mut out = 0u64;
-        while n > 0 {
-            let byte = *self.bytes.get(self.at / 8)?;
-            let used = (self.at % 8) as u32;
-            let take = n.min(8 - used);
-            let part = (u64::from(byte) >> (8 - used - take)) & ((1u64 << take) - 1);
-            out = (out << take) | part;
-            self.at += take as usize;
-            n -= take;
+    fn refill(&mut self) {
+        while self.held <= 56 {
+            let Some(&b) = self.bytes.get(self.next) else {
+                return;
+            };
+            self.word |= u64::from(b) << (56 - self.held);
+            self.held += 8;
+            self.next += 1;
         }
-        Some(out)
+    }
+
+    fn bit(&mut self) -> Option<bool> {
+        self.bits(1).map(|b| b == 1)
+    }
+
+    /// The next `n` bits (`n <= 64`).
+    fn bits(&mut self, n: u32) -> Option<u64> {
+        if n == 0 {
+            return Some(0);
+        }
+        if n > self.held {
+            self.refill();
+        }
+        if n <= self.held {
+            let v = self.word >> (64 - n);
+            self.word = self.word.checked_shl(n).unwrap_or(0);
+            self.held -= n;
+            return Some(v);
+        }
+        // More than the word holds after a refill (n > 56): two reads.
+        let first = self.held;
+        if first == 0 {
+            return None;
+        }
+        let high = self.bits(first)?;
+        let rest = n - first;
+        Some(high << rest | self.bits(rest)?)
     }
 }
 
@@ -181,10 +213,7 @@ impl Chunk {
     /// Every sample, skipped ones included, in order.
     fn decode(&self) -> Decoder<'_> {
         Decoder {
-            reader: BitReader {
-                bytes: &self.data.bytes,
-                at: 0,
-            },
+            reader: BitReader::new(&self.data.bytes),
             left: self.count,
             first: true,
             t: 0,
