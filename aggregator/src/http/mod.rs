@@ -3,6 +3,7 @@
 //! `tower::ServiceExt::oneshot`.
 
 pub mod access;
+pub mod agents;
 pub mod alert_reports;
 pub mod alerts;
 pub mod error;
@@ -110,6 +111,7 @@ pub fn app_with_dashboard(
         .merge(metrics::router())
         .nest("/api/v1", hosts::router())
         .nest("/api/v1", tokens::router())
+        .nest("/api/v1", agents::router())
         .nest("/api/v1", users::router())
         .merge(login::router())
         .merge(openapi::router())
