@@ -433,7 +433,7 @@ mod tests {
         assert!(text.contains("agent_id = \"a1\""), "{text}");
         assert!(text.contains("signing_key = \"agent.sign.key\""), "{text}");
 
-        let edited = format!("{text}\ninterval = \"5s\"\n");
+        let edited = format!("interval = \"5s\"\n{text}");
         std::fs::write(&path, edited).expect("write");
         write_config(&path, dir.path(), "a2", "other:4433", "other").expect("update");
         let table: toml::Table = std::fs::read_to_string(&path)

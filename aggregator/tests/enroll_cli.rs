@@ -99,7 +99,9 @@ fn enrollment_off_or_misconfigured_is_reported() {
     assert!(err.contains("enrollment is off: add an [enroll] section"), "{err}");
 
     // A CA key others can read is refused before anything starts (exit 64).
-    let config = enrolling_config(dir.path());
+    let mut text = std::fs::read_to_string(&config).expect("read");
+    text.push_str("[enroll]\nca_key = \"ca.key\"\n");
+    std::fs::write(&config, text).expect("write");
     let key = dir.path().join("ca.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let (code, _, err) = run(&["check-config"], &config);
