@@ -57,7 +57,9 @@ pub enum EnrollError {
          was not sent (check --ca-fingerprint, or that you reached the right aggregator)"
     )]
     WrongFingerprint(String),
-    #[error("the aggregator at {addr}'s certificate is not trusted ({detail}); the token was not sent")]
+    #[error(
+        "the aggregator at {addr}'s certificate is not trusted ({detail}); the token was not sent"
+    )]
     Untrusted { addr: String, detail: String },
     #[error(
         "the aggregator at {0} does not accept enrollments (its config has no [enroll] section)"
@@ -158,7 +160,8 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<Enrolled, EnrollError> {
     let _ = std::fs::remove_file(&probe);
 
     let hostname = crate::config::default_host().unwrap_or_default();
-    let (key_pem, csr_pem) = vigil_certs::agent_csr(opts.agent_id.as_deref().unwrap_or("vigil-agent"))?;
+    let (key_pem, csr_pem) =
+        vigil_certs::agent_csr(opts.agent_id.as_deref().unwrap_or("vigil-agent"))?;
     let signing = sign::generate_signing_key()?;
     let request = EnrollRequest::Enroll {
         token: opts.token.trim().to_string(),
@@ -186,13 +189,7 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<Enrolled, EnrollError> {
     )?;
     vigil_certs::write_file(&files[0], cert_pem.as_bytes(), false)?;
     vigil_certs::write_file(&files[3], ca_pem.as_bytes(), false)?;
-    write_config(
-        &config_path,
-        dir,
-        &agent_id,
-        &opts.aggregator,
-        &server_name,
-    )?;
+    write_config(&config_path, dir, &agent_id, &opts.aggregator, &server_name)?;
     Ok(Enrolled {
         agent_id,
         config: config_path,
@@ -236,7 +233,11 @@ pub async fn rotate(config_path: &Path, wait: Duration) -> Result<Enrolled, Enro
     let (agent_id, cert_pem, _, until) = accepted(reply)?;
     // The signing key first: if we stop half-way, the old certificate still
     // works and batches signed with the new key verify.
-    replace(&agg.signing_key, sign::signing_key_to_pem(&signing)?.as_bytes(), true)?;
+    replace(
+        &agg.signing_key,
+        sign::signing_key_to_pem(&signing)?.as_bytes(),
+        true,
+    )?;
     replace(&agg.key, key_pem.as_bytes(), true)?;
     replace(&agg.cert, cert_pem.as_bytes(), false)?;
     Ok(Enrolled {
@@ -263,7 +264,9 @@ async fn exchange(
     request: &EnrollRequest,
     wait: Duration,
 ) -> Result<EnrollReply, EnrollError> {
-    let bytes = request.encode().map_err(|e| EnrollError::Io(e.to_string()))?;
+    let bytes = request
+        .encode()
+        .map_err(|e| EnrollError::Io(e.to_string()))?;
     let mut last = None;
     for endpoint in endpoints {
         match exchange_one(&client, endpoint, server_name, &bytes, wait).await {
@@ -285,9 +288,13 @@ async fn exchange_one(
 ) -> Result<EnrollReply, EnrollError> {
     let addr = resolve(endpoint, wait).await?;
     let bind: SocketAddr = if addr.is_ipv6() {
-        "[::]:0".parse().map_err(|_| EnrollError::BadAddress(endpoint.into()))?
+        "[::]:0"
+            .parse()
+            .map_err(|_| EnrollError::BadAddress(endpoint.into()))?
     } else {
-        "0.0.0.0:0".parse().map_err(|_| EnrollError::BadAddress(endpoint.into()))?
+        "0.0.0.0:0"
+            .parse()
+            .map_err(|_| EnrollError::BadAddress(endpoint.into()))?
     };
     let quic = quinn::Endpoint::client(bind)
         .map_err(|e| EnrollError::Io(format!("cannot open a UDP socket: {e}")))?;
@@ -299,7 +306,9 @@ async fn exchange_one(
             .await
             .map_err(|e| failed(&e))?;
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| failed(&e))?;
-        write_frame(&mut send, request).await.map_err(|e| failed(&e))?;
+        write_frame(&mut send, request)
+            .await
+            .map_err(|e| failed(&e))?;
         send.finish().map_err(|e| failed(&e))?;
         let frame = read_frame(&mut recv, MAX_ENROLL_FRAME)
             .await
@@ -326,10 +335,13 @@ async fn resolve(endpoint: &str, wait: Duration) -> Result<SocketAddr, EnrollErr
         })?;
     let mut addrs: Vec<SocketAddr> = resolved.collect();
     addrs.sort_by_key(SocketAddr::is_ipv6); // IPv4 first, as most aggregators listen there
-    addrs.into_iter().next().ok_or_else(|| EnrollError::Resolve {
-        addr: endpoint.to_string(),
-        detail: "no address".into(),
-    })
+    addrs
+        .into_iter()
+        .next()
+        .ok_or_else(|| EnrollError::Resolve {
+            addr: endpoint.to_string(),
+            detail: "no address".into(),
+        })
 }
 
 /// Turns a QUIC/TLS failure into the error an operator can act on.
@@ -376,9 +388,9 @@ fn write_config(
         }
     };
     let mut doc = match std::fs::read_to_string(path) {
-        Ok(text) => text.parse::<toml::Table>().map_err(|e| {
-            EnrollError::Io(format!("cannot update {}: {e}", path.display()))
-        })?,
+        Ok(text) => text
+            .parse::<toml::Table>()
+            .map_err(|e| EnrollError::Io(format!("cannot update {}: {e}", path.display())))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
         Err(e) => return Err(io("cannot read", path, e)),
     };

@@ -45,7 +45,11 @@ enum Command {
         #[arg(long)]
         aggregator: String,
         /// The Vigil CA certificate (PEM) to verify the aggregator with.
-        #[arg(long, conflicts_with = "ca_fingerprint", required_unless_present = "ca_fingerprint")]
+        #[arg(
+            long,
+            conflicts_with = "ca_fingerprint",
+            required_unless_present = "ca_fingerprint"
+        )]
         ca_cert: Option<PathBuf>,
         /// Or the CA certificate's SHA-256 fingerprint (as enroll-token create prints it).
         #[arg(long)]

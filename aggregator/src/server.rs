@@ -232,9 +232,9 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         http::ingest::IngestLimits::from_config(config),
     )))
     .layer(axum::Extension(ingest.live.clone()))
-    .layer(axum::Extension(Arc::new(http::agents::EnrollSettings::from_loaded(
-        &loaded,
-    ))));
+    .layer(axum::Extension(Arc::new(
+        http::agents::EnrollSettings::from_loaded(&loaded),
+    )));
     let mut http_stop = stopped;
     let shutdown = async move {
         let _ = http_stop.wait_for(|s| *s).await;

@@ -35,19 +35,30 @@ fn tokens_are_created_listed_and_revoked() {
     let config = enrolling_config(dir.path());
 
     let (code, out, err) = run(
-        &["enroll-token", "create", "--ttl", "1h", "--host-name", "web-1"],
+        &[
+            "enroll-token",
+            "create",
+            "--ttl",
+            "1h",
+            "--host-name",
+            "web-1",
+        ],
         &config,
     );
     assert_eq!(code, Some(0), "{err}");
     let mut lines = out.lines();
     let token = lines.next().expect("token line");
-    assert!(token.starts_with("vgl_enroll_") && token.len() == 11 + 64, "{out}");
+    assert!(
+        token.starts_with("vgl_enroll_") && token.len() == 11 + 64,
+        "{out}"
+    );
     assert!(out.contains("works once, for agent web-1"), "{out}");
     // The command to run on the host carries the CA's fingerprint.
     let ca = vigil_common::tls::load_certs(&dir.path().join("ca.crt")).expect("ca");
     let fp = vigil_common::enroll::fingerprint_hex(&vigil_common::enroll::fingerprint(&ca[0]));
     assert!(
-        out.contains(&format!("--token {token} ")) && out.contains(&format!("--ca-fingerprint {fp}")),
+        out.contains(&format!("--token {token} "))
+            && out.contains(&format!("--ca-fingerprint {fp}")),
         "{out}"
     );
     let (code, _, err) = run(&["enroll-token", "create", "--ttl", "10m"], &config);
@@ -71,7 +82,10 @@ fn tokens_are_created_listed_and_revoked() {
     // Twice, or an unknown id: a clear error.
     let (code, _, err) = run(&["enroll-token", "revoke", "--id", &id], &config);
     assert_eq!(code, Some(1));
-    assert!(err.contains("no unused, unrevoked enrollment token"), "{err}");
+    assert!(
+        err.contains("no unused, unrevoked enrollment token"),
+        "{err}"
+    );
 
     // Bad lifetimes and host names.
     for (ttl, host, expect) in [
@@ -96,7 +110,10 @@ fn enrollment_off_or_misconfigured_is_reported() {
     let config = cli_support::minimal_config(dir.path());
     let (code, _, err) = run(&["enroll-token", "create", "--ttl", "1h"], &config);
     assert_eq!(code, Some(1));
-    assert!(err.contains("enrollment is off: add an [enroll] section"), "{err}");
+    assert!(
+        err.contains("enrollment is off: add an [enroll] section"),
+        "{err}"
+    );
 
     // A CA key others can read is refused before anything starts (exit 64).
     let mut text = std::fs::read_to_string(&config).expect("read");
@@ -106,7 +123,10 @@ fn enrollment_off_or_misconfigured_is_reported() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let (code, _, err) = run(&["check-config"], &config);
     assert_eq!(code, Some(64));
-    assert!(err.contains("readable by its owner only (chmod 600)"), "{err}");
+    assert!(
+        err.contains("readable by its owner only (chmod 600)"),
+        "{err}"
+    );
 
     // A key that is not the CA's, a missing key, and bad values: all reported.
     let other = tempfile::tempdir().expect("tempdir");

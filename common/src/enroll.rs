@@ -249,7 +249,8 @@ struct PinnedCa {
 }
 
 /// The message a fingerprint mismatch carries (the agent's CLI looks for it).
-pub const PIN_MISMATCH: &str = "no certificate in the aggregator's chain has the pinned CA fingerprint";
+pub const PIN_MISMATCH: &str =
+    "no certificate in the aggregator's chain has the pinned CA fingerprint";
 
 impl ServerCertVerifier for PinnedCa {
     fn verify_server_cert(
@@ -268,10 +269,12 @@ impl ServerCertVerifier for PinnedCa {
         };
         let roots = roots(vec![ca.clone().into_owned()])
             .map_err(|e| rustls::Error::General(e.to_string()))?;
-        let verifier =
-            rustls::client::WebPkiServerVerifier::builder_with_provider(roots, self.provider.clone())
-                .build()
-                .map_err(|e| rustls::Error::General(e.to_string()))?;
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            roots,
+            self.provider.clone(),
+        )
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))?;
         verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
 

@@ -176,7 +176,14 @@ fn server_config(
     .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
     let mut chain = material.chain.clone();
     if enrolling {
-        chain.extend(material.ca.iter().filter(|c| !chain.contains(c)).cloned().collect::<Vec<_>>());
+        chain.extend(
+            material
+                .ca
+                .iter()
+                .filter(|c| !chain.contains(c))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
     }
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])

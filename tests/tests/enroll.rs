@@ -36,7 +36,10 @@ async fn new_token(agg: &TestAggregator, admin: &str, host_name: Option<&str>) -
     assert_eq!(status, 201, "{body}");
     (
         body["token"].as_str().expect("token").to_string(),
-        body["ca_fingerprint"].as_str().expect("fingerprint").to_string(),
+        body["ca_fingerprint"]
+            .as_str()
+            .expect("fingerprint")
+            .to_string(),
     )
 }
 
@@ -78,7 +81,11 @@ fn acked(agent: &AgentHandle) -> u64 {
 
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777
 }
 
 fn tokens_state(body: &Value, id_prefix_of: &str) -> String {
@@ -112,7 +119,12 @@ async fn enroll_and_ship(db: Db) {
     let admin = agg.token().await;
     let (token, fingerprint) = new_token(&agg, &admin, None).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut opts = options(&agg, &token, TrustSource::Fingerprint(fingerprint.clone()), dir.path());
+    let mut opts = options(
+        &agg,
+        &token,
+        TrustSource::Fingerprint(fingerprint.clone()),
+        dir.path(),
+    );
     opts.agent_id = Some("enrolled-1".into());
     let done = enroll::enroll(&opts).await.expect("enrolls");
     assert_eq!(done.agent_id, "enrolled-1");
@@ -150,7 +162,10 @@ async fn enroll_and_ship(db: Db) {
     let agent = Agent::start(config).await.expect("agent starts");
     wait_for("3 acks", Duration::from_secs(20), || acked(&agent) >= 3).await;
     let stats = agent.stats();
-    agent.shutdown(Duration::from_secs(10)).await.expect("drains");
+    agent
+        .shutdown(Duration::from_secs(10))
+        .await
+        .expect("drains");
     let queued = Stats::get(&stats.samples_queued);
     let stored = agg
         .running()
@@ -163,12 +178,20 @@ async fn enroll_and_ship(db: Db) {
 
     // A token works once.
     let again = tempfile::tempdir().expect("tempdir");
-    let mut opts = options(&agg, &token, TrustSource::Fingerprint(fingerprint), again.path());
+    let mut opts = options(
+        &agg,
+        &token,
+        TrustSource::Fingerprint(fingerprint),
+        again.path(),
+    );
     opts.agent_id = Some("enrolled-2".into());
     match enroll::enroll(&opts).await {
         Err(EnrollError::Refused { code, message }) => {
             assert_eq!(code, Refusal::TokenUsed);
-            assert!(message.contains("already used (a token works once)"), "{message}");
+            assert!(
+                message.contains("already used (a token works once)"),
+                "{message}"
+            );
         }
         other => panic!("second use: {other:?}"),
     }
@@ -178,10 +201,7 @@ async fn enroll_and_ship(db: Db) {
     );
     let listed = list_tokens(&agg, &admin).await;
     assert_eq!(tokens_state(&listed, &token), "used");
-    assert_eq!(
-        listed["tokens"][0]["used_by"], "enrolled-1",
-        "{listed}"
-    );
+    assert_eq!(listed["tokens"][0]["used_by"], "enrolled-1", "{listed}");
     let m = &agg.running().state.metrics;
     let count = |r: &str| {
         m.enrollments
@@ -229,15 +249,24 @@ async fn enrollment_errors_are_clear() {
     assert!(err.to_string().contains("the token was not sent"), "{err}");
     // A CA file of another CA: the same.
     let other = vigil_tests::Pki::new();
-    let err = enroll::enroll(&opts(&token, TrustSource::CaFile(other.path().join("ca.crt"))))
-        .await
-        .expect_err("other CA");
+    let err = enroll::enroll(&opts(
+        &token,
+        TrustSource::CaFile(other.path().join("ca.crt")),
+    ))
+    .await
+    .expect_err("other CA");
     assert!(matches!(err, EnrollError::Untrusted { .. }), "{err}");
     let err = enroll::enroll(&opts(&token, TrustSource::Fingerprint("xyz".into())))
         .await
         .expect_err("bad fingerprint");
-    assert!(err.to_string().contains("is not a SHA-256 fingerprint"), "{err}");
-    assert_eq!(tokens_state(&list_tokens(&agg, &admin).await, &token), "live");
+    assert!(
+        err.to_string().contains("is not a SHA-256 fingerprint"),
+        "{err}"
+    );
+    assert_eq!(
+        tokens_state(&list_tokens(&agg, &admin).await, &token),
+        "live"
+    );
 
     // Nobody listening: unreachable, quickly.
     let closed = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
@@ -247,21 +276,38 @@ async fn enrollment_errors_are_clear() {
     o.timeout = Duration::from_millis(800);
     let err = enroll::enroll(&o).await.expect_err("unreachable");
     assert!(matches!(err, EnrollError::Unreachable(_)), "{err}");
-    assert!(err.to_string().contains("did not answer within the timeout"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("did not answer within the timeout"),
+        "{err}"
+    );
     let mut o = opts(&token, TrustSource::CaFile(ca_file.clone()));
     o.aggregator = "no-port".into();
-    assert!(matches!(enroll::enroll(&o).await, Err(EnrollError::BadAddress(_))));
+    assert!(matches!(
+        enroll::enroll(&o).await,
+        Err(EnrollError::BadAddress(_))
+    ));
 
     // Unknown, revoked and expired tokens.
-    let err = enroll::enroll(&opts("vgl_enroll_nope", TrustSource::CaFile(ca_file.clone())))
-        .await
-        .expect_err("unknown");
+    let err = enroll::enroll(&opts(
+        "vgl_enroll_nope",
+        TrustSource::CaFile(ca_file.clone()),
+    ))
+    .await
+    .expect_err("unknown");
     assert!(
-        matches!(&err, EnrollError::Refused { code: Refusal::UnknownToken, .. }),
+        matches!(
+            &err,
+            EnrollError::Refused {
+                code: Refusal::UnknownToken,
+                ..
+            }
+        ),
         "{err}"
     );
     let (revoked, _) = new_token(&agg, &admin, None).await;
-    let id = vigil_aggregator::store::enroll::token_id(&vigil_aggregator::auth::token_hash(&revoked));
+    let id =
+        vigil_aggregator::store::enroll::token_id(&vigil_aggregator::auth::token_hash(&revoked));
     let status = reqwest::Client::new()
         .delete(agg.url(&format!("/api/v1/enroll-tokens/{id}")))
         .bearer_auth(&admin)
@@ -290,19 +336,38 @@ async fn enrollment_errors_are_clear() {
         .await
         .expect_err("expired");
     assert!(
-        matches!(&err, EnrollError::Refused { code: Refusal::TokenExpired, .. }),
+        matches!(
+            &err,
+            EnrollError::Refused {
+                code: Refusal::TokenExpired,
+                ..
+            }
+        ),
         "{err}"
     );
-    assert!(err.to_string().contains("has expired; create a new one"), "{err}");
+    assert!(
+        err.to_string().contains("has expired; create a new one"),
+        "{err}"
+    );
 
     // A token bound to another id.
     let (bound, _) = new_token(&agg, &admin, Some("db-7")).await;
     let err = enroll::enroll(&opts(&bound, TrustSource::CaFile(ca_file.clone())))
         .await
         .expect_err("mismatch");
-    assert!(err.to_string().contains("is for agent \"db-7\", not \"err-1\""), "{err}");
-    assert_eq!(tokens_state(&list_tokens(&agg, &admin).await, &bound), "live");
-    assert!(!d.join("agent.crt").exists(), "no file written by any refusal");
+    assert!(
+        err.to_string()
+            .contains("is for agent \"db-7\", not \"err-1\""),
+        "{err}"
+    );
+    assert_eq!(
+        tokens_state(&list_tokens(&agg, &admin).await, &bound),
+        "live"
+    );
+    assert!(
+        !d.join("agent.crt").exists(),
+        "no file written by any refusal"
+    );
 
     // An id already taken: refused, and the token is not burnt.
     agg.add_agent("taken").await;
@@ -310,10 +375,19 @@ async fn enrollment_errors_are_clear() {
     o.agent_id = Some("taken".into());
     let err = enroll::enroll(&o).await.expect_err("taken");
     assert!(
-        matches!(&err, EnrollError::Refused { code: Refusal::AgentIdTaken, .. }),
+        matches!(
+            &err,
+            EnrollError::Refused {
+                code: Refusal::AgentIdTaken,
+                ..
+            }
+        ),
         "{err}"
     );
-    assert_eq!(tokens_state(&list_tokens(&agg, &admin).await, &token), "live");
+    assert_eq!(
+        tokens_state(&list_tokens(&agg, &admin).await, &token),
+        "live"
+    );
 
     // Existing files are refused before anything happens, unless --force.
     std::fs::write(d.join("agent.key"), "old").expect("write");
@@ -321,8 +395,14 @@ async fn enrollment_errors_are_clear() {
         .await
         .expect_err("exists");
     assert!(matches!(err, EnrollError::Exists(_)), "{err}");
-    assert!(err.to_string().contains("pass --force to overwrite"), "{err}");
-    assert_eq!(tokens_state(&list_tokens(&agg, &admin).await, &token), "live");
+    assert!(
+        err.to_string().contains("pass --force to overwrite"),
+        "{err}"
+    );
+    assert_eq!(
+        tokens_state(&list_tokens(&agg, &admin).await, &token),
+        "live"
+    );
     let mut o = opts(&token, TrustSource::CaFile(ca_file.clone()));
     o.force = true;
     enroll::enroll(&o).await.expect("forced");
@@ -332,18 +412,29 @@ async fn enrollment_errors_are_clear() {
     for (body, want) in [
         (json!({"ttl": "soon"}), "ttl \"soon\""),
         (json!({"ttl": "1s"}), "between 1m and"),
-        (json!({"ttl": "1h", "host_name": "bad name"}), "invalid host name"),
+        (
+            json!({"ttl": "1h", "host_name": "bad name"}),
+            "invalid host name",
+        ),
         (json!({"ttl": "1h", "extra": 1}), "unknown field"),
     ] {
         let (status, answer) = api_token(&agg, &admin, body.clone()).await;
         assert_eq!(status, 400, "{body}: {answer}");
-        assert!(answer["error"].as_str().unwrap_or("").contains(want), "{body}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap_or("").contains(want),
+            "{body}: {answer}"
+        );
     }
     agg.stop().await;
 
     // An aggregator without [enroll] says so.
     let plain = TestAggregator::start(Db::Sqlite).await;
-    let mut o = options(&plain, &token, TrustSource::CaFile(plain.pki.path().join("ca.crt")), d);
+    let mut o = options(
+        &plain,
+        &token,
+        TrustSource::CaFile(plain.pki.path().join("ca.crt")),
+        d,
+    );
     o.agent_id = Some("err-1".into());
     o.force = true;
     let err = enroll::enroll(&o).await.expect_err("not enabled");
@@ -362,12 +453,24 @@ async fn enrollment_errors_are_clear() {
 async fn the_cli_round_trip() {
     let agg = aggregator(Db::Sqlite).await;
     let out = std::process::Command::new(vigil_tests::binary("vigil-aggregator"))
-        .args(["enroll-token", "create", "--ttl", "5m", "--host-name", "cli-1", "--config"])
+        .args([
+            "enroll-token",
+            "create",
+            "--ttl",
+            "5m",
+            "--host-name",
+            "cli-1",
+            "--config",
+        ])
         .arg(&agg.config_path)
         .output()
         .expect("runs");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = stdout.lines().next().expect("token").to_string();
     let fp = stdout
         .split("--ca-fingerprint ")
@@ -380,14 +483,25 @@ async fn the_cli_round_trip() {
         std::process::Command::new(vigil_tests::binary("vigil-agent"))
             .args(["enroll", "--token", token, "--aggregator"])
             .arg(agg.quic.to_string())
-            .args(["--server-name", "localhost", "--ca-fingerprint", &fp, "--timeout", "5s"])
+            .args([
+                "--server-name",
+                "localhost",
+                "--ca-fingerprint",
+                &fp,
+                "--timeout",
+                "5s",
+            ])
             .arg("--dir")
             .arg(dir.path())
             .output()
             .expect("runs")
     };
     let out = enroll_cli(&token);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("enrolled as agent cli-1"), "{stdout}");
     // check-config accepts what enroll wrote.
@@ -396,23 +510,37 @@ async fn the_cli_round_trip() {
         .arg(dir.path().join("agent.toml"))
         .output()
         .expect("runs");
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
 
     let out = enroll_cli(&token);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("already exists (pass --force to overwrite)"), "{stderr}");
+    assert!(
+        stderr.contains("already exists (pass --force to overwrite)"),
+        "{stderr}"
+    );
     agg.stop().await;
 }
 
 /// An enrolled agent at `dir`, running.
-async fn running_agent(agg: &TestAggregator, admin: &str, id: &str, dir: &Path) -> (AgentHandle, PathBuf) {
+async fn running_agent(
+    agg: &TestAggregator,
+    admin: &str,
+    id: &str,
+    dir: &Path,
+) -> (AgentHandle, PathBuf) {
     let (token, fp) = new_token(agg, admin, Some(id)).await;
     let done = enroll::enroll(&options(agg, &token, TrustSource::Fingerprint(fp), dir))
         .await
         .expect("enrolls");
     assert_eq!(done.agent_id, id, "the token's host name is the id");
-    let agent = Agent::start(agent_config(&done.config)).await.expect("starts");
+    let agent = Agent::start(agent_config(&done.config))
+        .await
+        .expect("starts");
     wait_for("2 acks", Duration::from_secs(20), || acked(&agent) >= 2).await;
     (agent, done.config)
 }
@@ -423,7 +551,10 @@ async fn running_agent(agg: &TestAggregator, admin: &str, id: &str, dir: &Path) 
 async fn revocation_closes_live_connections() {
     let agg = aggregator(Db::Sqlite).await;
     let admin = agg.token().await;
-    let dirs = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+    let dirs = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
     let (api_agent, _) = running_agent(&agg, &admin, "rev-api", dirs.0.path()).await;
     let (cli_agent, _) = running_agent(&agg, &admin, "rev-cli", dirs.1.path()).await;
     let m = agg.running().state.metrics.clone();
@@ -452,7 +583,11 @@ async fn revocation_closes_live_connections() {
     .await;
     let frozen = acked(&api_agent);
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(acked(&api_agent), frozen, "no batch accepted after revocation");
+    assert_eq!(
+        acked(&api_agent),
+        frozen,
+        "no batch accepted after revocation"
+    );
     // ...and the agent keeps its batches (nothing dropped).
     assert_eq!(Stats::get(&api_agent.stats().samples_dropped), 0);
     assert!(revoked_at.elapsed() < Duration::from_secs(10));
@@ -464,7 +599,11 @@ async fn revocation_closes_live_connections() {
         .arg(&agg.config_path)
         .output()
         .expect("runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let started = Instant::now();
     wait_for("rev-cli disconnected", Duration::from_secs(4), || {
         m.connections_active.get() == 0
@@ -473,7 +612,11 @@ async fn revocation_closes_live_connections() {
     assert!(started.elapsed() < Duration::from_secs(4));
     let frozen = acked(&cli_agent);
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(acked(&cli_agent), frozen, "no batch accepted after revocation");
+    assert_eq!(
+        acked(&cli_agent),
+        frozen,
+        "no batch accepted after revocation"
+    );
 
     // An unknown agent is a 404.
     let status = reqwest::Client::new()
@@ -530,22 +673,41 @@ async fn rotation_loses_no_batch() {
         .expect("rotates");
     assert_eq!(rotated.agent_id, "rot-1");
     let until = rotated.previous_key_valid_until_ms.expect("grace");
-    assert!(until > vigil_common::now_ms() + 3_500_000, "about an hour of grace");
-    assert_ne!(std::fs::read(dir.path().join("agent.sign.key")).expect("read"), old_key);
-    assert_ne!(std::fs::read(dir.path().join("agent.crt")).expect("read"), old_cert);
+    assert!(
+        until > vigil_common::now_ms() + 3_500_000,
+        "about an hour of grace"
+    );
+    assert_ne!(
+        std::fs::read(dir.path().join("agent.sign.key")).expect("read"),
+        old_key
+    );
+    assert_ne!(
+        std::fs::read(dir.path().join("agent.crt")).expect("read"),
+        old_cert
+    );
     assert_eq!(mode(&dir.path().join("agent.sign.key")), 0o600);
     assert_eq!(mode(&dir.path().join("agent.key")), 0o600);
 
-    let agent = Agent::start(agent_config(&config_path)).await.expect("restarts");
+    let agent = Agent::start(agent_config(&config_path))
+        .await
+        .expect("restarts");
     let need = pending.len() as u64 + 3;
-    wait_for("spool drained and new batches acked", Duration::from_secs(30), || {
-        acked(&agent) >= need
-    })
+    wait_for(
+        "spool drained and new batches acked",
+        Duration::from_secs(30),
+        || acked(&agent) >= need,
+    )
     .await;
     let stats2 = agent.stats();
-    agent.shutdown(Duration::from_secs(15)).await.expect("drains");
+    agent
+        .shutdown(Duration::from_secs(15))
+        .await
+        .expect("drains");
     let queued2 = Stats::get(&stats2.samples_queued);
-    assert_eq!(Stats::get(&stats1.samples_dropped) + Stats::get(&stats2.samples_dropped), 0);
+    assert_eq!(
+        Stats::get(&stats1.samples_dropped) + Stats::get(&stats2.samples_dropped),
+        0
+    );
 
     let running = agg.running();
     let stored = running
@@ -554,7 +716,11 @@ async fn rotation_loses_no_batch() {
         .count_samples(Some(&host))
         .await
         .expect("count");
-    assert_eq!(stored, queued1 + queued2, "stored == sent across the rotation");
+    assert_eq!(
+        stored,
+        queued1 + queued2,
+        "stored == sent across the rotation"
+    );
     let m = &running.state.metrics;
     assert!(
         m.batches_previous_key.get() >= pending.len() as u64,

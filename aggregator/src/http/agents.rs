@@ -126,7 +126,10 @@ struct TokenList {
     tokens: Vec<Listed>,
 }
 
-async fn list(_caller: AdminAccess, State(state): State<AppState>) -> Result<Json<TokenList>, ApiError> {
+async fn list(
+    _caller: AdminAccess,
+    State(state): State<AppState>,
+) -> Result<Json<TokenList>, ApiError> {
     let now = now_ms();
     let tokens = db::tokens(&state.store.db())
         .await?
@@ -168,7 +171,9 @@ async fn revoke_agent(
     Path(id): Path<String>,
 ) -> Result<Json<Revoked>, ApiError> {
     if !state.store.revoke_agent(&id).await? {
-        return Err(ApiError::NotFound(format!("agent {id:?} is not registered")));
+        return Err(ApiError::NotFound(format!(
+            "agent {id:?} is not registered"
+        )));
     }
     // Without the live registry (tests of the bare app) the watcher of the
     // running aggregator closes the connections instead.

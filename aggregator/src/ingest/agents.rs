@@ -116,8 +116,8 @@ impl AgentKeys {
 
     /// Whether the cache holds `agent_id` as active.
     pub fn cached_active(&self, agent_id: &str) -> bool {
-        self.cache.lock().is_ok_and(|cache| {
-            matches!(cache.get(agent_id), Some((AgentStatus::Active(_), _)))
-        })
+        self.cache
+            .lock()
+            .is_ok_and(|cache| matches!(cache.get(agent_id), Some((AgentStatus::Active(_), _))))
     }
 }

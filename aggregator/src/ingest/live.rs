@@ -104,7 +104,9 @@ impl LiveAgents {
             conn.close(close::REVOKED.into(), b"agent revoked");
         }
         if !closing.is_empty() {
-            self.metrics.connections_revoked.inc_by(closing.len() as u64);
+            self.metrics
+                .connections_revoked
+                .inc_by(closing.len() as u64);
             info!(agent = %agent_id, connections = closing.len(), "revoked agent disconnected");
         }
         closing.len()

@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
-use vigil_common::frame::{self, FrameError};
 use vigil_common::enroll::ENROLL_ALPN;
+use vigil_common::frame::{self, FrameError};
 use vigil_common::wire::close;
 use vigil_common::{Ack, Reject, RejectCode, ServerMessage, now_ms, tls};
 

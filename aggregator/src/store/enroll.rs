@@ -54,7 +54,9 @@ impl EnrollToken {
 pub enum Enrolled {
     /// Registered. When an existing agent was re-keyed, until when its
     /// previous key is accepted.
-    Done { previous_valid_until_ms: Option<i64> },
+    Done {
+        previous_valid_until_ms: Option<i64>,
+    },
     Refused(Refusal, String),
 }
 
@@ -202,7 +204,10 @@ pub fn refusal(token: Option<&EnrollToken>, agent_id: &str, now_ms: i64) -> (Ref
         _ => match &t.agent_id {
             Some(bound) if bound != agent_id => (
                 Refusal::AgentIdMismatch,
-                format!("enrollment token {} is for agent {bound:?}, not {agent_id:?}", t.id),
+                format!(
+                    "enrollment token {} is for agent {bound:?}, not {agent_id:?}",
+                    t.id
+                ),
             ),
             _ => (Refusal::UnknownToken, "unknown enrollment token".into()),
         },

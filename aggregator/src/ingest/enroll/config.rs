@@ -49,7 +49,11 @@ impl EnrollConfig {
 
     /// Checks the values and loads the CA (certificate `ca_cert`, key
     /// `ca_key`), pushing every problem.
-    pub fn validate(&self, ca_cert: &Path, problems: &mut Vec<String>) -> Option<Arc<vigil_certs::Ca>> {
+    pub fn validate(
+        &self,
+        ca_cert: &Path,
+        problems: &mut Vec<String>,
+    ) -> Option<Arc<vigil_certs::Ca>> {
         if self.cert_days == 0 || self.cert_days > 36_500 {
             problems.push("enroll.cert_days must be between 1 and 36500".into());
         }

@@ -114,7 +114,10 @@ impl Enroller {
     pub async fn handle(&self, conn: &quinn::Connection, frame: &[u8]) -> EnrollReply {
         let remote = conn.remote_address();
         let outcome = match EnrollRequest::decode(frame) {
-            Err(e) => Err((Refusal::BadRequest, format!("cannot decode the request: {e}"))),
+            Err(e) => Err((
+                Refusal::BadRequest,
+                format!("cannot decode the request: {e}"),
+            )),
             Ok(_) if !self.store_ready.load(Ordering::Acquire) => Err((
                 Refusal::Unavailable,
                 "the aggregator's database is not ready; retry shortly".into(),
@@ -195,9 +198,16 @@ impl Enroller {
         }
         let key = public_key(signing_key)?;
         let cert_pem = self.sign(csr_pem, &agent_id)?;
-        match db::enroll(&db, &hash, &agent_id, key.as_bytes(), now, self.grace_until(now))
-            .await
-            .map_err(unavailable)?
+        match db::enroll(
+            &db,
+            &hash,
+            &agent_id,
+            key.as_bytes(),
+            now,
+            self.grace_until(now),
+        )
+        .await
+        .map_err(unavailable)?
         {
             db::Enrolled::Refused(code, message) => Err((code, message)),
             db::Enrolled::Done {
@@ -261,7 +271,9 @@ impl Enroller {
         ) {
             return Err((
                 Refusal::NotAuthorized,
-                format!("the rotation proof does not verify with {agent_id:?}'s current signing key"),
+                format!(
+                    "the rotation proof does not verify with {agent_id:?}'s current signing key"
+                ),
             ));
         }
         let key = public_key(signing_key)?;
