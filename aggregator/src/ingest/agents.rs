@@ -21,7 +21,8 @@ pub const TTL: Duration = Duration::from_secs(5);
 pub enum AgentStatus {
     Unknown,
     Revoked,
-    Active(Keys),
+    /// Shared: the status is cloned out of the cache for every batch.
+    Active(Arc<Keys>),
 }
 
 /// An active agent's verifying keys.
@@ -83,13 +84,13 @@ impl AgentKeys {
                         ))
                     })
                 };
-                AgentStatus::Active(Keys {
+                AgentStatus::Active(Arc::new(Keys {
                     current: key(&record.public_key)?,
                     previous: match &record.previous_key {
                         Some((bytes, until)) => Some((key(bytes)?, *until)),
                         None => None,
                     },
-                })
+                }))
             }
         };
         if !matches!(status, AgentStatus::Unknown) {

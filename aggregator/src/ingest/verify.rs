@@ -184,7 +184,7 @@ mod tests {
     fn each_failure_has_its_code() {
         let key = sign::generate_signing_key().expect("key");
         let other = sign::generate_signing_key().expect("key");
-        let active = AgentStatus::Active(Keys::one(key.verifying_key()));
+        let active = AgentStatus::Active(std::sync::Arc::new(Keys::one(key.verifying_key())));
         let good = signed(&batch("a1", &[1]), &key);
         assert!(verify(&good, "a1", &active, 0).is_ok());
         let verify = |s: &SignedBatch, id: &str, st: &AgentStatus| verify(s, id, st, 0);
@@ -236,10 +236,10 @@ mod tests {
         let old = sign::generate_signing_key().expect("key");
         let new = sign::generate_signing_key().expect("key");
         let other = sign::generate_signing_key().expect("key");
-        let status = AgentStatus::Active(Keys {
+        let status = AgentStatus::Active(std::sync::Arc::new(Keys {
             current: new.verifying_key(),
             previous: Some((old.verifying_key(), 1_000)),
-        });
+        }));
         let by = |k: &sign::SigningKey, now: i64| {
             verify(&signed(&batch("a1", &[1]), k), "a1", &status, now).map(|(_, used)| used)
         };
