@@ -316,3 +316,230 @@ pub async fn revoked_agents(db: &Db) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(REVOKED_AGENTS).fetch_all(pool).await?)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Store, open};
+    use crate::testing::PgTestDb;
+    use std::sync::Arc;
+
+    const NOW: i64 = 1_000_000;
+
+    async fn suite(store: Arc<dyn Store>) {
+        store.migrate().await.expect("migrate");
+        let db = store.db();
+        let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        let key = |n: u8| [n; 32];
+
+        // Unbound token: enrolls a new id once.
+        let id = insert_token(&db, &a, None, NOW, NOW + 60_000)
+            .await
+            .expect("insert");
+        assert_eq!(id, token_id(&a));
+        store
+            .register_agent("taken", &key(9))
+            .await
+            .expect("register");
+        // An id already registered: refused, the token stays live.
+        assert!(matches!(
+            enroll(&db, &a, "taken", &key(1), NOW, NOW + 10)
+                .await
+                .expect("enroll"),
+            Enrolled::Refused(Refusal::AgentIdTaken, _)
+        ));
+        assert_eq!(tokens(&db).await.expect("list")[0].state(NOW), "live");
+        assert_eq!(
+            enroll(&db, &a, "web-1", &key(1), NOW, NOW + 10)
+                .await
+                .expect("enroll"),
+            Enrolled::Done {
+                previous_valid_until_ms: None
+            }
+        );
+        let record = store
+            .agent("web-1")
+            .await
+            .expect("agent")
+            .expect("registered");
+        assert_eq!(record.public_key, key(1));
+        assert_eq!(record.previous_key, None);
+        // Once only.
+        match enroll(&db, &a, "web-2", &key(2), NOW, NOW + 10)
+            .await
+            .expect("enroll")
+        {
+            Enrolled::Refused(code, message) => {
+                assert_eq!(code, Refusal::TokenUsed);
+                assert!(message.contains(&id), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let listed = tokens(&db).await.expect("list");
+        assert_eq!(listed[0].used_by.as_deref(), Some("web-1"));
+        assert_eq!(listed[0].state(NOW), "used");
+        assert!(!revoke_token(&db, &id, NOW).await.expect("revoke"), "used");
+
+        // Expired and unknown.
+        insert_token(&db, &b, None, NOW - 10, NOW)
+            .await
+            .expect("insert");
+        assert!(matches!(
+            enroll(&db, &b, "web-3", &key(3), NOW, NOW + 10)
+                .await
+                .expect("enroll"),
+            Enrolled::Refused(Refusal::TokenExpired, _)
+        ));
+        assert!(matches!(
+            enroll(&db, &[7; 32], "web-3", &key(3), NOW, NOW + 10)
+                .await
+                .expect("enroll"),
+            Enrolled::Refused(Refusal::UnknownToken, _)
+        ));
+
+        // Bound token: only its id, and it re-keys with a grace period.
+        insert_token(&db, &c, Some("web-1"), NOW, NOW + 60_000)
+            .await
+            .expect("insert");
+        assert!(matches!(
+            enroll(&db, &c, "web-9", &key(4), NOW, NOW + 10)
+                .await
+                .expect("enroll"),
+            Enrolled::Refused(Refusal::AgentIdMismatch, _)
+        ));
+        assert_eq!(
+            enroll(&db, &c, "web-1", &key(4), NOW, NOW + 500)
+                .await
+                .expect("enroll"),
+            Enrolled::Done {
+                previous_valid_until_ms: Some(NOW + 500)
+            }
+        );
+        let record = store
+            .agent("web-1")
+            .await
+            .expect("agent")
+            .expect("registered");
+        assert_eq!(record.public_key, key(4));
+        assert_eq!(record.previous_key, Some((key(1), NOW + 500)));
+
+        // Rotation: only from the current key, not for a revoked agent.
+        assert!(
+            !rotate(&db, "web-1", &key(1), &key(5), NOW + 900)
+                .await
+                .expect("rotate")
+        );
+        assert!(
+            rotate(&db, "web-1", &key(4), &key(5), NOW + 900)
+                .await
+                .expect("rotate")
+        );
+        let record = store
+            .agent("web-1")
+            .await
+            .expect("agent")
+            .expect("registered");
+        assert_eq!(record.public_key, key(5));
+        assert_eq!(record.previous_key, Some((key(4), NOW + 900)));
+        assert!(revoked_agents(&db).await.expect("revoked").is_empty());
+        assert!(store.revoke_agent("web-1").await.expect("revoke"));
+        assert_eq!(
+            revoked_agents(&db).await.expect("revoked"),
+            vec!["web-1".to_string()]
+        );
+        assert!(
+            !rotate(&db, "web-1", &key(5), &key(6), NOW)
+                .await
+                .expect("rotate")
+        );
+
+        // Re-enrolling a revoked agent with a bound token: no grace for the
+        // revoked key.
+        let d = [4u8; 32];
+        insert_token(&db, &d, Some("web-1"), NOW, NOW + 60_000)
+            .await
+            .expect("insert");
+        assert_eq!(
+            enroll(&db, &d, "web-1", &key(7), NOW, NOW + 500)
+                .await
+                .expect("enroll"),
+            Enrolled::Done {
+                previous_valid_until_ms: None
+            }
+        );
+        let record = store
+            .agent("web-1")
+            .await
+            .expect("agent")
+            .expect("registered");
+        assert!(!record.revoked);
+        assert_eq!(record.previous_key, None);
+        // register-agent re-keys at once, forgetting a previous key.
+        assert!(
+            rotate(&db, "web-1", &key(7), &key(8), NOW + 900)
+                .await
+                .expect("rotate")
+        );
+        store
+            .register_agent("web-1", &key(9))
+            .await
+            .expect("register");
+        let record = store
+            .agent("web-1")
+            .await
+            .expect("agent")
+            .expect("registered");
+        assert_eq!(record.previous_key, None);
+
+        // Revoking tokens.
+        let e = [5u8; 32];
+        let id = insert_token(&db, &e, None, NOW, NOW + 60_000)
+            .await
+            .expect("insert");
+        assert!(revoke_token(&db, &id, NOW).await.expect("revoke"));
+        assert!(!revoke_token(&db, &id, NOW).await.expect("revoke"), "twice");
+        assert!(!revoke_token(&db, "nope", NOW).await.expect("revoke"));
+        assert!(matches!(
+            enroll(&db, &e, "web-4", &key(1), NOW, NOW + 10)
+                .await
+                .expect("enroll"),
+            Enrolled::Refused(Refusal::TokenRevoked, _)
+        ));
+    }
+
+    /// Two agents racing with one token: exactly one wins.
+    async fn race(store: Arc<dyn Store>) {
+        let db = store.db();
+        let t = [6u8; 32];
+        insert_token(&db, &t, None, NOW, NOW + 60_000)
+            .await
+            .expect("insert");
+        let runs = (0..8u8).map(|i| {
+            let db = db.clone();
+            async move { enroll(&db, &t, &format!("race-{i}"), &[i + 10; 32], NOW, NOW).await }
+        });
+        let results = futures_util::future::join_all(runs).await;
+        let done = results
+            .iter()
+            .filter(|r| matches!(r, Ok(Enrolled::Done { .. })))
+            .count();
+        assert_eq!(done, 1, "{results:?}");
+    }
+
+    #[tokio::test]
+    async fn enrollment_store_on_sqlite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open("sqlite:vigil.db", dir.path(), 4).expect("open");
+        suite(store.clone()).await;
+        race(store).await;
+    }
+
+    #[tokio::test]
+    async fn enrollment_store_on_postgres() {
+        let pg = PgTestDb::create().await.expect("PostgreSQL for tests");
+        let store = open(&pg.url, std::path::Path::new("."), 8).expect("open");
+        suite(store.clone()).await;
+        race(store).await;
+        pg.drop_db().await;
+    }
+}
