@@ -737,3 +737,107 @@ async fn rotation_loses_no_batch() {
         .expect("rotates again with the new identity");
     agg.stop().await;
 }
+
+/// With `[enroll]` a client without a certificate completes the handshake,
+/// but it can only enroll: an ingest connection is closed (code 1), and a
+/// rotation or a malformed request on an enrollment connection is refused.
+#[tokio::test]
+async fn without_a_certificate_only_enrollment_is_possible() {
+    use vigil_common::enroll::{EnrollReply, EnrollRequest, MAX_ENROLL_FRAME, Trust};
+    use vigil_common::frame::{read_frame, write_frame};
+
+    let agg = aggregator(Db::Sqlite).await;
+    let ca = vigil_common::tls::load_certs(&agg.pki.path().join("ca.crt")).expect("ca");
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("udp");
+
+    // Ingest ALPN, no client certificate.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca[0].clone()).expect("root");
+    let mut tls = rustls::ClientConfig::builder_with_provider(vigil_common::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls13")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![vigil_common::wire::ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
+    let conn = endpoint
+        .connect_with(
+            quinn::ClientConfig::new(std::sync::Arc::new(crypto)),
+            agg.quic,
+            "localhost",
+        )
+        .expect("connect")
+        .await
+        .expect("the handshake itself succeeds");
+    let closed = tokio::time::timeout(Duration::from_secs(5), conn.closed())
+        .await
+        .expect("closed at once");
+    let no_identity = quinn::VarInt::from_u32(vigil_common::wire::close::NO_IDENTITY);
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == no_identity),
+        "{closed}"
+    );
+
+    // Enrollment ALPN, no certificate: a rotation and garbage are refused.
+    let ask = |request: Vec<u8>| {
+        let endpoint = endpoint.clone();
+        let config =
+            vigil_common::enroll::client_config(Trust::Ca(ca.clone()), None).expect("config");
+        let addr = agg.quic;
+        async move {
+            let conn = endpoint
+                .connect_with(config, addr, "localhost")
+                .expect("connect")
+                .await
+                .expect("handshake");
+            let (mut send, mut recv) = conn.open_bi().await.expect("stream");
+            write_frame(&mut send, &request).await.expect("write");
+            send.finish().expect("finish");
+            let reply = read_frame(&mut recv, MAX_ENROLL_FRAME)
+                .await
+                .expect("reply");
+            conn.close(0u32.into(), b"");
+            EnrollReply::decode(&reply).expect("decode")
+        }
+    };
+    let rotate = EnrollRequest::Rotate {
+        csr_pem: "x".into(),
+        signing_key: [1; 32],
+        proof: vec![0; 64],
+    };
+    match ask(rotate.encode().expect("encode")).await {
+        EnrollReply::Refused { code, message } => {
+            assert_eq!(code, Refusal::NotAuthorized);
+            assert!(message.contains("current client certificate"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    match ask(vec![0xff; 40]).await {
+        EnrollReply::Refused { code, .. } => assert_eq!(code, Refusal::BadRequest),
+        other => panic!("{other:?}"),
+    }
+    // A bad CSR with a live token: refused, and the token stays usable.
+    let admin = agg.token().await;
+    let (token, _) = new_token(&agg, &admin, None).await;
+    let bad_csr = EnrollRequest::Enroll {
+        token: token.clone(),
+        agent_id: Some("csr-1".into()),
+        hostname: "h".into(),
+        csr_pem: "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"
+            .into(),
+        signing_key: [1; 32],
+    };
+    match ask(bad_csr.encode().expect("encode")).await {
+        EnrollReply::Refused { code, message } => {
+            assert_eq!(code, Refusal::BadRequest);
+            assert!(message.contains("certificate signing request"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        tokens_state(&list_tokens(&agg, &admin).await, &token),
+        "live"
+    );
+    endpoint.wait_idle().await;
+    agg.stop().await;
+}
