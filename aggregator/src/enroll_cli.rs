@@ -20,7 +20,7 @@ pub async fn run(loaded: Loaded, command: EnrollTokenCommand) -> Result<()> {
         EnrollTokenCommand::List { .. } => list(loaded).await,
         EnrollTokenCommand::Revoke { id, .. } => {
             let store = open_store(&loaded).await?;
-            if !db::revoke_token(&store.db(), &id, now_ms()).await? {
+            if !enroll::revoke_token(store.as_ref(), &id).await? {
                 bail!("no unused, unrevoked enrollment token {id:?} (see enroll-token list)");
             }
             println!("revoked enrollment token {id}");

@@ -247,12 +247,14 @@ fn main() -> ExitCode {
                 },
                 Some(loaded),
             ) => register_agent(loaded, &agent_id, &public_key).await,
-            // Audit hook: revocation from the command line. A running
-            // aggregator on this database closes the agent's connections
-            // within a second (ingest/live.rs).
+            // A running aggregator on this database closes the agent's
+            // connections within a second (ingest/live.rs).
             (Command::RevokeAgent { agent_id, .. }, Some(loaded)) => {
                 let store = open_store(&loaded).await?;
-                if !store.revoke_agent(&agent_id).await? {
+                let revoked =
+                    vigil_aggregator::ingest::live::revoke_agent(store.as_ref(), None, &agent_id)
+                        .await?;
+                if revoked.is_none() {
                     bail!("agent {agent_id:?} is not registered");
                 }
                 println!("revoked agent {agent_id}");

@@ -11,7 +11,6 @@ use axum::http::StatusCode;
 use axum::routing::{delete, post};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
-use tracing::info;
 use vigil_common::now_ms;
 
 use super::AppState;
@@ -147,8 +146,7 @@ async fn revoke_token(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if db::revoke_token(&state.store.db(), &id, now_ms()).await? {
-        info!(token = %id, "enrollment token revoked");
+    if enroll::revoke_token(state.store.as_ref(), &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!(
@@ -163,22 +161,21 @@ struct Revoked {
     connections_closed: usize,
 }
 
-/// Audit hook: revocation through the API.
 async fn revoke_agent(
     _caller: AdminAccess,
     State(state): State<AppState>,
     live: Option<Extension<Arc<LiveAgents>>>,
     Path(id): Path<String>,
 ) -> Result<Json<Revoked>, ApiError> {
-    if !state.store.revoke_agent(&id).await? {
+    // Without the live registry (tests of the bare app) the watcher of the
+    // running aggregator closes the connections instead.
+    let live = live.as_ref().map(|Extension(live)| live.as_ref());
+    let Some(closed) = crate::ingest::live::revoke_agent(state.store.as_ref(), live, &id).await?
+    else {
         return Err(ApiError::NotFound(format!(
             "agent {id:?} is not registered"
         )));
-    }
-    // Without the live registry (tests of the bare app) the watcher of the
-    // running aggregator closes the connections instead.
-    let closed = live.map_or(0, |Extension(live)| live.revoke(&id));
-    info!(agent = %id, connections_closed = closed, "agent revoked through the API");
+    };
     Ok(Json(Revoked {
         agent_id: id,
         connections_closed: closed,

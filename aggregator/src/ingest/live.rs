@@ -123,6 +123,24 @@ impl LiveAgents {
     }
 }
 
+/// Revokes agent `agent_id` in the store and, given this process's `live`
+/// registry, closes its connections at once (else a running aggregator's
+/// watcher does within [`WATCH_INTERVAL`]). `None` if the agent is not
+/// registered, else the connections closed here. Audit hook: the CLI's
+/// `revoke-agent` and `POST /api/v1/agents/{id}/revoke` both come here.
+pub async fn revoke_agent(
+    store: &dyn Store,
+    live: Option<&LiveAgents>,
+    agent_id: &str,
+) -> Result<Option<usize>, crate::store::StoreError> {
+    if !store.revoke_agent(agent_id).await? {
+        return Ok(None);
+    }
+    let closed = live.map_or(0, |live| live.revoke(agent_id));
+    info!(agent = %agent_id, connections_closed = closed, "agent revoked");
+    Ok(Some(closed))
+}
+
 /// Every [`WATCH_INTERVAL`], applies revocations made outside this process.
 pub fn spawn_watcher(
     live: Arc<LiveAgents>,

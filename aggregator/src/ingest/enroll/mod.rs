@@ -393,3 +393,14 @@ pub async fn create_token(
         expires_at_ms,
     })
 }
+
+/// Revokes an unused token; false if there is no unused, unrevoked token
+/// `id`. Audit hook: the CLI's `enroll-token revoke` and
+/// `DELETE /api/v1/enroll-tokens/{id}` both come here.
+pub async fn revoke_token(store: &dyn Store, id: &str) -> Result<bool, crate::store::StoreError> {
+    let revoked = db::revoke_token(&store.db(), id, now_ms()).await?;
+    if revoked {
+        info!(token = %id, "enrollment token revoked");
+    }
+    Ok(revoked)
+}
