@@ -168,3 +168,59 @@ fn run_stops_gracefully_on_sigterm() {
         assert!(stderr.contains(needle), "no {needle:?} in\n{stderr}");
     }
 }
+
+#[test]
+fn a_key_file_other_users_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let pki = Pki::new("web-6");
+    let path = write(pki.dir(), &good_config(&pki, "127.0.0.1:4433"));
+    let chmod = |file: &str, mode: u32| {
+        std::fs::set_permissions(pki.path(file), std::fs::Permissions::from_mode(mode))
+            .expect("chmod");
+    };
+    for (file, field, mode) in [
+        ("web-6.key", "aggregator.key", 0o644),
+        ("web-6.sign.key", "aggregator.signing_key", 0o604),
+    ] {
+        chmod(file, mode);
+        for command in ["check-config", "run"] {
+            let out = agent(&[command, "--config", &path]);
+            assert_eq!(out.status.code(), Some(64), "{command} {file}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let fix = format!("chmod 600 {}", pki.path(file).display());
+            assert!(
+                stderr.contains(field) && stderr.contains(&fix),
+                "{command}: {stderr}"
+            );
+            assert!(!stderr.contains("agent started"), "{command}: {stderr}");
+        }
+        chmod(file, 0o600);
+    }
+    // Group-readable is refused unless root owns the file (a deliberate
+    // root:vigil 0640).
+    chmod("web-6.key", 0o640);
+    let root = std::fs::metadata(pki.path("web-6.key"))
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .expect("metadata");
+    let out = agent(&["check-config", "--config", &path]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if root {
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "root:group 0640 is allowed: {stderr}"
+        );
+        // The same mode on a file another user owns is refused.
+        std::os::unix::fs::chown(pki.path("web-6.key"), Some(65534), None).expect("chown");
+        let out = agent(&["check-config", "--config", &path]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{stderr}");
+        assert!(
+            stderr.contains("readable by its group and not owned by root"),
+            "{stderr}"
+        );
+    } else {
+        assert_eq!(out.status.code(), Some(64), "{stderr}");
+        assert!(stderr.contains("readable by its group"), "{stderr}");
+    }
+}

@@ -42,6 +42,9 @@ pub struct Config {
     /// Agent enrollment and key rotation (off without this section).
     #[serde(default)]
     pub enroll: Option<crate::ingest::enroll::config::EnrollConfig>,
+    /// Several aggregators on one PostgreSQL database.
+    #[serde(default)]
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// `[http]`
@@ -173,8 +176,8 @@ fn default_quic_listen() -> String {
     "0.0.0.0:4433".into()
 }
 
-/// `[database]`
-#[derive(Debug, Clone, Deserialize)]
+/// `[database]`. `Debug` shows the URL without its password.
+#[derive(Clone, Deserialize)]
 pub struct DatabaseConfig {
     /// `sqlite:PATH` (relative to this file) or `postgres://user@host/db`.
     #[serde(default = "default_database_url")]
@@ -182,6 +185,15 @@ pub struct DatabaseConfig {
     /// Connections in the pool.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &vigil_common::secret::redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
 }
 
 impl Default for DatabaseConfig {
@@ -213,6 +225,11 @@ pub struct IngestConfig {
     /// Batches committed concurrently across all agents; more wait (backpressure).
     #[serde(default = "default_max_concurrent_commits")]
     pub max_concurrent_commits: usize,
+    /// Most samples one group commit carries (a group stops growing past
+    /// it): larger groups raise the ingest ceiling, smaller ones bound the
+    /// time a batch waits behind a transaction (its ack latency).
+    #[serde(default = "default_max_group_samples")]
+    pub max_group_samples: usize,
     /// Time allowed to receive one batch on a stream.
     #[serde(default = "default_stream_timeout", with = "humantime_serde")]
     pub stream_timeout: Duration,
@@ -230,6 +247,7 @@ impl Default for IngestConfig {
             max_frame_bytes: default_max_frame_bytes(),
             max_streams_per_agent: default_max_streams_per_agent(),
             max_concurrent_commits: default_max_concurrent_commits(),
+            max_group_samples: default_max_group_samples(),
             stream_timeout: default_stream_timeout(),
             max_future_skew: default_max_future_skew(),
             max_sample_age: default_max_sample_age(),
@@ -245,6 +263,9 @@ fn default_max_streams_per_agent() -> u32 {
 }
 fn default_max_concurrent_commits() -> usize {
     4
+}
+fn default_max_group_samples() -> usize {
+    crate::ingest::commit::MAX_GROUP_SAMPLES
 }
 fn default_stream_timeout() -> Duration {
     Duration::from_secs(30)
@@ -343,7 +364,8 @@ impl Config {
         let is_pg = url.starts_with("postgres://") || url.starts_with("postgresql://");
         if !is_pg && crate::store::sqlite_path(url).is_none() {
             problems.push(format!(
-                "database.url: {url:?} is neither postgres://... nor sqlite:PATH"
+                "database.url: {:?} is neither postgres://... nor sqlite:PATH",
+                vigil_common::secret::redact_url(url)
             ));
         }
         if self.database.max_connections == 0 || self.database.max_connections > 1000 {
@@ -361,6 +383,9 @@ impl Config {
         if i.max_concurrent_commits == 0 || i.max_concurrent_commits > 1024 {
             problems.push("ingest.max_concurrent_commits must be between 1 and 1024".into());
         }
+        if i.max_group_samples == 0 || i.max_group_samples > 1_000_000 {
+            problems.push("ingest.max_group_samples must be between 1 and 1000000".into());
+        }
         if i.stream_timeout < Duration::from_millis(100) {
             problems.push("ingest.stream_timeout must be at least 100ms".into());
         }
@@ -372,6 +397,7 @@ impl Config {
         self.storage.validate(problems);
         self.alerting.validate(base_dir, problems);
         self.dashboard.validate(problems);
+        self.cluster.validate(is_pg, problems);
         Some((http?, quic?, tls?, http_tls))
     }
 }
@@ -408,7 +434,7 @@ mod tests {
         let path = dir.path().join("bad.toml");
         std::fs::write(
             &path,
-            "colour = 1\n[http]\nlisten = \"nowhere\"\n[quic]\nca = \"missing.crt\"\ncert = \"server.crt\"\nkey = \"server.key\"\nport = 1\n[database]\nurl = \"mysql://x\"\n[ingest]\nmax_frame_bytes = 99999999999\n",
+            "colour = 1\n[http]\nlisten = \"nowhere\"\n[quic]\nca = \"missing.crt\"\ncert = \"server.crt\"\nkey = \"server.key\"\nport = 1\n[database]\nurl = \"mysql://x\"\n[ingest]\nmax_frame_bytes = 99999999999\nmax_group_samples = 0\n",
         )
         .expect("write");
         let errors = Config::load(&path).expect_err("invalid").0;
@@ -420,6 +446,7 @@ mod tests {
             "missing.crt",
             "database.url",
             "ingest.max_frame_bytes",
+            "ingest.max_group_samples must be between 1 and 1000000",
         ] {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }

@@ -3,7 +3,9 @@
 #![forbid(unsafe_code)]
 
 pub mod alert;
+pub mod audit;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod ingest;

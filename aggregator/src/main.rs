@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use vigil_aggregator::audit::{self, Action};
 use vigil_aggregator::config::{Config, Loaded};
 use vigil_aggregator::http::access::{ANONYMOUS, Scope};
 use vigil_aggregator::{auth, quickstart, store};
@@ -257,6 +258,13 @@ fn main() -> ExitCode {
                 if revoked.is_none() {
                     bail!("agent {agent_id:?} is not registered");
                 }
+                cli_audit(
+                    &store,
+                    Action::AgentRevoke,
+                    &agent_id,
+                    serde_json::json!({}),
+                )
+                .await;
                 println!("revoked agent {agent_id}");
                 Ok(())
             }
@@ -271,6 +279,7 @@ fn main() -> ExitCode {
                 if !store.revoke_token(&name).await? {
                     bail!("no live token named {name:?} (see list-tokens)");
                 }
+                cli_audit(&store, Action::TokenRevoke, &name, serde_json::json!({})).await;
                 println!("revoked token {name}");
                 Ok(())
             }
@@ -366,6 +375,20 @@ async fn open_store(loaded: &Loaded) -> Result<std::sync::Arc<dyn store::Store>>
     Ok(store)
 }
 
+/// Records a change made by a command in the audit log (as the local user).
+pub(crate) async fn cli_audit(
+    store: &std::sync::Arc<dyn store::Store>,
+    action: Action,
+    target: &str,
+    details: serde_json::Value,
+) {
+    audit::note(
+        &store.db(),
+        audit::Event::new(audit::Actor::cli(), action, target).details(details),
+    )
+    .await;
+}
+
 async fn register_agent(loaded: Loaded, agent_id: &str, public_key: &str) -> Result<()> {
     if !vigil_certs::is_valid_agent_id(agent_id) {
         bail!("invalid agent id {agent_id:?}");
@@ -373,6 +396,13 @@ async fn register_agent(loaded: Loaded, agent_id: &str, public_key: &str) -> Res
     let key = vigil_common::sign::public_key_from_hex(public_key)?;
     let store = open_store(&loaded).await?;
     store.register_agent(agent_id, key.as_bytes()).await?;
+    cli_audit(
+        &store,
+        Action::AgentRegister,
+        agent_id,
+        serde_json::json!({"public_key": public_key.to_ascii_lowercase()}),
+    )
+    .await;
     println!("registered agent {agent_id}");
     Ok(())
 }
@@ -387,6 +417,14 @@ async fn create_token(loaded: Loaded, name: &str, scope: &str) -> Result<()> {
     store
         .put_token(name, &auth::token_hash(&token), scope.as_str())
         .await?;
+    // The scope only: the token itself is printed once and never stored.
+    cli_audit(
+        &store,
+        Action::TokenCreate,
+        name,
+        serde_json::json!({"scope": scope.as_str()}),
+    )
+    .await;
     println!("{token}");
     Ok(())
 }

@@ -304,6 +304,11 @@ pub struct Metrics {
     /// Batches per ingest transaction (group commit).
     pub commit_group_batches: Histogram,
     pub database_up: Gauge,
+    /// The storage watch's (and `/readyz`'s) verdict that the database
+    /// cannot be reached: false until a ping fails, so an `AppState` built
+    /// without the watch (tests, tools) counts as up. Not exported (the
+    /// gauge above is).
+    pub database_unreachable: std::sync::atomic::AtomicBool,
     /// `/api/v1/write` and `/api/v1/import`.
     pub http_ingest: crate::http::ingest::tally::IngestMetrics,
     pub storage: StorageMetrics,
@@ -316,6 +321,10 @@ pub struct Metrics {
     pub alerting: AlertMetrics,
     /// The web dashboard's live WebSocket.
     pub dashboard: crate::http::web::live::LiveMetrics,
+    /// Leadership in a cluster (`[cluster]`).
+    pub cluster: crate::cluster::ClusterMetrics,
+    /// Each agent's clock skew, measured at ingest (`ingest/clock.rs`).
+    pub clock: crate::ingest::clock::ClockSkew,
 }
 
 impl Default for Metrics {
@@ -344,6 +353,7 @@ impl Metrics {
             commit_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             commit_group_batches: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
             database_up: Gauge::default(),
+            database_unreachable: Default::default(),
             http_ingest: Default::default(),
             storage: StorageMetrics::default(),
             dispatch: Default::default(),
@@ -351,6 +361,8 @@ impl Metrics {
 
             alerting: AlertMetrics::default(),
             dashboard: Default::default(),
+            cluster: Default::default(),
+            clock: Default::default(),
         };
         // Every reason exists from the start, so dashboards see zeros, not gaps.
         for code in RejectCode::ALL {
@@ -439,8 +451,13 @@ impl Metrics {
         );
         registry.register(
             "database_up",
-            "1 when the store is reachable and migrated",
+            "1 when the store is reachable and migrated (checked every 2 s)",
             m.database_up.clone(),
+        );
+        registry.register(
+            "agent_clock_skew_seconds",
+            "Agent clock minus aggregator clock, from the newest batch header (positive: the agent is ahead)",
+            m.clock.gauge.clone(),
         );
         m.http_ingest.register(&mut registry);
         m.storage.register(&mut registry);
@@ -449,6 +466,7 @@ impl Metrics {
 
         m.alerting.register(&mut registry);
         m.dashboard.register(&mut registry);
+        m.cluster.register(&mut registry);
         Metrics { registry, ..m }
     }
 

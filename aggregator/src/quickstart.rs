@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 use vigil_certs::{AgentPaths, CertError};
 
-use crate::auth;
 use crate::store::{Store, StoreError};
+use crate::{audit, auth};
 
 /// Quick start's choices.
 #[derive(Debug, Clone)]
@@ -84,7 +84,16 @@ pub async fn ensure_admin_user(store: &dyn Store) -> Result<AdminUser, Quickstar
     }
     let password = password::generate().map_err(|_| QuickstartError::Random)?;
     match accounts::create(&db, ADMIN_USER, Role::Admin, &password).await {
-        Ok(()) => Ok(AdminUser::Created { password }),
+        Ok(()) => {
+            note(
+                store,
+                audit::Action::UserCreate,
+                ADMIN_USER,
+                serde_json::json!({"role": "admin"}),
+            )
+            .await;
+            Ok(AdminUser::Created { password })
+        }
         // Created by a concurrent run in between.
         Err(accounts::AccountError::Exists(_)) => Ok(AdminUser::Exists),
         Err(e) => Err(e.into()),
@@ -191,6 +200,7 @@ pub async fn register(
         .register_agent(&setup.agent_id, key.as_bytes())
         .await?;
 
+    let mut first_run = false;
     let token = match std::fs::read_to_string(&setup.token_path) {
         Ok(text) => {
             let token = text.trim().to_string();
@@ -202,6 +212,7 @@ pub async fn register(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let token = auth::new_token().map_err(|_| QuickstartError::Random)?;
             vigil_certs::write_file(&setup.token_path, format!("{token}\n").as_bytes(), true)?;
+            first_run = true;
             token
         }
         Err(source) => {
@@ -214,7 +225,32 @@ pub async fn register(
     store
         .put_token("admin", &auth::token_hash(&token), "admin")
         .await?;
+    if first_run {
+        note(
+            store,
+            audit::Action::AgentRegister,
+            &setup.agent_id,
+            serde_json::json!({"public_key": public}),
+        )
+        .await;
+        note(
+            store,
+            audit::Action::TokenCreate,
+            "admin",
+            serde_json::json!({"scope": "admin"}),
+        )
+        .await;
+    }
     Ok(token)
+}
+
+/// Records what quick start set up, as `system:quickstart`.
+async fn note(store: &dyn Store, action: audit::Action, target: &str, details: serde_json::Value) {
+    audit::note(
+        &store.db(),
+        audit::Event::new(audit::Actor::system("quickstart"), action, target).details(details),
+    )
+    .await;
 }
 
 /// Writes `agent.toml` for the local agent, pointing at `quic_addr`; with a
@@ -322,6 +358,23 @@ mod tests {
             ca
         );
         assert_eq!(again.agent_id, setup.agent_id);
+        // Every private key, and the config naming them, is the owner's only.
+        let agent = vigil_certs::AgentPaths::new(&opts.data_dir.join("certs"), &setup.agent_id);
+        for private in [
+            opts.data_dir.join("certs/ca.key"),
+            opts.data_dir.join("certs/server.key"),
+            agent.key.clone(),
+            agent.signing_key.clone(),
+            setup.aggregator_config.clone(),
+        ] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&private)
+                .expect("metadata")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", private.display());
+            vigil_common::keyfile::check_private(&private).expect("loadable");
+        }
         let loaded = crate::Config::load(&setup.aggregator_config).expect("config loads");
         assert_eq!(loaded.config.database.url, "sqlite:vigil.db");
         // The default rule pack is in place and loaded by the config.

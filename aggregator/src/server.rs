@@ -13,17 +13,26 @@ use tracing::{error, info, warn};
 use vigil_common::tls;
 
 use crate::alert::AlertSink;
+use crate::cluster::jobs::{LeaderJobs, NotifyJobs, Term};
+use crate::cluster::lock::Election;
+use crate::cluster::{self, Cluster};
 use crate::config::Loaded;
 use crate::http::{self, AppState};
 use crate::ingest::{self, Ingest};
 use crate::metrics::Metrics;
 use crate::notify::dispatch::Dispatcher;
 use crate::notify::mutes::Mutes;
-use crate::notify::outbox::{Outbox, OutboxTask};
+use crate::notify::outbox::Outbox;
 use crate::store::{self, Store, StoreError};
 
 /// How long shutdown waits for agents to see the connection close.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
+/// How long shutdown waits for the leader jobs to stop and the lead to
+/// be handed back.
+const LEAD_STOP_WAIT: Duration = Duration::from_secs(15);
+/// How often a cluster node reloads silences and maintenance windows
+/// (another node's API may have changed them).
+const MUTES_REFRESH: Duration = Duration::from_secs(5);
 
 /// Why the aggregator could not start.
 #[derive(Debug, Error)]
@@ -50,8 +59,11 @@ pub struct Running {
     /// What the evaluator sends alerts to (the notification dispatcher, or
     /// only silences/maintenance without `[notify]`).
     pub sink: Arc<dyn AlertSink>,
-    /// Delivers the notification outbox (with `[notify]`).
-    outbox: Option<OutboxTask>,
+    /// This node's part in the cluster (`[cluster]`).
+    pub cluster: Arc<Cluster>,
+    /// The single-run jobs: running here (alone), or the election that
+    /// runs them while this node leads.
+    leadership: Leadership,
     ingest: Arc<Ingest>,
     endpoint: quinn::Endpoint,
     stop: watch::Sender<bool>,
@@ -59,6 +71,33 @@ pub struct Running {
     servers: Vec<JoinHandle<()>>,
     /// Helpers that are simply cancelled at shutdown.
     background: Vec<JoinHandle<()>>,
+}
+
+/// Who runs the single-run jobs ([`LeaderJobs`]).
+enum Leadership {
+    /// `[cluster] mode = "off"`: this process, from start to shutdown.
+    Single(Term),
+    /// A cluster node: the election task starts and stops them.
+    Elected {
+        stop: watch::Sender<bool>,
+        task: JoinHandle<()>,
+    },
+}
+
+impl Leadership {
+    async fn stop(self) {
+        match self {
+            Leadership::Single(term) => term.stop().await,
+            Leadership::Elected { stop, task } => {
+                let _ = stop.send(true);
+                let abort = task.abort_handle();
+                if tokio::time::timeout(LEAD_STOP_WAIT, task).await.is_err() {
+                    warn!("the leader jobs did not stop in time; cancelling them");
+                    abort.abort();
+                }
+            }
+        }
+    }
 }
 
 /// Opens the store and migrates it. A database that is merely unreachable
@@ -74,6 +113,11 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
     )?;
     let metrics = Arc::new(Metrics::new());
     let layers = store::layered(store, &config.storage, metrics.storage.clone());
+    let clustered = config.cluster.enabled();
+    if clustered {
+        // Other nodes ingest too: only the database has every sample.
+        layers.head.disable();
+    }
     let store = layers.store.clone();
     let store_ready = Arc::new(AtomicBool::new(false));
     let mut background = Vec::new();
@@ -148,17 +192,26 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         stopped.clone(),
     )));
 
-    // Trims the head, extends rollups, applies retention.
-    background.push(layers.rollups.clone().spawn(layers.head.clone()));
+    background.push(tokio::spawn(watch_database(
+        store.clone(),
+        store_ready.clone(),
+        metrics.clone(),
+    )));
 
     // Silences and maintenance, loaded once the database is ready.
     let mutes = Arc::new(Mutes::new(store.db(), crate::notify::mutes::system_clock()));
     background.push(tokio::spawn(load_mutes(mutes.clone(), store_ready.clone())));
     background.push(mutes.clone().spawn_gc());
+    if clustered {
+        background.push(tokio::spawn(refresh_mutes(
+            mutes.clone(),
+            store_ready.clone(),
+        )));
+    }
     // Where the evaluator hands its alerts: the dispatcher when [notify]
     // names a notification config, else only the mutes (nothing notified).
     // Notifications go dispatcher -> outbox (persisted) -> receivers.
-    let mut outbox_task = None;
+    let mut notify_jobs = None;
     let sink: Arc<dyn AlertSink> = match &config.notify.plan {
         Some(plan) => {
             let outbox = Outbox::new(
@@ -170,16 +223,18 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
                 config.notify.outbox.clone(),
             )
             .map_err(StartError::Notify)?;
-            outbox_task = Some(outbox.spawn());
-            let (dispatcher, task) = Dispatcher::start(
+            let dispatcher = Dispatcher::stopped(
                 plan.clone(),
                 (&config.notify).into(),
                 store.db(),
                 mutes.clone(),
-                Arc::new(outbox),
+                Arc::new(outbox.clone()),
                 metrics.dispatch.clone(),
             );
-            background.push(task);
+            notify_jobs = Some(NotifyJobs {
+                dispatcher: dispatcher.clone(),
+                outbox,
+            });
             dispatcher
         }
         None => mutes.clone(),
@@ -199,7 +254,37 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         // Checked by Config::load already; a file changed since then.
         error!(errors = %e.0.join("; "), "rule files are invalid; evaluating no rules until a reload succeeds");
     }
-    background.push(alerting.clone().spawn());
+    // Evaluation, notification and rollups run once: here, or on the
+    // cluster's leader.
+    let jobs = LeaderJobs {
+        evaluator: alerting.clone(),
+        notify: notify_jobs,
+        rollups: layers.rollups.clone(),
+        head: layers.head.clone(),
+        takeover_delay: config.cluster.takeover_delay(),
+    };
+    let node = config
+        .cluster
+        .node_name
+        .clone()
+        .unwrap_or_else(|| cluster::default_node_name(http_addr.port()));
+    let cluster = Cluster::new(node, clustered, metrics.cluster.clone());
+    let leadership = if clustered {
+        let (stop, stopped) = watch::channel(false);
+        let election = Election {
+            cluster: cluster.clone(),
+            config: config.cluster.clone(),
+            url: config.database.url.clone(),
+            ready: store_ready.clone(),
+            jobs,
+        };
+        Leadership::Elected {
+            stop,
+            task: election.spawn(stopped),
+        }
+    } else {
+        Leadership::Single(jobs.start(None).await)
+    };
     match alerting.clone().reload_on_sighup() {
         Ok(task) => background.push(task),
         Err(e) => {
@@ -234,7 +319,8 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
     .layer(axum::Extension(ingest.live.clone()))
     .layer(axum::Extension(Arc::new(
         http::agents::EnrollSettings::from_loaded(&loaded),
-    )));
+    )))
+    .layer(axum::Extension(cluster.clone()));
     let mut http_stop = stopped;
     let shutdown = async move {
         let _ = http_stop.wait_for(|s| *s).await;
@@ -283,7 +369,8 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         quic_addr,
         state,
         sink,
-        outbox: outbox_task,
+        cluster,
+        leadership,
         ingest,
         endpoint,
         stop,
@@ -307,6 +394,52 @@ async fn migrate_until_ready(store: Arc<dyn Store>, ready: Arc<AtomicBool>, metr
                 warn!(error = %e, "database still unavailable");
                 delay = (delay * 2).min(Duration::from_secs(15));
             }
+        }
+    }
+}
+
+/// Reloads silences and maintenance windows every [`MUTES_REFRESH`] (a
+/// cluster node: the leader must apply a silence made on a follower).
+async fn refresh_mutes(mutes: Arc<Mutes>, ready: Arc<AtomicBool>) {
+    let mut tick = tokio::time::interval(MUTES_REFRESH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if ready.load(Ordering::Acquire)
+            && let Err(e) = mutes.load().await
+        {
+            warn!(error = %e, "silences and maintenance not refreshed; retrying");
+        }
+    }
+}
+
+/// How often the storage watch pings the database, and how long it waits.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// Keeps `database_up` true to the database once it is migrated: a ping
+/// every [`WATCH_EVERY`], each change logged. `/metrics` and the dashboard's
+/// storage banner read it, so an outage shows within seconds even when no
+/// agent is sending and nobody polls `/readyz`.
+async fn watch_database(store: Arc<dyn Store>, ready: Arc<AtomicBool>, metrics: Arc<Metrics>) {
+    let mut was_up = true;
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        if !ready.load(Ordering::Acquire) {
+            continue;
+        }
+        let up = matches!(
+            tokio::time::timeout(WATCH_EVERY, store.ping()).await,
+            Ok(Ok(()))
+        );
+        metrics.database_up.set(i64::from(up));
+        metrics.database_unreachable.store(!up, Ordering::Release);
+        if up != was_up {
+            if up {
+                info!("database reachable again");
+            } else {
+                warn!("database unreachable: agents are told to retry and keep their batches");
+            }
+            was_up = up;
         }
     }
 }
@@ -346,9 +479,7 @@ impl Running {
         let _ = self.stop.send(true);
         self.ingest.drain_commits().await;
         ingest::close(&self.endpoint, CLOSE_WAIT).await;
-        if let Some(outbox) = self.outbox {
-            outbox.stop().await;
-        }
+        self.leadership.stop().await;
         for task in self.background {
             task.abort();
         }

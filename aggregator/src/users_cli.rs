@@ -6,6 +6,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Result, anyhow};
+use vigil_aggregator::audit::Action;
 use vigil_aggregator::config::Loaded;
 use vigil_aggregator::http::session::{accounts, password};
 
@@ -33,6 +34,13 @@ pub async fn create_user(loaded: Loaded, name: &str, role: &str) -> Result<()> {
     password::validate(&password)?;
     let store = super::open_store(&loaded).await?;
     accounts::create(&store.db(), name, role, &password).await?;
+    super::cli_audit(
+        &store,
+        Action::UserCreate,
+        name,
+        serde_json::json!({"role": role.as_str()}),
+    )
+    .await;
     let mut out = std::io::stdout().lock();
     writeln!(out, "created user {name} (role {})", role.as_str())?;
     if generated {
@@ -46,6 +54,13 @@ pub async fn reset_password(loaded: Loaded, name: &str) -> Result<()> {
     password::validate(&password)?;
     let store = super::open_store(&loaded).await?;
     accounts::set_password(&store.db(), name, &password).await?;
+    super::cli_audit(
+        &store,
+        Action::UserPassword,
+        name,
+        serde_json::json!({"password": "reset"}),
+    )
+    .await;
     let mut out = std::io::stdout().lock();
     writeln!(out, "password of {name} reset; their sessions have ended")?;
     if generated {

@@ -191,3 +191,92 @@ fn a_bad_notification_config_lists_every_problem_and_exits_64() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("notify.config_file: cannot read"));
 }
+
+#[test]
+fn a_cluster_on_sqlite_or_with_bad_timings_exits_64() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cluster.toml");
+    std::fs::write(
+        &path,
+        "[quic]\nca = \"no.crt\"\ncert = \"no.crt\"\nkey = \"no.key\"\n[database]\nurl = \"sqlite:x.db\"\n\
+         [cluster]\nmode = \"on\"\ncheck_interval = \"10ms\"\ncheck_timeout = \"20s\"\n",
+    )
+    .expect("write");
+    let out = bin()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "cluster.mode = \"on\" needs PostgreSQL",
+        "cluster.check_interval must be at least 100ms",
+        "cluster.check_interval + cluster.check_timeout must be at most 15s",
+    ] {
+        assert!(err.contains(needle), "{needle} missing from:\n{err}");
+    }
+    std::fs::write(&path, "[cluster]\nmode = \"sometimes\"\n").expect("write");
+    let out = bin()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("sometimes"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_key_file_other_users_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    vigil_certs::create_ca(d, "CA", 30, false).expect("ca");
+    vigil_certs::issue_server(d, d, &["localhost".into()], 30, false).expect("server");
+    std::fs::copy(d.join("server.key"), d.join("https.key")).expect("copy");
+    let path = d.join("aggregator.toml");
+    std::fs::write(
+        &path,
+        "[http]\ntls_cert = \"server.crt\"\ntls_key = \"https.key\"\n\
+         [quic]\nca = \"ca.crt\"\ncert = \"server.crt\"\nkey = \"server.key\"\n",
+    )
+    .expect("write");
+    let chmod = |file: &str, mode: u32| {
+        std::fs::set_permissions(d.join(file), std::fs::Permissions::from_mode(mode))
+            .expect("chmod");
+    };
+    chmod("https.key", 0o600);
+    let check = || {
+        bin()
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .expect("runs")
+    };
+    let out = check();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (file, field) in [("server.key", "quic:"), ("https.key", "http: ")] {
+        chmod(file, 0o644);
+        for cmd in ["check-config", "run"] {
+            let out = bin()
+                .args([cmd, "--config"])
+                .arg(&path)
+                .output()
+                .expect("runs");
+            assert_eq!(out.status.code(), Some(64), "{cmd} {file}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            let fix = format!("chmod 600 {}", d.join(file).display());
+            assert!(err.contains(field) && err.contains(&fix), "{cmd}: {err}");
+        }
+        chmod(file, 0o600);
+    }
+    assert!(check().status.success());
+}

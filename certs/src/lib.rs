@@ -56,6 +56,8 @@ pub enum CertError {
     Ca(String),
     #[error("invalid certificate signing request: {0}")]
     Csr(String),
+    #[error("{0}")]
+    TooOpen(#[from] vigil_common::keyfile::TooOpen),
 }
 
 /// Whether an agent id is usable as a certificate CN and a file name.
@@ -154,6 +156,8 @@ fn read(path: &Path) -> Result<String, CertError> {
 
 fn load_issuer(ca_dir: &Path) -> Result<Issuer<'static, KeyPair>, CertError> {
     let (cert, key) = ca_paths(ca_dir);
+    // The CA key signs every identity: refuse one other users can read.
+    vigil_common::keyfile::check_private(&key)?;
     let key = KeyPair::from_pem(&read(&key)?)?;
     Ok(Issuer::from_ca_cert_pem(&read(&cert)?, key)?)
 }
@@ -354,6 +358,23 @@ mod tests {
             .permissions()
             .mode()
             & 0o777
+    }
+
+    #[test]
+    fn a_world_readable_ca_key_issues_nothing_and_force_tightens_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        create_ca(d, "Test CA", 30, false).expect("ca");
+        std::fs::set_permissions(d.join("ca.key"), std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+        let err = issue_agent(d, d, "web-1", 30, false).expect_err("open CA key");
+        assert!(matches!(err, CertError::TooOpen(_)), "{err}");
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        assert!(!AgentPaths::new(d, "web-1").key.exists());
+        // Re-creating over a loosened key file makes it 0600 again.
+        create_ca(d, "Test CA", 30, true).expect("ca again");
+        assert_eq!(mode(&d.join("ca.key")), 0o600);
+        issue_agent(d, d, "web-1", 30, false).expect("agent");
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub enum KeyError {
         path: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    TooOpen(#[from] crate::keyfile::TooOpen),
     #[error("{path} is not a PKCS#8 PEM Ed25519 private key")]
     BadPrivateKey { path: String },
     #[error("public key must be 64 hex characters (32 bytes), got {0:?}")]
@@ -45,8 +47,10 @@ pub fn signing_key_to_pem(key: &SigningKey) -> Result<String, KeyError> {
         .map_err(|_| KeyError::Encode)
 }
 
-/// Reads a PKCS#8 PEM signing key file.
+/// Reads a PKCS#8 PEM signing key file; refuses a file other users can
+/// read ([`crate::keyfile`]).
 pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
+    crate::keyfile::check_private(path)?;
     let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
         path: path.display().to_string(),
         source,
@@ -104,12 +108,22 @@ mod tests {
         assert!(!verify(&key.verifying_key(), b"batch bytes", &sig[..10]));
     }
 
+    fn private(path: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+
     #[test]
     fn pem_and_hex_round_trip() {
         let key = generate_signing_key().expect("key");
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sign.key");
         std::fs::write(&path, signing_key_to_pem(&key).expect("pem")).expect("write");
+        // Written with the umask's mode (0644): refused until it is private.
+        let err = load_signing_key(&path).expect_err("world-readable key");
+        assert!(matches!(err, KeyError::TooOpen(_)), "{err}");
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        private(&path);
         let loaded = load_signing_key(&path).expect("load");
         assert_eq!(loaded.to_bytes(), key.to_bytes());
 
@@ -129,6 +143,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("junk.key");
         std::fs::write(&path, "not a key").expect("write");
+        private(&path);
         assert!(matches!(
             load_signing_key(&path),
             Err(KeyError::BadPrivateKey { .. })

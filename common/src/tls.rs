@@ -115,8 +115,13 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     Ok(certs)
 }
 
-/// Reads the first private key in a PEM file.
+/// Reads the first private key in a PEM file; refuses a file other users
+/// can read ([`crate::keyfile`]).
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    crate::keyfile::check_private(path).map_err(|e| TlsError::Key {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    })?;
     PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Key {
         path: path.display().to_string(),
         detail: e.to_string(),
@@ -290,6 +295,13 @@ mod tests {
             load_certs(&dir.path().join("missing.pem")),
             Err(TlsError::Certs { .. })
         ));
-        assert!(matches!(load_key(&empty), Err(TlsError::Key { .. })));
+        // World-readable (the umask's 0644): refused before it is parsed.
+        let open = load_key(&empty).expect_err("world-readable");
+        assert!(open.to_string().contains("chmod 600"), "{open}");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let parse = load_key(&empty).expect_err("empty");
+        assert!(matches!(parse, TlsError::Key { .. }), "{parse}");
+        assert!(!parse.to_string().contains("chmod"), "{parse}");
     }
 }

@@ -20,6 +20,8 @@
 #         SMOKE=1                 correctness only (CI): no raw load, no
 #                                 latency run; fails unless stored == acked
 #         PG=postgres://postgres@127.0.0.1:5432   server for the fresh database
+#         AGG_EXTRA=TOML          appended to the aggregator's config, e.g.
+#                                 $'[ingest]\nmax_group_samples = 50000'
 set -euo pipefail
 export PGOPTIONS='-c client_min_messages=warning'
 
@@ -77,6 +79,7 @@ cert = "server.crt"
 key = "server.key"
 [database]
 url = "$1"
+${AGG_EXTRA:-}
 TOML
   "$bin/vigil-aggregator" run --config "$work/pki/aggregator.toml" >"$work/agg.log" 2>&1 &
   agg=$!

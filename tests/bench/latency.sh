@@ -7,7 +7,10 @@
 #   created -> acked; -> returned by GET /prometheus/api/v1/query (polled
 #   every POLL); -> pushed on the dashboard's /ws/live (host panel set);
 #   crossing created -> webhook received (rule for: 0s, route group_wait: 0s).
-# Prints a table; exits 1 if any measured sample or crossing was never seen.
+# While the probe runs, tests/bench/under_load.py times the query API and the
+# dashboard's pages against the same loaded aggregator (benchmark 4).
+# Prints a table; exits 1 if any measured sample or crossing was never seen,
+# or a query or page failed.
 #
 # Usage:  tests/bench/latency.sh [RATE] [SECONDS]
 #         RATE     background samples/s: a number, 0 (none), or auto
@@ -115,6 +118,8 @@ live_interval = "$live_interval"
 TOML
   "$bin/vigil-aggregator" create-token --config "$work/pki/aggregator.toml" --name probe \
     --scope admin >"$work/token"
+  echo bench-password-1234 | "$bin/vigil-aggregator" create-user \
+    --config "$work/pki/aggregator.toml" --name bench --role viewer >/dev/null
   "$bin/vigil-aggregator" run --config "$work/pki/aggregator.toml" >"$work/agg.log" 2>&1 &
   agg=$!
   for _ in $(seq 1 100); do
@@ -142,6 +147,7 @@ loadgen() {
 
 status=0
 rows=()
+timed=()
 for db in $dbs; do
   case $db in
     postgres)
@@ -184,11 +190,24 @@ for db in $dbs; do
   fi
 
   echo "== $db: probe for ${seconds}s (live_interval $live_interval, rule interval $rule_interval)"
+  # Queries over the background fleet's series, or the probe's without one.
+  queries=()
+  [ "$target" -gt 0 ] || queries=(vigil_probe_sequence vigil_probe_sequence)
+  echo bench-password-1234 | python3 "$root/tests/bench/under_load.py" "$http" "$work/token" \
+    bench "$seconds" "${queries[@]}" >"$work/under_load.out" 2>&1 &
+  under=$!
   "$bin/vigil-probe" run --aggregator "$quic" --http "$http" --token-file "$work/token" \
     --ca-dir "$work/pki" --work-dir "$work/probe" --database "$url" --register \
     --webhook-listen "$hook" --duration "${seconds}s" --poll "$poll" --lanes "$lanes" \
     | tee "$work/probe.out" || status=1
 
+  wait "$under" || { status=1; cat "$work/under_load.out"; }
+  while read -r line; do
+    kind=$(sed -n 's/^RESULT kind=\([^ ]*\).*/\1/p' <<<"$line")
+    [ -n "$kind" ] || continue
+    get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
+    timed+=("$db|$kind|$(get n)|$(get p50_ms)|$(get p99_ms)|$(get max_ms)|$(get errors)")
+  done <"$work/under_load.out"
   if [ -n "$bg" ]; then
     kill -INT "$bg" 2>/dev/null || true
     wait "$bg" 2>/dev/null || true
@@ -213,5 +232,12 @@ printf '%-9s %12s %12s %-18s %7s %9s %9s %9s\n' db bg_target/s bg_actual/s path 
 for r in "${rows[@]}"; do
   IFS='|' read -r db target actual path seen p50 p99 max <<<"$r"
   printf '%-9s %12s %12s %-18s %7s %9s %9s %9s\n' "$db" "$target" "$actual" "$path" "$seen" "$p50" "$p99" "$max"
+done
+echo
+echo "queries and pages under the same load (tests/bench/under_load.py):"
+printf '%-9s %-28s %6s %9s %9s %9s %7s\n' db request n p50_ms p99_ms max_ms errors
+for r in "${timed[@]}"; do
+  IFS='|' read -r db kind n p50 p99 max errors <<<"$r"
+  printf '%-9s %-28s %6s %9s %9s %9s %7s\n' "$db" "$kind" "$n" "$p50" "$p99" "$max" "$errors"
 done
 exit "$status"

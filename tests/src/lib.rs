@@ -1,11 +1,17 @@
 //! The end-to-end test harness: real certificates, a real aggregator on
 //! loopback ports chosen by the OS, a raw QUIC client that can send anything,
-//! and a TCP proxy that can cut the database off and bring it back.
+//! a TCP proxy that can cut the database off and bring it back, a UDP proxy
+//! that damages the QUIC traffic between agent and aggregator, a private
+//! PostgreSQL cluster a test may stop, and the real binaries as child
+//! processes a test may `kill -9`.
 #![forbid(unsafe_code)]
 
 pub mod demo;
+pub mod faults;
 pub mod loadgen;
+pub mod pg_cluster;
 pub mod probe;
+pub mod process;
 pub mod proxy;
 pub mod raw;
 
@@ -201,10 +207,23 @@ impl TestAggregator {
     /// Stops the aggregator and starts it again with the same database and
     /// the same ports (an aggregator outage as agents see it).
     pub async fn restart_after(&mut self, outage: std::time::Duration) {
+        self.stop_in_process().await;
+        tokio::time::sleep(outage).await;
+        let loaded = Config::load(&self.config_path).expect("valid test config");
+        self.running = Some(
+            vigil_aggregator::start(loaded)
+                .await
+                .expect("aggregator restarts"),
+        );
+    }
+
+    /// Stops the in-process aggregator (if running) and writes its ports
+    /// into the config file, so that a restart, in process or as the
+    /// `vigil-aggregator` binary, listens where agents expect it.
+    pub async fn stop_in_process(&mut self) {
         if let Some(running) = self.running.take() {
             running.shutdown().await;
         }
-        tokio::time::sleep(outage).await;
         let text = std::fs::read_to_string(&self.config_path).expect("config");
         let text = text
             .replacen(
@@ -218,12 +237,6 @@ impl TestAggregator {
                 1,
             );
         std::fs::write(&self.config_path, text).expect("write config");
-        let loaded = Config::load(&self.config_path).expect("valid test config");
-        self.running = Some(
-            vigil_aggregator::start(loaded)
-                .await
-                .expect("aggregator restarts"),
-        );
     }
 
     /// Stops the aggregator and drops its PostgreSQL database.

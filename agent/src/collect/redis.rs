@@ -154,7 +154,7 @@ impl RedisCollector {
         .await?;
         let password = match &self.config.password_file {
             Some(path) => Some(read_secret_file(path).map_err(Failure::Down)?),
-            None => t.password.clone(),
+            None => t.password.as_ref().map(|s| s.expose().to_string()),
         };
         if let Some(password) = password {
             let reply = match &t.username {

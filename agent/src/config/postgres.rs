@@ -22,8 +22,8 @@ pub const MAX_STATEMENTS_TOP: usize = 100;
 /// Longest `query` label, in characters.
 pub const DEFAULT_STATEMENTS_QUERY_LENGTH: usize = 120;
 
-/// `[collect.postgres]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// `[collect.postgres]`. `Debug` shows the URL without its password.
+#[derive(Clone, PartialEq, Deserialize)]
 pub struct PostgresCollectConfig {
     /// On or off. Unset: on when the host's `roles` include `db`.
     #[serde(default)]
@@ -166,20 +166,24 @@ impl PostgresCollectConfig {
     }
 }
 
-/// `url` with the password in its user info replaced by `***`, for messages
-/// and logs. Works on text that does not parse as a URL too.
+/// `url` with its password replaced by `***`, for messages and logs
+/// ([`vigil_common::secret::redact_url`]).
 pub fn redact(url: &str) -> String {
-    let Some(start) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
-    };
-    let rest = &url[start..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_string();
-    };
-    match rest[..at].find(':') {
-        Some(colon) => format!("{}{}:***{}", &url[..start], &rest[..colon], &rest[at..]),
-        None => url.to_string(),
+    vigil_common::secret::redact_url(url)
+}
+
+impl std::fmt::Debug for PostgresCollectConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresCollectConfig")
+            .field("enabled", &self.enabled)
+            .field("url", &redact(&self.url))
+            .field("password_file", &self.password_file)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("query_timeout", &self.query_timeout)
+            .field("statements_top", &self.statements_top)
+            .field("statements_order_by", &self.statements_order_by)
+            .field("statements_query_length", &self.statements_query_length)
+            .finish()
     }
 }
 
@@ -198,6 +202,17 @@ impl PostgresCollectConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_shows_the_url_without_its_password() {
+        let c = PostgresCollectConfig {
+            url: "postgres://mon:pw-9f2@db:5432/app".into(),
+            ..PostgresCollectConfig::default()
+        };
+        let d = format!("{c:?}");
+        assert!(d.contains("postgres://mon:***@db:5432/app"), "{d}");
+        assert!(!d.contains("pw-9f2"), "{d}");
+    }
 
     #[test]
     fn passwords_are_redacted() {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use vigil_common::secret::Secret;
 
 use super::postgres::redact;
 use super::validate::{check_range, problem};
@@ -15,8 +16,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Time allowed for each command's reply.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// `[collect.redis]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// `[collect.redis]`. `Debug` shows the URL without its password.
+#[derive(Clone, PartialEq, Deserialize)]
 pub struct RedisCollectConfig {
     /// On or off. Unset: on when the host's `roles` include `cache`.
     #[serde(default)]
@@ -41,6 +42,19 @@ pub struct RedisCollectConfig {
     /// Time allowed for each reply (AUTH, INFO).
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisCollectConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCollectConfig")
+            .field("enabled", &self.enabled)
+            .field("url", &vigil_common::secret::redact_url(&self.url))
+            .field("username", &self.username)
+            .field("password_file", &self.password_file)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Default for RedisCollectConfig {
@@ -76,7 +90,8 @@ pub struct RedisTarget {
     /// ACL user, if any.
     pub username: Option<String>,
     /// Password from the URL, if any (`password_file` wins at connect time).
-    pub password: Option<String>,
+    /// (`Debug` prints it as `***`.)
+    pub password: Option<Secret>,
 }
 
 impl RedisCollectConfig {
@@ -121,7 +136,7 @@ impl RedisCollectConfig {
             host,
             port: url.port().unwrap_or(6379),
             username: self.username.clone().or(url_user),
-            password,
+            password: password.map(Secret::new),
         })
     }
 
@@ -203,6 +218,23 @@ fn percent_decode(s: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn debug_shows_neither_the_url_password_nor_the_target_password() {
+        let c = RedisCollectConfig {
+            url: "redis://mon:pw-7c1@cache:6379".into(),
+            ..RedisCollectConfig::default()
+        };
+        let d = format!("{c:?}");
+        assert!(
+            d.contains("redis://mon:***@cache:6379") && !d.contains("pw-7c1"),
+            "{d}"
+        );
+        let t = target("redis://mon:pw-7c1@cache:6379").expect("target");
+        assert_eq!(t.password.as_ref().map(Secret::expose), Some("pw-7c1"));
+        let d = format!("{t:?}");
+        assert!(d.contains("***") && !d.contains("pw-7c1"), "{d}");
+    }
+
     fn target(url: &str) -> Result<RedisTarget, String> {
         RedisCollectConfig {
             url: url.into(),
@@ -220,10 +252,13 @@ mod tests {
         assert_eq!(t.host, "cache.local");
         assert_eq!(t.port, 7000);
         assert_eq!(t.username.as_deref(), Some("mon"));
-        assert_eq!(t.password.as_deref(), Some("p@ss:w"));
+        assert_eq!(t.password.as_ref().map(Secret::expose), Some("p@ss:w"));
         let t = target("redis://:pw@[::1]").expect("v6");
         assert_eq!((t.host.as_str(), t.port), ("::1", 6379));
-        assert_eq!((t.username, t.password.as_deref()), (None, Some("pw")));
+        assert_eq!(
+            (t.username, t.password.as_ref().map(Secret::expose)),
+            (None, Some("pw"))
+        );
         for bad in [
             "rediss://h:6380",
             "http://h",

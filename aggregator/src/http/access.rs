@@ -135,7 +135,15 @@ pub struct Guard {
     anonymous_read: bool,
     per_token: Option<DefaultKeyedRateLimiter<String>>,
     per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// The database's last answer for each token seen (by hash), used only
+    /// while the database cannot be read: API clients (Grafana) keep
+    /// reading from memory through an outage. While it can be read, every
+    /// request asks it, so a revocation takes effect at once.
+    known_tokens: std::sync::Mutex<std::collections::HashMap<[u8; 32], TokenInfo>>,
 }
+
+/// Above this many remembered tokens the memory is emptied, not grown.
+const KNOWN_TOKENS_MAX: usize = 10_000;
 
 impl Guard {
     pub fn new(policy: &AccessPolicy) -> Guard {
@@ -151,7 +159,41 @@ impl Guard {
                 .per_ip
                 .and_then(RateLimit::quota)
                 .map(governor::RateLimiter::keyed),
+            known_tokens: Default::default(),
         }
+    }
+
+    /// `token`'s grant: from the database, or while it is down (or fails),
+    /// the last answer it gave for that token.
+    async fn token(&self, state: &AppState, token: &str) -> Result<TokenInfo, ApiError> {
+        let hash = crate::auth::token_hash(token);
+        let error = match state.database_down() {
+            true => "the database is down".to_string(),
+            false => match state.store.token(&hash).await {
+                Ok(Some(info)) => {
+                    if let Ok(mut known) = self.known_tokens.lock() {
+                        if known.len() >= KNOWN_TOKENS_MAX {
+                            known.clear();
+                        }
+                        known.insert(hash, info.clone());
+                    }
+                    return Ok(info);
+                }
+                Ok(None) => {
+                    if let Ok(mut known) = self.known_tokens.lock() {
+                        known.remove(&hash);
+                    }
+                    return Err(ApiError::Unauthorized("invalid or revoked token"));
+                }
+                Err(e) => e.to_string(),
+            },
+        };
+        let known = self
+            .known_tokens
+            .lock()
+            .ok()
+            .and_then(|k| k.get(&hash).cloned());
+        known.ok_or(ApiError::Unavailable(error))
     }
 }
 
@@ -196,7 +238,7 @@ where
 
 /// The token a request resolved to, left in its extensions by [`guard`].
 #[derive(Debug, Clone)]
-struct Authenticated(TokenInfo);
+pub(crate) struct Authenticated(pub(crate) TokenInfo);
 
 /// The dashboard user a request was authenticated as by its session cookie,
 /// left in its extensions by [`guard`].
@@ -260,7 +302,7 @@ async fn admit(state: &AppState, guard: &Guard, request: &mut Request) -> Result
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
     check(&guard.per_ip, &ip)?;
     if let Some(token) = bearer(request.headers())? {
-        let info = resolve(state, token).await?;
+        let info = guard.token(state, token).await?;
         check(&guard.per_token, &info.name)?;
         request.extensions_mut().insert(Authenticated(info));
     } else if let Some(user) = cookie_user(
@@ -308,9 +350,9 @@ async fn cookie_user(
     let (Some(sessions), Some(id)) = (sessions, id) else {
         return Ok(None);
     };
-    match sessions.resolve(&state.store.db(), &id).await {
+    match super::session::resolve(&sessions, state, &id).await {
         Ok(session) => Ok(session.map(|s| s.user())),
-        Err(e) => Err(ApiError::Unavailable(e.to_string())),
+        Err(e) => Err(ApiError::Unavailable(e)),
     }
 }
 

@@ -271,6 +271,7 @@ pub struct AckResponse {
 
 async fn ack(
     WriteAccess(who): WriteAccess,
+    audit: super::audit::Audit,
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: Bytes,
@@ -294,14 +295,24 @@ async fn ack(
         .ack(fp, &who.name, &body.comment, now_ms())
         .await
     {
-        Ok(ack) => Ok(Json(AckResponse {
-            id: fp_hex(fp),
-            ack: ack.into(),
-        })),
+        Ok(ack) => {
+            audit
+                .note(
+                    crate::audit::Action::AlertAck,
+                    &fp_hex(fp),
+                    serde_json::json!({"comment": body.comment}),
+                )
+                .await;
+            Ok(Json(AckResponse {
+                id: fp_hex(fp),
+                ack: ack.into(),
+            }))
+        }
         Err(e @ AckError::NotFound(_)) => Err(ApiError::NotFound(e.to_string())),
         Err(e @ (AckError::NotFiring(_) | AckError::AlreadyAcked { .. })) => {
             Err(ApiError::Conflict(e.to_string()))
         }
+        Err(e @ AckError::NotLeader(_)) => Err(ApiError::Conflict(e.to_string())),
         Err(AckError::Store(e)) => Err(e.into()),
     }
 }

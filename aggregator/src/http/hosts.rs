@@ -28,6 +28,24 @@ pub struct HostView {
     /// RFC 3339 forms of the `_ms` fields.
     pub first_seen: String,
     pub last_seen: String,
+    /// The agent's clock minus the aggregator's, from its newest batch
+    /// (`ingest/clock.rs`); null until it sends one to this process.
+    pub clock_skew_seconds: Option<f64>,
+}
+
+impl HostView {
+    fn new(state: &AppState, host: HostInfo) -> HostView {
+        HostView {
+            first_seen: rfc3339(host.first_seen_ms),
+            last_seen: rfc3339(host.last_seen_ms),
+            clock_skew_seconds: state
+                .metrics
+                .clock
+                .get(&host.agent_id)
+                .map(|s| s.skew_ms as f64 / 1000.0),
+            host,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -49,11 +67,7 @@ async fn list(
         .hosts()
         .await?
         .into_iter()
-        .map(|host| HostView {
-            first_seen: rfc3339(host.first_seen_ms),
-            last_seen: rfc3339(host.last_seen_ms),
-            host,
-        })
+        .map(|host| HostView::new(&state, host))
         .collect();
     Ok(Json(HostsResponse { hosts }))
 }
@@ -85,11 +99,7 @@ async fn one(
         .into_iter()
         .next();
     Ok(Json(HostDetail {
-        host: HostView {
-            first_seen: rfc3339(host.first_seen_ms),
-            last_seen: rfc3339(host.last_seen_ms),
-            host,
-        },
+        host: HostView::new(&state, host),
         resources,
     }))
 }

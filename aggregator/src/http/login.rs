@@ -16,6 +16,8 @@
 //!
 //! Every answer is `Cache-Control: no-store` and may not be framed.
 
+use super::audit::source_of;
+use crate::audit::{self, Action, Actor, Event};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
@@ -242,6 +244,12 @@ async fn sign_in(
         Some(u) if matches && !u.disabled => u,
         _ => {
             tracing::info!(user = %username, "failed sign-in");
+            audit::note(
+                &db,
+                Event::new(Actor::anonymous(&username), Action::LoginFailed, &username)
+                    .source(source_of(&extensions)),
+            )
+            .await;
             return page(
                 StatusCode::UNAUTHORIZED,
                 Some(BAD_CREDENTIALS),
@@ -255,6 +263,12 @@ async fn sign_in(
         Err(e) => return unavailable(&e.to_string(), &next, cookie_token),
     };
     tracing::info!(user = %user.name, "signed in");
+    audit::note(
+        &db,
+        Event::new(Actor::user(&user.name), Action::Login, &user.name)
+            .source(source_of(&extensions)),
+    )
+    .await;
     let mut response = Redirect::to(&next).into_response();
     harden(&mut response);
     let secure = sessions.policy().secure_cookies;
@@ -288,6 +302,7 @@ fn unavailable(detail: &str, next: &str, csrf: &str) -> Response {
 async fn sign_out(
     State(state): State<AppState>,
     Extension(sessions): Extension<Arc<Sessions>>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     form: Result<Form<SignOut>, axum::extract::rejection::FormRejection>,
 ) -> Response {
@@ -319,6 +334,12 @@ async fn sign_out(
             return response;
         }
         tracing::info!(user = %session.record.user_name, "signed out");
+        let name = &session.record.user_name;
+        audit::note(
+            &db,
+            Event::new(Actor::user(name), Action::Logout, name).source(source_of(&extensions)),
+        )
+        .await;
     }
     let mut response = Redirect::to("/login").into_response();
     harden(&mut response);

@@ -13,9 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::access::{ReadAccess, WriteAccess};
+use super::audit::Audit;
 use super::error::ApiError;
 use super::ops::{parse_duration_ms, parse_time, rfc3339};
 use super::silences::api_error;
+use crate::audit::Action;
 use crate::notify::maintenance::Window;
 use crate::notify::silence::SilenceError;
 
@@ -57,6 +59,16 @@ fn view(w: Window, now: i64) -> WindowView {
     }
 }
 
+/// What the audit log keeps of a window.
+pub(super) fn window_details(w: &Window) -> serde_json::Value {
+    serde_json::json!({
+        "host": w.host,
+        "startsAt": rfc3339(w.starts_at_ms),
+        "endsAt": w.ends_at_ms.map(rfc3339),
+        "comment": w.comment,
+    })
+}
+
 #[derive(Debug, Serialize)]
 pub struct ListResponse {
     pub maintenance: Vec<WindowView>,
@@ -96,6 +108,7 @@ pub struct StartBody {
 
 async fn start(
     WriteAccess(caller): WriteAccess,
+    audit: Audit,
     State(state): State<AppState>,
     body: Result<Json<StartBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<WindowView>, ApiError> {
@@ -117,11 +130,15 @@ async fn start(
         .start(body.host, until, body.comment, caller.name, now)
         .await
         .map_err(api_error)?;
+    audit
+        .note(Action::MaintenanceStart, &w.id, window_details(&w))
+        .await;
     Ok(Json(view(w, now)))
 }
 
 async fn stop(
     WriteAccess(caller): WriteAccess,
+    audit: Audit,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<WindowView>, ApiError> {
@@ -137,5 +154,8 @@ async fn stop(
             }
             e => api_error(e),
         })?;
+    audit
+        .note(Action::MaintenanceStop, &w.id, window_details(&w))
+        .await;
     Ok(Json(view(w, now)))
 }

@@ -6,6 +6,8 @@ pub mod access;
 pub mod agents;
 pub mod alert_reports;
 pub mod alerts;
+pub mod audit;
+pub mod cluster;
 pub mod error;
 pub mod exports;
 pub mod health;
@@ -61,6 +63,20 @@ pub struct AppState {
     pub alerting: Arc<crate::alert::eval::Evaluator>,
 }
 
+impl AppState {
+    /// Whether the database is known to be unreachable (not migrated yet,
+    /// or the storage watch's last ping failed): pages then answer from
+    /// memory, or say the storage is unavailable, without waiting for the
+    /// pool's timeout on every request.
+    pub fn database_down(&self) -> bool {
+        !self.store_ready.load(std::sync::atomic::Ordering::Acquire)
+            || self
+                .metrics
+                .database_unreachable
+                .load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
 /// The whole HTTP application, tokens required and no rate limits (tests).
 pub fn app(state: AppState) -> Router {
     app_with_access(state, &access::AccessPolicy::default())
@@ -110,9 +126,11 @@ pub fn app_with_dashboard(
         .merge(health::router())
         .merge(metrics::router())
         .nest("/api/v1", hosts::router())
+        .nest("/api/v1", cluster::router())
         .nest("/api/v1", tokens::router())
         .nest("/api/v1", agents::router())
         .nest("/api/v1", users::router())
+        .nest("/api/v1", audit::router())
         .merge(login::router())
         .merge(openapi::router())
         .nest("/api/v1", exports::router())

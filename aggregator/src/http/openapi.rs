@@ -67,6 +67,39 @@ const SIGN_IN: &[Param] = &[
 ];
 const SIGN_OUT: &[Param] = &[p("csrf_token", true, "the session's CSRF token")];
 
+const AUDIT: &[Param] = &[
+    p(
+        "since",
+        false,
+        "at or after this time (RFC 3339 or unix seconds)",
+    ),
+    p(
+        "until",
+        false,
+        "at or before this time (RFC 3339 or unix seconds)",
+    ),
+    p(
+        "actor",
+        false,
+        "exactly this actor name (user, token or local user)",
+    ),
+    p(
+        "action",
+        false,
+        "exactly this action, e.g. alert.ack, silence.create, user.update, token.revoke, agent.revoke, session.login_failed",
+    ),
+    p(
+        "limit",
+        false,
+        "at most this many entries, newest first (1..=1000, default 100)",
+    ),
+    p(
+        "before",
+        false,
+        "only entries older than this id: the previous page's next",
+    ),
+];
+
 const NOTIFICATIONS: &[Param] = &[
     p(
         "status",
@@ -189,7 +222,7 @@ const A: Option<Scope> = Some(Scope::Admin);
 #[rustfmt::skip]
 pub const OPERATIONS: &[Operation] = &[
     op!("get", "/healthz", "health", None, &[], TEXT, "Liveness: the process answers"),
-    op!("get", "/readyz", "health", None, &[], TEXT, "Readiness: the database is reachable and migrated"),
+    op!("get", "/readyz", "health", None, &[], TEXT, "Readiness: the database is reachable and migrated; also this node's cluster role and leader"),
     op!("get", "/metrics", "health", None, &[], TEXT, "The aggregator's own metrics (Prometheus text format)"),
     op!("get", "/api/openapi.json", "meta", R, &[], JSON, "This document"),
     op!("get", "/api/v1/tokens", "access", A, &[], JSON, "API tokens: name, scope, created, revoked (never the secret)"),
@@ -206,7 +239,9 @@ pub const OPERATIONS: &[Operation] = &[
     op!("post", "/api/v1/users", "access", A, &[], JSON, "Create a user: {name, role (viewer|operator|admin), password (12+ characters)}; 201"),
     op!("patch", "/api/v1/users/{name}", "access", A, &[], JSON, "Change a user: {role?, password?, disabled?}; a new password or disabling ends the user's sessions; 409 for the last admin"),
     op!("delete", "/api/v1/users/{name}", "access", A, &[], JSON, "Delete a user and end their sessions; 409 for the last admin"),
+    op!("get", "/api/v1/audit", "access", A, AUDIT, JSON, "The audit log, newest first: {entries: [{id, time, actor_kind, actor, action, target, details, source}], next}; 400 for a bad filter"),
     op!("get", "/api/v1/notifications", "alerting", A, NOTIFICATIONS, JSON, "Recent notification deliveries: receiver, integration, status, attempts, last error (never payloads or receiver secrets)"),
+    op!("get", "/api/v1/cluster", "operations", R, &[], JSON, "This aggregator's cluster role (single, leader, follower) and the current leader"),
     op!("get", "/api/v1/hosts", "operations", R, &[], JSON, "Every agent that has sent data"),
     op!("get", "/api/v1/hosts/{id}", "operations", R, &[], JSON, "One host by agent id or hostname, with its latest resource figures"),
     op!("get", "/api/v1/summary", "operations", R, &[], JSON, "Health per component (api, ml-models, database, cache, system): green/yellow/red with the reason"),

@@ -12,13 +12,19 @@ use serde_json::json;
 
 use super::AppState;
 use super::access::AdminAccess;
+use super::audit::Audit;
+use crate::audit::{Action, reload_details};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/rules/reload", post(reload))
 }
 
-async fn reload(_: AdminAccess, State(state): State<AppState>) -> Response {
-    match state.alerting.reload().await {
+async fn reload(_: AdminAccess, audit: Audit, State(state): State<AppState>) -> Response {
+    let result = state.alerting.reload().await;
+    audit
+        .note(Action::RulesReload, "rules", reload_details(&result))
+        .await;
+    match result {
         Ok(l) => Json(json!({"status": "success", "groups": l.groups, "rules": l.rules}))
             .into_response(),
         Err(e) => (

@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::access::{ReadAccess, WriteAccess};
+use super::audit::Audit;
 use super::error::ApiError;
 use super::ops::{parse_time, rfc3339};
+use crate::audit::Action;
 use crate::notify::config::matcher::ApiMatcher;
 use crate::notify::silence::{NewSilence, Silence, SilenceError};
 
@@ -34,6 +36,22 @@ pub(super) fn api_error(e: SilenceError) -> ApiError {
         }
         SilenceError::Store(e) => e.into(),
     }
+}
+
+/// What the audit log keeps of a created or edited silence: its matchers,
+/// times, author and comment, and for an edit the id it replaced.
+pub(super) fn silence_details(s: &Silence, edited: Option<&str>) -> serde_json::Value {
+    let mut d = serde_json::json!({
+        "matchers": s.matchers,
+        "startsAt": rfc3339(s.starts_at_ms),
+        "endsAt": rfc3339(s.ends_at_ms),
+        "createdBy": s.created_by,
+        "comment": s.comment,
+    });
+    if let (Some(id), Some(map)) = (edited, d.as_object_mut()) {
+        map.insert("edited".into(), id.into());
+    }
+    d
 }
 
 #[derive(Debug, Serialize)]
@@ -141,6 +159,7 @@ pub struct Created {
 
 async fn create(
     WriteAccess(caller): WriteAccess,
+    audit: Audit,
     State(state): State<AppState>,
     body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Created>, ApiError> {
@@ -171,11 +190,17 @@ async fn create(
         SilenceError::NotFound(id) => ApiError::NotFound(format!("no silence {id:?}")),
         e => api_error(e),
     })?;
+    let (action, details) = match &edited {
+        Some(id) => (Action::SilenceUpdate, silence_details(&s, Some(id))),
+        None => (Action::SilenceCreate, silence_details(&s, None)),
+    };
+    audit.note(action, &s.id, details).await;
     Ok(Json(Created { silence_id: s.id }))
 }
 
 async fn expire(
     _caller: WriteAccess,
+    audit: Audit,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<SilenceView>, ApiError> {
@@ -189,5 +214,8 @@ async fn expire(
             SilenceError::NotFound(_) => ApiError::NotFound(format!("no silence {id:?}")),
             e => api_error(e),
         })?;
+    audit
+        .note(Action::SilenceExpire, &s.id, serde_json::json!({}))
+        .await;
     Ok(Json(view(s, now)))
 }

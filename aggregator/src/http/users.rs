@@ -26,10 +26,12 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::access::{AdminAccess, CookieSession};
+use super::audit::Audit;
 use super::error::ApiError;
 use super::ops::rfc3339;
 use super::session::accounts::{self, AccountError};
 use super::session::{Sessions, cookie, password};
+use crate::audit::Action;
 use crate::store::users::{self, UserChange, UserRecord};
 
 pub fn router() -> Router<AppState> {
@@ -105,6 +107,7 @@ async fn one(state: &AppState, name: &str) -> Result<UserView, ApiError> {
 
 async fn create(
     AdminAccess(caller): AdminAccess,
+    audit: Audit,
     State(state): State<AppState>,
     body: Result<Json<NewUser>, JsonRejection>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
@@ -114,6 +117,13 @@ async fn create(
         .await
         .map_err(api_error)?;
     tracing::info!(by = %caller.name, user = %body.name, role = role.as_str(), "user created");
+    audit
+        .note(
+            Action::UserCreate,
+            &body.name,
+            serde_json::json!({"role": role.as_str()}),
+        )
+        .await;
     Ok((StatusCode::CREATED, Json(one(&state, &body.name).await?)))
 }
 
@@ -127,6 +137,7 @@ pub struct UserPatch {
 
 async fn update(
     AdminAccess(caller): AdminAccess,
+    audit: Audit,
     State(state): State<AppState>,
     sessions: Option<Extension<Arc<Sessions>>>,
     Path(name): Path<String>,
@@ -165,11 +176,24 @@ async fn update(
         sessions.forget_user(&name);
     }
     tracing::info!(by = %caller.name, user = %name, "user changed");
+    // The password itself never reaches the log: only that it changed.
+    let mut details = serde_json::Map::new();
+    if let Some(r) = role {
+        details.insert("role".into(), r.as_str().into());
+    }
+    if let Some(d) = body.disabled {
+        details.insert("disabled".into(), d.into());
+    }
+    if body.password.is_some() {
+        details.insert("password".into(), "changed".into());
+    }
+    audit.note(Action::UserUpdate, &name, details.into()).await;
     Ok(Json(one(&state, &name).await?))
 }
 
 async fn remove(
     AdminAccess(caller): AdminAccess,
+    audit: Audit,
     State(state): State<AppState>,
     sessions: Option<Extension<Arc<Sessions>>>,
     Path(name): Path<String>,
@@ -180,6 +204,9 @@ async fn remove(
         sessions.forget_user(&name);
     }
     tracing::info!(by = %caller.name, user = %name, "user deleted");
+    audit
+        .note(Action::UserDelete, &name, serde_json::json!({}))
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -214,6 +241,7 @@ pub struct PasswordChange {
 }
 
 async fn change_own_password(
+    audit: Audit,
     State(state): State<AppState>,
     session: Option<Extension<CookieSession>>,
     sessions: Option<Extension<Arc<Sessions>>>,
@@ -240,6 +268,13 @@ async fn change_own_password(
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     tracing::info!(user = %user.name, "password changed by its user");
+    audit
+        .note(
+            Action::UserPassword,
+            &user.name,
+            serde_json::json!({"password": "changed", "by": "self"}),
+        )
+        .await;
     let mut response = Json(SessionView {
         user: user.name,
         role: user.role.as_str(),

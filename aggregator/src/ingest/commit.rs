@@ -4,7 +4,7 @@
 //! `ingest.max_concurrent_commits` committers take batches from one queue.
 //! A committer takes the first waiting batch, then every other batch
 //! already waiting (up to [`MAX_GROUP_BATCHES`] batches or
-//! [`MAX_GROUP_SAMPLES`] samples), and commits them with
+//! `ingest.max_group_samples` samples), and commits them with
 //! [`Store::commit_batches`]. At low load each batch is committed alone as
 //! soon as it arrives (no added latency); under load, one transaction, one
 //! WAL flush and one statement per table carry many agents' batches, which
@@ -24,8 +24,13 @@ use crate::store::{BatchRef, Committed, Store};
 /// Most batches one transaction carries.
 pub const MAX_GROUP_BATCHES: usize = 64;
 
-/// Most samples one transaction carries (a group stops growing past it).
-pub const MAX_GROUP_SAMPLES: usize = 50_000;
+/// Default of `ingest.max_group_samples`: most samples one transaction
+/// carries (a group stops growing past it). A transaction's time grows
+/// with its samples, and a batch arriving behind it waits for all of
+/// them; 4,096 (a dozen 300-series batches) keeps most of what grouping
+/// gains (one commit and one statement per table for many agents) while
+/// bounding that wait (docs/benchmarks.md has the figures).
+pub const MAX_GROUP_SAMPLES: usize = 4_096;
 
 /// A batch waiting for its commit, with where its result goes.
 struct Job {
@@ -41,11 +46,21 @@ pub struct Committer {
 impl Committer {
     /// Starts `workers` committers on `store`. The queue is unbounded
     /// here; the caller bounds the batches in it (ingest's semaphore).
-    pub fn start(store: Arc<dyn Store>, workers: usize, metrics: Arc<Metrics>) -> Self {
+    pub fn start(
+        store: Arc<dyn Store>,
+        workers: usize,
+        max_group_samples: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..workers.max(1) {
-            tokio::spawn(work(store.clone(), rx.clone(), metrics.clone()));
+            tokio::spawn(work(
+                store.clone(),
+                rx.clone(),
+                max_group_samples,
+                metrics.clone(),
+            ));
         }
         Committer { queue }
     }
@@ -67,6 +82,7 @@ impl Committer {
 async fn work(
     store: Arc<dyn Store>,
     rx: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>,
+    max_group_samples: usize,
     metrics: Arc<Metrics>,
 ) {
     loop {
@@ -77,7 +93,7 @@ async fn work(
             };
             let mut samples = first.batch.sample_count();
             let mut group = vec![first];
-            while group.len() < MAX_GROUP_BATCHES && samples < MAX_GROUP_SAMPLES {
+            while group.len() < MAX_GROUP_BATCHES && samples < max_group_samples {
                 match rx.try_recv() {
                     Ok(job) => {
                         samples += job.batch.sample_count();
@@ -184,7 +200,12 @@ mod tests {
         let store = crate::store::open("sqlite:v.db", dir.path(), 2).expect("open");
         store.migrate().await.expect("migrate");
         let metrics = Arc::new(Metrics::new());
-        let committer = Arc::new(Committer::start(store.clone(), 1, metrics.clone()));
+        let committer = Arc::new(Committer::start(
+            store.clone(),
+            1,
+            MAX_GROUP_SAMPLES,
+            metrics.clone(),
+        ));
         // 40 agents x 3 batches at once, and one batch sent twice.
         let mut tasks = Vec::new();
         for (agent, seq) in (0..40)
@@ -219,7 +240,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         // Never migrated: the tables do not exist, so the commit fails.
         let store = crate::store::open("sqlite:v.db", dir.path(), 2).expect("open");
-        let committer = Arc::new(Committer::start(store.clone(), 1, Arc::new(Metrics::new())));
+        let committer = Arc::new(Committer::start(
+            store.clone(),
+            1,
+            MAX_GROUP_SAMPLES,
+            Arc::new(Metrics::new()),
+        ));
         let mut tasks = Vec::new();
         for agent in 0..10 {
             let committer = committer.clone();

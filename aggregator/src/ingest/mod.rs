@@ -19,6 +19,7 @@
 //!   each committing the batches waiting together ([`commit`]).
 
 pub mod agents;
+pub mod clock;
 pub mod commit;
 pub mod enroll;
 pub mod live;
@@ -81,6 +82,7 @@ impl Ingest {
             committer: Committer::start(
                 store.clone(),
                 limits.max_concurrent_commits,
+                limits.max_group_samples,
                 metrics.clone(),
             ),
             store,
@@ -287,9 +289,14 @@ async fn handle(frame: &[u8], agent_id: &str, ingest: &Ingest) -> Result<Ack, Re
     }
     let seq = batch.header.sequence;
     let received = batch.sample_count() as u64;
+    let now = now_ms();
+    ingest
+        .metrics
+        .clock
+        .observe(agent_id, batch.header.created_at_ms, now);
     let drops = verify::normalize(
         &mut batch,
-        now_ms(),
+        now,
         ingest.limits.max_sample_age,
         ingest.limits.max_future_skew,
     );

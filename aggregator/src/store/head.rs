@@ -25,6 +25,7 @@ use tracing::info;
 use vigil_common::{Label, MetricMetadata, Series, now_ms};
 
 use super::behind::WriteBehind;
+use super::chunk::Samples;
 use super::metadata::StoredMetadata;
 use super::rollup::{Bucket, Resolution, Table};
 use super::{
@@ -43,8 +44,8 @@ struct State {
     covered_from: Option<i64>,
     /// Slot (in `slots`) of each held series.
     series: rustc_hash::FxHashMap<Labels, usize>,
-    /// Samples of each held series.
-    slots: Vec<Vec<(i64, f64)>>,
+    /// Samples of each held series (compressed chunks, [`super::chunk`]).
+    slots: Vec<Samples>,
     /// Slots by series id, for [`Head::probe_id`]: queries then hash an id
     /// instead of a label set (which was a fifth of a rule evaluation
     /// round). Learnt on warming and on the first probe of a series; rebuilt
@@ -55,15 +56,15 @@ struct State {
 }
 
 impl State {
-    fn get(&self, labels: &Labels) -> Option<&Vec<(i64, f64)>> {
+    fn get(&self, labels: &Labels) -> Option<&Samples> {
         self.slots.get(*self.series.get(labels)?)
     }
 
-    fn get_mut(&mut self, labels: &Labels) -> Option<&mut Vec<(i64, f64)>> {
+    fn get_mut(&mut self, labels: &Labels) -> Option<&mut Samples> {
         self.slots.get_mut(*self.series.get(labels)?)
     }
 
-    fn insert(&mut self, labels: Labels, samples: Vec<(i64, f64)>) -> usize {
+    fn insert(&mut self, labels: Labels, samples: Samples) -> usize {
         let slot = self.slots.len();
         self.slots.push(samples);
         self.series.insert(labels, slot);
@@ -81,17 +82,13 @@ impl State {
                     .sum::<usize>()
         };
         HeadMemory {
-            samples: self
-                .slots
-                .iter()
-                .map(|s| s.capacity() * size_of::<(i64, f64)>())
-                .sum(),
+            samples: self.slots.capacity() * size_of::<Samples>()
+                + self.slots.iter().map(Samples::heap_bytes).sum::<usize>(),
             labels: self.series.keys().map(labels_bytes).sum::<usize>()
                 + self.refused.iter().map(labels_bytes).sum::<usize>(),
             index: table_bytes::<Labels, usize>(self.series.capacity())
                 + table_bytes::<i64, usize>(self.by_id.capacity())
-                + table_bytes::<Labels, ()>(self.refused.capacity())
-                + self.slots.capacity() * size_of::<Vec<(i64, f64)>>(),
+                + table_bytes::<Labels, ()>(self.refused.capacity()),
         }
     }
 
@@ -118,11 +115,11 @@ impl State {
 /// Estimated heap bytes of the head by part ([`Head::memory`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HeadMemory {
-    /// Sample buffers as allocated (capacity, not length: 16 bytes a slot).
+    /// Sample chunks as allocated, and each series' chunk list.
     pub samples: usize,
     /// Label sets of held and refused series (vectors and strings).
     pub labels: usize,
-    /// Hash tables (by label set, by id, refused) and the slot list.
+    /// Hash tables (by label set, by id, refused).
     pub index: usize,
 }
 
@@ -137,22 +134,12 @@ fn table_bytes<K, V>(capacity: usize) -> usize {
     buckets * (size_of::<(K, V)>() + 1)
 }
 
-/// Samples of `samples` in `[start, end]`.
-fn in_range(samples: &[(i64, f64)], start: i64, end: i64) -> Vec<(i64, f64)> {
-    let lo = samples.partition_point(|&(t, _)| t < start);
-    let hi = samples.partition_point(|&(t, _)| t <= end);
-    samples[lo..hi.max(lo)].to_vec()
-}
-
 /// The samples of `[start, end]`, or only the last of them when `latest_only`.
-fn pick(samples: &[(i64, f64)], start: i64, end: i64, latest_only: bool) -> Vec<(i64, f64)> {
-    if !latest_only {
-        return in_range(samples, start, end);
-    }
-    let hi = samples.partition_point(|&(t, _)| t <= end);
-    match hi.checked_sub(1).and_then(|i| samples.get(i)) {
-        Some(&(t, v)) if t >= start => vec![(t, v)],
-        _ => Vec::new(),
+fn pick(samples: &Samples, start: i64, end: i64, latest_only: bool) -> Vec<(i64, f64)> {
+    if latest_only {
+        samples.latest(start, end).into_iter().collect()
+    } else {
+        samples.range(start, end)
     }
 }
 
@@ -169,6 +156,9 @@ pub enum Probe {
 
 /// Recent samples per series, sorted by time, one per timestamp.
 pub struct Head {
+    /// Set by [`Head::disable`]: never warmed, so it holds nothing and
+    /// every read goes to the store.
+    disabled: std::sync::atomic::AtomicBool,
     duration_ms: i64,
     max_series: usize,
     state: RwLock<State>,
@@ -183,32 +173,24 @@ pub fn series_labels(s: &Series) -> Labels {
     labels
 }
 
-/// Inserts `(ts, v)` keeping `samples` sorted; an existing timestamp keeps
-/// its value, as the store does. True if inserted.
-fn insert_sample(samples: &mut Vec<(i64, f64)>, ts: i64, v: f64) -> bool {
-    match samples.last() {
-        Some(&(last, _)) if last >= ts => match samples.binary_search_by_key(&ts, |&(t, _)| t) {
-            Ok(_) => false,
-            Err(at) => {
-                samples.insert(at, (ts, v));
-                true
-            }
-        },
-        _ => {
-            samples.push((ts, v));
-            true
-        }
-    }
-}
-
 impl Head {
     pub fn new(duration: std::time::Duration, max_series: usize, metrics: StorageMetrics) -> Self {
         Head {
+            disabled: std::sync::atomic::AtomicBool::new(false),
             duration_ms: i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2),
             max_series,
             state: RwLock::new(State::default()),
             metrics,
         }
+    }
+
+    /// Turns the head off before it is warmed (a cluster node: other
+    /// aggregators write samples this process never sees, so only the
+    /// database is complete). It then stays empty: writes are not
+    /// appended (the head covers nothing) and reads go to the store.
+    pub fn disable(&self) {
+        self.disabled
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// From when on the head is complete; `None` before it is warmed.
@@ -256,6 +238,9 @@ impl Head {
     }
 
     fn append_refs<'a>(&self, series: impl Iterator<Item = &'a Series>) {
+        if self.disabled.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         let labelled: Vec<(Labels, &Series)> = series.map(|s| (series_labels(s), s)).collect();
         let Ok(mut st) = self.state.write() else {
             return;
@@ -266,10 +251,7 @@ impl Head {
         for (labels, s) in labelled {
             let points = s.points.iter().filter(|p| p.timestamp_ms >= from);
             if let Some(samples) = st.get_mut(&labels) {
-                let mut added = 0;
-                for p in points {
-                    added += usize::from(insert_sample(samples, p.timestamp_ms, p.value));
-                }
+                let added = samples.insert_all(points.map(|p| (p.timestamp_ms, p.value)));
                 st.samples += added;
             } else if st.refused.contains(&labels) {
                 continue;
@@ -277,10 +259,8 @@ impl Head {
                 st.refused.insert(labels);
                 self.metrics.head_series_refused.inc();
             } else {
-                let mut samples = Vec::new();
-                for p in points {
-                    insert_sample(&mut samples, p.timestamp_ms, p.value);
-                }
+                let mut samples = Samples::default();
+                samples.insert_all(points.map(|p| (p.timestamp_ms, p.value)));
                 if !samples.is_empty() {
                     st.samples += samples.len();
                     st.insert(labels, samples);
@@ -312,9 +292,12 @@ impl Head {
             let slot = st.by_id.get(id).copied();
             match slot.and_then(|slot| st.slots.get_mut(slot)) {
                 Some(samples) => {
-                    for p in s.points.iter().filter(|p| p.timestamp_ms >= from) {
-                        added += usize::from(insert_sample(samples, p.timestamp_ms, p.value));
-                    }
+                    added += samples.insert_all(
+                        s.points
+                            .iter()
+                            .filter(|p| p.timestamp_ms >= from)
+                            .map(|p| (p.timestamp_ms, p.value)),
+                    );
                 }
                 None => unknown.push((s, *id)),
             }
@@ -351,9 +334,12 @@ impl Head {
         let mut added = 0;
         for (labels, s) in labelled.iter().zip(series) {
             if let Some(samples) = st.get_mut(labels) {
-                for p in s.points.iter().filter(|p| p.timestamp_ms >= from) {
-                    added += usize::from(insert_sample(samples, p.timestamp_ms, p.value));
-                }
+                added += samples.insert_all(
+                    s.points
+                        .iter()
+                        .filter(|p| p.timestamp_ms >= from)
+                        .map(|p| (p.timestamp_ms, p.value)),
+                );
             }
         }
         st.samples += added;
@@ -377,10 +363,7 @@ impl Head {
         let mut removed = 0;
         let mut emptied = false;
         for samples in &mut st.slots {
-            let keep_from = samples.partition_point(|&(t, _)| t < cutoff);
-            removed += keep_from;
-            samples.drain(..keep_from);
-            samples.shrink_to(samples.len() * 2);
+            removed += samples.trim(cutoff);
             emptied |= samples.is_empty();
         }
         if emptied {
@@ -395,7 +378,7 @@ impl Head {
     /// hold the series (refused, or no sample in the covered range).
     pub fn get(&self, labels: &Labels, start: i64, end: i64) -> Option<Vec<(i64, f64)>> {
         let st = self.state.read().ok()?;
-        Some(in_range(st.get(labels)?, start, end))
+        Some(st.get(labels)?.range(start, end))
     }
 
     /// Whether the head has a sample of `labels` in `[start, end]`.
@@ -403,10 +386,8 @@ impl Head {
         let Ok(st) = self.state.read() else {
             return false;
         };
-        st.get(labels).is_some_and(|samples| {
-            let lo = samples.partition_point(|&(t, _)| t < start);
-            samples.get(lo).is_some_and(|&(t, _)| t <= end)
-        })
+        st.get(labels)
+            .is_some_and(|samples| samples.any_in(start, end))
     }
 
     /// Whether the head holds `labels` (so it is complete for the covered range).
@@ -424,7 +405,7 @@ impl Head {
             return Probe::Absent;
         };
         match st.get(labels) {
-            Some(samples) => Probe::Held(in_range(samples, start, end)),
+            Some(samples) => Probe::Held(samples.range(start, end)),
             None if st.refused.contains(labels) => Probe::Refused,
             None => Probe::Absent,
         }
@@ -438,7 +419,7 @@ impl Head {
                 return Probe::Absent;
             };
             if let Some(samples) = st.by_id.get(&id).and_then(|&slot| st.slots.get(slot)) {
-                return Probe::Held(in_range(samples, start, end));
+                return Probe::Held(samples.range(start, end));
             }
         }
         let probe = self.probe(labels, start, end);
@@ -481,7 +462,12 @@ impl Head {
         for i in unknown {
             let (id, labels) = &selected[i];
             out[i] = match self.probe_id(*id, labels, start, end) {
-                Probe::Held(samples) => Probe::Held(pick(&samples, start, end, latest_only)),
+                Probe::Held(mut samples) => {
+                    if latest_only {
+                        samples.drain(..samples.len().saturating_sub(1));
+                    }
+                    Probe::Held(samples)
+                }
                 other => other,
             };
         }
@@ -502,6 +488,9 @@ impl Head {
     /// are appended as usual; samples read from the store are merged in
     /// (a timestamp already present is kept).
     pub async fn warm(&self, store: &dyn Store, now: i64) -> Result<(), StoreError> {
+        if self.disabled.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
         let from = now.saturating_sub(self.duration_ms);
         if let Ok(mut st) = self.state.write() {
             if st.covered_from.is_some() {
@@ -539,18 +528,15 @@ impl Head {
                     let slot = match st.series.get(labels) {
                         Some(&slot) => Some(slot),
                         None if st.series.len() < self.max_series => {
-                            Some(st.insert(labels.clone(), Vec::new()))
+                            Some(st.insert(labels.clone(), Samples::default()))
                         }
                         None => None,
                     };
                     if let Some(slot) = slot {
                         st.by_id.insert(id, slot);
-                        let mut added = 0;
-                        if let Some(samples) = st.slots.get_mut(slot) {
-                            for &(_, t, v) in &rows[i..j] {
-                                added += usize::from(insert_sample(samples, t, v));
-                            }
-                        }
+                        let added = st.slots.get_mut(slot).map_or(0, |samples| {
+                            samples.insert_all(rows[i..j].iter().map(|&(_, t, v)| (t, v)))
+                        });
                         st.samples += added;
                     } else if st.refused.insert(labels.clone()) {
                         self.metrics.head_series_refused.inc();

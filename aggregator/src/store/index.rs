@@ -50,6 +50,13 @@ type SortedPostings = FxHashMap<(String, String), std::sync::Arc<Vec<(i64, Share
 /// How often queries look for series other processes added.
 pub const REFRESH_EVERY_MS: i64 = 1_000;
 
+/// How long a query waits for that look before using the index it has.
+pub const REFRESH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// After a failed look, how long until the next (the database is probably
+/// down: queries should not each wait [`REFRESH_TIMEOUT`] for it).
+pub const RETRY_AFTER_FAILURE_MS: i64 = 10_000;
+
 /// The label set of a stored series: `__name__` plus its canonical labels
 /// JSON, sorted by name.
 pub fn labels_of(metric: &str, labels_json: &str) -> Result<Labels, StoreError> {
@@ -80,6 +87,15 @@ impl SeriesIndex {
     /// Makes the next [`SeriesIndex::refresh_due`] true (after a failed read).
     pub fn refresh_failed(&self) {
         self.last_refresh_ms.store(0, Ordering::Release);
+    }
+
+    /// Puts the next [`SeriesIndex::refresh_due`] off for
+    /// [`RETRY_AFTER_FAILURE_MS`] (after a failed read, the index kept).
+    pub fn refresh_later(&self, now_ms: i64) {
+        self.last_refresh_ms.store(
+            now_ms.saturating_add(RETRY_AFTER_FAILURE_MS - REFRESH_EVERY_MS),
+            Ordering::Release,
+        );
     }
 
     /// Number of series indexed.

@@ -18,6 +18,7 @@
 //! row. Only after that transaction commits does the aggregator ack.
 
 pub mod behind;
+mod chunk;
 pub mod config;
 pub mod enroll;
 pub mod head;
@@ -51,10 +52,14 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Holds the URL already redacted ([`vigil_common::secret::redact_url`]).
     #[error("unsupported database url {0:?}: use postgres://... or sqlite:PATH")]
     BadUrl(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A cluster leader's write refused because a newer leader took over.
+    #[error("leader epoch {0} was superseded: this aggregator is no longer the leader")]
+    Fenced(i64),
 }
 
 impl StoreError {
@@ -304,7 +309,7 @@ pub fn open(url: &str, base: &Path, max_connections: u32) -> Result<Arc<dyn Stor
         };
         Ok(Arc::new(sqlite::SqliteStore::open(&path, max_connections)?))
     } else {
-        Err(StoreError::BadUrl(url.to_string()))
+        Err(StoreError::BadUrl(vigil_common::secret::redact_url(url)))
     }
 }
 

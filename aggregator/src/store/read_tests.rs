@@ -667,9 +667,12 @@ async fn the_memory_estimate_follows_what_the_head_holds() {
         series("m", &[("host", "h2")], &[(now, 2.0)]),
     ]);
     let m = head.memory();
-    // 101 samples of 16 bytes, in buffers grown by doubling.
+    // 101 samples, compressed: each chunk starts with a whole sample (16
+    // bytes), then a steady step and an unchanged value take 2 bits each;
+    // plus each series' chunk list (counted by the slot list's capacity).
+    let lists = 2 * size_of::<super::chunk::Samples>();
     assert!(
-        (101 * 16..=2 * 101 * 16 + 4 * 16).contains(&m.samples),
+        (lists + 2 * 16..lists * 2 + 101 * 16 / 2).contains(&m.samples),
         "{m:?}"
     );
     // Two label sets of two labels (`__name__`, `host`) and their strings.

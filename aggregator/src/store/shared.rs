@@ -99,20 +99,35 @@ macro_rules! shared_queries {
         }
 
         /// Brings `index` up to date with rows added to `series` since it
-        /// last read (by this or another process).
+        /// last read (by this or another process). If the table cannot be
+        /// read within [`REFRESH_TIMEOUT`](super::super::index::REFRESH_TIMEOUT)
+        /// (the database is down or stalled), the index already loaded is
+        /// used as it is and the read is tried again 10 s later:
+        /// it lacks only series other processes added since, and queries,
+        /// rule evaluation and the dashboard keep answering from the head
+        /// through a database outage. Only an index never loaded is an error.
         pub async fn refresh_index(pool: &Pool, index: &super::super::index::SeriesIndex) -> Result<(), StoreError> {
             if !index.refresh_due(now_ms()) {
                 return Ok(());
             }
-            let rows = match sqlx::query("SELECT id, metric, labels FROM series WHERE id > $1 ORDER BY id")
+            let read = sqlx::query("SELECT id, metric, labels FROM series WHERE id > $1 ORDER BY id")
                 .bind(index.loaded_upto())
-                .fetch_all(pool)
-                .await
-            {
+                .fetch_all(pool);
+            let failed = match tokio::time::timeout(super::super::index::REFRESH_TIMEOUT, read).await {
+                Ok(Ok(rows)) => Ok(rows),
+                Ok(Err(e)) => Err(StoreError::from(e)),
+                Err(_) => Err(StoreError::Database(sqlx::Error::PoolTimedOut)),
+            };
+            let rows = match failed {
                 Ok(rows) => rows,
-                Err(e) => {
+                Err(e) if index.is_empty() => {
                     index.refresh_failed();
-                    return Err(e.into());
+                    return Err(e);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "series index not refreshed; using the loaded one");
+                    index.refresh_later(now_ms());
+                    return Ok(());
                 }
             };
             if rows.is_empty() {

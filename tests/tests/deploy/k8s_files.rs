@@ -54,7 +54,9 @@ pub fn container<'a>(workload: &'a Value, name: &str) -> &'a Value {
 
 /// Rebuilds `container`'s filesystem from its volume mounts. ConfigMap keys
 /// become files (TOML configs with their paths rebased), Secret keys (as the
-/// template names them) are read from `pki` (or a placeholder), emptyDirs
+/// template names them) are read from `pki` (or a placeholder) and get the
+/// volume's `defaultMode` (Kubernetes' 0644 when unset: the binaries refuse
+/// keys other users can read, so the manifests must set it), emptyDirs
 /// become folders.
 pub fn pod_filesystem(
     root: &Path,
@@ -72,6 +74,7 @@ pub fn pod_filesystem(
             .iter()
             .find(|v| v["name"].as_str() == Some(name))
             .unwrap_or_else(|| panic!("volumeMount {name} has no volume"));
+        let mut mode = None;
         let files: Vec<(String, Vec<u8>)> = if let Some(cm) = volume["configMap"]["name"].as_str() {
             let data = find(all, "ConfigMap", cm)["data"]
                 .as_mapping()
@@ -80,6 +83,7 @@ pub fn pod_filesystem(
                 .map(|(k, v)| (s(k).to_string(), s(v).as_bytes().to_vec()))
                 .collect()
         } else if let Some(secret) = volume["secret"]["secretName"].as_str() {
+            mode = Some(default_mode(&volume["secret"]["defaultMode"]));
             let data = find(all, "Secret", secret)["stringData"]
                 .as_mapping()
                 .expect("stringData");
@@ -107,11 +111,30 @@ pub fn pod_filesystem(
             if key.ends_with(".toml") {
                 layout.install_config(&target, &String::from_utf8(bytes).expect("UTF-8"));
             } else {
-                layout.write(&target, bytes);
+                let written = layout.write(&target, bytes);
+                if let Some(mode) = mode {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&written, std::fs::Permissions::from_mode(mode))
+                        .expect("chmod");
+                }
             }
         }
     }
     layout
+}
+
+/// A Secret volume's file mode: `defaultMode` as written (`0440`, an octal
+/// string to a YAML 1.2 parser, or the number a YAML 1.1 one makes of it),
+/// else Kubernetes' default 0644.
+fn default_mode(value: &Value) -> u32 {
+    if let Some(n) = value.as_u64() {
+        return u32::try_from(n).expect("a file mode");
+    }
+    match value.as_str() {
+        Some(text) => u32::from_str_radix(text.trim_start_matches("0o"), 8)
+            .unwrap_or_else(|_| panic!("defaultMode {text:?} is not octal")),
+        None => 0o644,
+    }
 }
 
 /// The mount paths of `container`'s emptyDir volumes: all it may write.

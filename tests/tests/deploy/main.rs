@@ -11,12 +11,19 @@
 //! - `k8s.rs`: every manifest parses; names, ports, mounts and security
 //!   settings agree; the ConfigMaps' configs pass `check-config` in each
 //!   pod's filesystem.
+//! - `deb.rs`, `deb_install.rs`: the Debian packages cargo-deb builds from
+//!   the tests' binaries hold what they should, their default configs pass
+//!   `check-config` with certificates, and they install, upgrade, remove and
+//!   purge on this machine (as root, which the test needs).
 //!
-//! A missing tool (systemd-analyze, docker compose) fails with a message
-//! saying what to install; nothing is skipped.
+//! A missing tool (systemd-analyze, docker compose, cargo-deb, dpkg) fails
+//! with a message saying what to install; nothing is skipped.
 
 mod compose;
 mod compose_files;
+mod deb;
+mod deb_install;
+mod deb_tools;
 mod examples;
 mod k8s;
 mod k8s_files;

@@ -78,7 +78,7 @@ fn analyzer() -> &'static str {
 /// `systemd-analyze verify` on `units`: Ok, or everything it said about them.
 /// Its exit code misses unknown keys and bad values (warnings), so any line
 /// naming one of the files counts as a failure too.
-fn verify(units: &[&Path]) -> Result<(), String> {
+pub(super) fn verify(units: &[&Path]) -> Result<(), String> {
     let out = Command::new(analyzer())
         .args(["verify", "--man=no"])
         .args(units)

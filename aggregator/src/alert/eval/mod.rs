@@ -25,6 +25,7 @@ mod round;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tracing::{info, warn};
@@ -150,6 +151,9 @@ pub enum AckError {
     NotFiring(String),
     #[error("alert {id} was already acknowledged by {by}")]
     AlreadyAcked { id: String, by: String },
+    /// A cluster follower: alert state is the leader's to change.
+    #[error("this aggregator is a follower; acknowledge the alert on the leader ({0})")]
+    NotLeader(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -180,6 +184,14 @@ pub struct Evaluator {
     pub(crate) turn: tokio::sync::Mutex<()>,
     /// Changes whose write failed, retried with the next round's.
     pub(crate) unwritten: Mutex<Changes>,
+    /// False on a cluster follower: its state is a read-only copy of the
+    /// leader's ([`Evaluator::mirror`]) and acknowledgements are refused.
+    leading: AtomicBool,
+    /// Who leads, for the follower's refusal message.
+    leader_hint: Mutex<String>,
+    /// When the round loop ([`Evaluator::spawn`]) last went around (ms):
+    /// a cluster leader whose loop is stuck gives up the lead.
+    beat_ms: AtomicI64,
 }
 
 impl Evaluator {
@@ -204,7 +216,58 @@ impl Evaluator {
             inner: Mutex::new(Inner::default()),
             turn: tokio::sync::Mutex::new(()),
             unwritten: Mutex::new(Changes::default()),
+            leading: AtomicBool::new(true),
+            leader_hint: Mutex::new(String::new()),
+            beat_ms: AtomicI64::new(0),
         }
+    }
+
+    /// When the round loop last went around (ms since the epoch).
+    pub fn last_beat_ms(&self) -> i64 {
+        self.beat_ms.load(Ordering::Acquire)
+    }
+
+    /// Whether this evaluator owns the alert state (always, outside a cluster).
+    pub fn is_leading(&self) -> bool {
+        self.leading.load(Ordering::Acquire)
+    }
+
+    /// This node became the cluster leader: forget whatever state it held
+    /// (a follower's copy, or what it had when it led before) so the next
+    /// round restores the current state from the database, then evaluate
+    /// and acknowledge as the owner. Call before [`Evaluator::spawn`].
+    pub async fn lead(&self) {
+        let _turn = self.turn.lock().await;
+        forget(&mut self.lock());
+        *self.unwritten.lock().unwrap_or_else(|e| e.into_inner()) = Changes::default();
+        self.beat_ms
+            .store(vigil_common::now_ms(), Ordering::Release);
+        self.leading.store(true, Ordering::Release);
+    }
+
+    /// This node follows `leader` (after its round task was stopped):
+    /// acknowledgements are refused from now on; [`Evaluator::mirror`]
+    /// keeps a read-only copy of the leader's state for the API.
+    pub async fn follow(&self, leader: &str) {
+        let _turn = self.turn.lock().await;
+        self.leading.store(false, Ordering::Release);
+        *self.leader_hint.lock().unwrap_or_else(|e| e.into_inner()) = leader.to_string();
+        *self.unwritten.lock().unwrap_or_else(|e| e.into_inner()) = Changes::default();
+    }
+
+    /// On a follower: replaces the in-memory alerts with the state the
+    /// leader last wrote, so the alerts API and dashboard of every node
+    /// show the same alerts. Does nothing on the leader.
+    pub async fn mirror(&self, leader: &str) -> Result<usize, StoreError> {
+        let _turn = self.turn.lock().await;
+        if self.is_leading() {
+            return Ok(0);
+        }
+        *self.leader_hint.lock().unwrap_or_else(|e| e.into_inner()) = leader.to_string();
+        let entries = state::load(&self.store.db()).await?;
+        let mut inner = self.lock();
+        forget(&mut inner);
+        Ok(place(&mut inner, entries))
     }
 
     /// An evaluator with the default `[alerting]` config, no rules and a
@@ -301,26 +364,8 @@ impl Evaluator {
             return Ok(0);
         }
         let entries = state::load(&self.store.db()).await?;
-        let n = entries.len();
         let mut inner = self.lock();
-        for e in entries {
-            let fp = e.fingerprint();
-            if e.rule == deadman::ALERT_NAME {
-                inner.deadman.alerts.insert(fp, e);
-                continue;
-            }
-            let home = inner
-                .groups
-                .iter_mut()
-                .flat_map(|g| g.rules.iter_mut())
-                .find(|r| matches!(&r.rule, Rule::Alerting(a) if a.name == e.rule));
-            match home {
-                Some(r) => {
-                    r.alerts.alerts.insert(fp, e);
-                }
-                None => retire(&mut inner, e),
-            }
-        }
+        let n = place(&mut inner, entries);
         inner.restored = true;
         info!(alerts = n, "alert state restored");
         Ok(n)
@@ -368,6 +413,14 @@ impl Evaluator {
     ) -> Result<Ack, AckError> {
         let id = state::fp_hex(fp);
         let _turn = self.turn.lock().await;
+        if !self.is_leading() {
+            let leader = self
+                .leader_hint
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            return Err(AckError::NotLeader(leader));
+        }
         let ack = Ack {
             by: by.to_string(),
             at_ms: now_ms,
@@ -416,6 +469,7 @@ impl Evaluator {
             let mut pruned_at: Option<std::time::Instant> = None;
             loop {
                 let now = vigil_common::now_ms();
+                self.beat_ms.store(now, Ordering::Release);
                 if pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_HISTORY_EVERY) {
                     pruned_at = Some(std::time::Instant::now());
                     self.prune_history(now).await;
@@ -442,7 +496,18 @@ impl Evaluator {
         let mut hup = signal(SignalKind::hangup())?;
         Ok(tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                match self.reload().await {
+                let result = self.reload().await;
+                crate::audit::note(
+                    &self.store.db(),
+                    crate::audit::Event::new(
+                        crate::audit::Actor::system("sighup"),
+                        crate::audit::Action::RulesReload,
+                        "rules",
+                    )
+                    .details(crate::audit::reload_details(&result)),
+                )
+                .await;
+                match result {
                     Ok(l) => info!(groups = l.groups, rules = l.rules, "SIGHUP: rules reloaded"),
                     Err(e) => tracing::error!(
                         errors = %e.0.join("; "),
@@ -527,6 +592,47 @@ fn group_run(
         last_duration_s: 0.0,
         rules,
     }
+}
+
+/// Puts persisted alerts into the loaded rules (alerts of unknown rules
+/// are retired); returns how many.
+fn place(inner: &mut Inner, entries: Vec<Entry>) -> usize {
+    let n = entries.len();
+    for e in entries {
+        let fp = e.fingerprint();
+        if e.rule == deadman::ALERT_NAME {
+            inner.deadman.alerts.insert(fp, e);
+            continue;
+        }
+        let home = inner
+            .groups
+            .iter_mut()
+            .flat_map(|g| g.rules.iter_mut())
+            .find(|r| matches!(&r.rule, Rule::Alerting(a) if a.name == e.rule));
+        match home {
+            Some(r) => {
+                r.alerts.alerts.insert(fp, e);
+            }
+            None => retire(inner, e),
+        }
+    }
+    n
+}
+
+/// Drops every alert and schedule, keeping the rules: the next round
+/// restores the state from the database and evaluates every group.
+fn forget(inner: &mut Inner) {
+    for g in &mut inner.groups {
+        g.next_due_ms = 0;
+        for r in &mut g.rules {
+            r.alerts = RuleAlerts::default();
+        }
+    }
+    inner.deadman = RuleAlerts::default();
+    inner.retired = RuleAlerts::default();
+    inner.next_deadman_ms = 0;
+    inner.started_ms = None;
+    inner.restored = false;
 }
 
 /// Keeps `e` only to send it as resolved: an active alert whose rule is

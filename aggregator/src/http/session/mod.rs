@@ -122,10 +122,30 @@ impl IntoResponse for SignedOut {
     }
 }
 
-impl FromRequestParts<AppState> for WebUser {
-    type Rejection = SignedOut;
+/// Why a page request has no [`WebUser`]: signed out (redirect to the
+/// login page), or the sessions cannot be read (503 page: the database is
+/// down and this process has not seen the session before).
+#[derive(Debug)]
+pub enum NoUser {
+    SignedOut(SignedOut),
+    Unavailable(String),
+}
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, SignedOut> {
+impl IntoResponse for NoUser {
+    fn into_response(self) -> Response {
+        match self {
+            NoUser::SignedOut(s) => s.into_response(),
+            NoUser::Unavailable(detail) => {
+                crate::http::web::PageError::Unavailable(detail).into_response()
+            }
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for WebUser {
+    type Rejection = NoUser;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, NoUser> {
         let signed_out = || SignedOut {
             next: parts
                 .uri
@@ -133,20 +153,43 @@ impl FromRequestParts<AppState> for WebUser {
                 .map_or_else(|| "/".to_string(), |p| p.as_str().to_string()),
         };
         let Some(sessions) = parts.extensions.get::<Arc<Sessions>>().cloned() else {
-            return Err(signed_out());
+            return Err(NoUser::SignedOut(signed_out()));
         };
         let Some(id) = cookie::get(&parts.headers, cookie::SESSION) else {
-            return Err(signed_out());
+            return Err(NoUser::SignedOut(signed_out()));
         };
-        match sessions.resolve(&state.store.db(), id).await {
+        let resolved = resolve(&sessions, state, id).await;
+        match resolved {
             Ok(Some(session)) => Ok(session.user()),
-            Ok(None) => Err(signed_out()),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot look up a session; treating it as signed out");
-                Err(signed_out())
-            }
+            Ok(None) => Err(NoUser::SignedOut(signed_out())),
+            // Not "signed out": the login page could not sign anyone in
+            // either. Say what is wrong instead.
+            Err(e) => Err(NoUser::Unavailable(format!(
+                "cannot look up a session: {e}"
+            ))),
         }
     }
+}
+
+/// The session `id` names: from the database, or, while the storage watch
+/// says it is down, from what this process last read (so the dashboard
+/// answers at once from memory instead of waiting on the pool's timeout).
+/// `Err` when the sessions cannot be read at all.
+pub async fn resolve(
+    sessions: &Sessions,
+    state: &AppState,
+    id: &str,
+) -> Result<Option<Resolved>, String> {
+    if state.database_down() {
+        return sessions
+            .resolve_cached(id)
+            .map(Some)
+            .ok_or_else(|| "the database is down and the session is not cached".to_string());
+    }
+    sessions
+        .resolve(&state.store.db(), id)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Equality that takes the same time wherever the inputs differ.

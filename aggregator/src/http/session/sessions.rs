@@ -188,6 +188,26 @@ impl Sessions {
         Ok(Created { id, csrf_token })
     }
 
+    /// Like [`Sessions::resolve`] without the database, for when it is
+    /// known to be down: the session as this process last read it, if it
+    /// has not expired since. `None` when this process has not seen it.
+    pub fn resolve_cached(&self, id: &str) -> Option<Resolved> {
+        let hash = id_hash(id)?;
+        let record = self.cache.lock().ok()?.get(&hash)?.1.clone();
+        let now = now_ms();
+        let expired = now >= record.expires_at_ms
+            || now.saturating_sub(record.last_seen_ms) >= ms(self.policy.idle_timeout);
+        if expired || record.disabled {
+            return None;
+        }
+        let role = Role::of_name(&record.role)?;
+        Some(Resolved {
+            id_sha256: hash,
+            record,
+            role,
+        })
+    }
+
     /// The valid session a cookie value names; `None` for a malformed,
     /// unknown, expired or idle session, or a disabled user. An expired
     /// session found here is deleted.
@@ -195,19 +215,29 @@ impl Sessions {
         let Some(hash) = id_hash(id) else {
             return Ok(None);
         };
-        let cached = self.cache.lock().ok().and_then(|c| {
-            c.get(&hash)
-                .filter(|(at, _)| at.elapsed() < CACHE_TTL)
-                .map(|(_, r)| r.clone())
-        });
-        let mut record = match cached {
+        let cached = self.cache.lock().ok().and_then(|c| c.get(&hash).cloned());
+        let fresh = cached
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
+            .map(|(_, r)| r.clone());
+        let mut record = match fresh {
             Some(r) => r,
-            None => match users::session(db, &hash).await? {
-                Some(r) => r,
-                None => {
+            None => match users::session(db, &hash).await {
+                Ok(Some(r)) => r,
+                Ok(None) => {
                     self.forget(&hash);
                     return Ok(None);
                 }
+                // The database is unreachable: a session this process has
+                // already checked stays valid by its own expiry, so the
+                // dashboard keeps working from memory through an outage.
+                Err(e) => match cached {
+                    Some((_, r)) => {
+                        tracing::debug!(error = %e, "sessions unreadable; using the cached session");
+                        r
+                    }
+                    None => return Err(e),
+                },
             },
         };
         let now = now_ms();
@@ -222,8 +252,12 @@ impl Sessions {
             return Ok(None);
         }
         if now.saturating_sub(record.last_seen_ms) >= ms(TOUCH_EVERY) {
-            users::touch_session(db, &hash, now).await?;
-            record.last_seen_ms = now;
+            // Activity is only for the idle timeout: a failed write is
+            // retried at the next request, not a reason to refuse this one.
+            match users::touch_session(db, &hash, now).await {
+                Ok(_) => record.last_seen_ms = now,
+                Err(e) => tracing::debug!(error = %e, "session activity not recorded"),
+            }
         }
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() > CACHE_MAX {

@@ -5,6 +5,9 @@
 //! CSRF token and needs the operator role; it answers with a redirect back
 //! (303), or an error page with a 4xx status that says what was wrong.
 
+use crate::audit::{Action, Actor};
+use crate::http::audit::Audit;
+use crate::http::silences::silence_details;
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -278,6 +281,7 @@ const MAX_COMMENT_BYTES: usize = 4096;
 /// `POST /alerts/{id}/ack`.
 pub async fn ack(
     user: WebUser,
+    audit: Audit,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Form(form): Form<AckForm>,
@@ -296,11 +300,22 @@ pub async fn ack(
         .ack(fp, &user.name, form.comment.trim(), now_ms())
         .await
     {
-        Ok(_) => Ok(Redirect::to(local_path(form.next.as_deref(), "/alerts")).into_response()),
+        Ok(_) => {
+            audit
+                .note_as(
+                    Actor::user(&user.name),
+                    Action::AlertAck,
+                    &fp_hex(fp),
+                    serde_json::json!({"comment": form.comment.trim()}),
+                )
+                .await;
+            Ok(Redirect::to(local_path(form.next.as_deref(), "/alerts")).into_response())
+        }
         Err(e @ AckError::NotFound(_)) => Err(PageError::NotFound(e.to_string())),
         Err(e @ (AckError::NotFiring(_) | AckError::AlreadyAcked { .. })) => {
             Err(PageError::Conflict(e.to_string()))
         }
+        Err(e @ AckError::NotLeader(_)) => Err(PageError::Conflict(e.to_string())),
         Err(AckError::Store(e)) => Err(e.into()),
     }
 }
@@ -391,6 +406,7 @@ fn silence_error(e: SilenceError) -> PageError {
 /// `POST /silences`.
 pub async fn create_silence(
     user: WebUser,
+    audit: Audit,
     State(state): State<AppState>,
     Form(form): Form<SilenceForm>,
 ) -> Result<Response, PageError> {
@@ -413,12 +429,20 @@ pub async fn create_silence(
         created_by: user.name.clone(),
         comment: form.comment.trim().to_string(),
     };
-    state
+    let s = state
         .mutes
         .silences
         .create(new, now)
         .await
         .map_err(silence_error)?;
+    audit
+        .note_as(
+            Actor::user(&user.name),
+            Action::SilenceCreate,
+            &s.id,
+            silence_details(&s, None),
+        )
+        .await;
     Ok(Redirect::to("/alerts#silences").into_response())
 }
 
@@ -432,17 +456,26 @@ pub struct CsrfForm {
 /// `POST /silences/{id}/expire`.
 pub async fn expire_silence(
     user: WebUser,
+    audit: Audit,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&user, &form.csrf_token)?;
     require_operator(&user)?;
-    state
+    let s = state
         .mutes
         .silences
         .expire(&id, now_ms())
         .await
         .map_err(silence_error)?;
+    audit
+        .note_as(
+            Actor::user(&user.name),
+            Action::SilenceExpire,
+            &s.id,
+            serde_json::json!({}),
+        )
+        .await;
     Ok(Redirect::to("/alerts#silences").into_response())
 }

@@ -135,6 +135,9 @@ pub async fn detail(
     Query(p): Query<RangeParams>,
 ) -> Result<Response, PageError> {
     let now = now_ms();
+    if state.database_down() {
+        return Err(PageError::Unavailable("host rows: database down".into()));
+    }
     let host = state
         .store
         .hosts()
@@ -162,6 +165,7 @@ pub async fn detail(
             "samples": host.samples_stored,
         }),
     );
+    c.insert("clock", &clock_context(&state, &host.agent_id));
     c.insert("figures", &figures);
     c.insert(
         "ranges",
@@ -200,4 +204,19 @@ pub async fn detail(
         .to_string(),
     );
     Ok(render("host.html", &c))
+}
+
+/// The agent's clock skew as the host page shows it; null before its first
+/// batch to this process.
+fn clock_context(state: &AppState, agent_id: &str) -> Option<serde_json::Value> {
+    use crate::ingest::clock::{WARN_ABOVE_MS, describe};
+    let skew = state.metrics.clock.get(agent_id)?;
+    let off = skew.skew_ms.abs() > WARN_ABOVE_MS;
+    Some(serde_json::json!({
+        "text": describe(skew.skew_ms).trim_start_matches(['+', '-']),
+        "seconds": skew.skew_ms as f64 / 1000.0,
+        "relation": if skew.skew_ms >= 0 { "ahead of" } else { "behind" },
+        "off": off,
+        "badge": if off { format::badge("warn") } else { format::badge("ok") },
+    }))
 }

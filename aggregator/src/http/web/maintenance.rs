@@ -8,6 +8,9 @@
 //! The host page holds the start form, the maintenance banner of every page
 //! a stop button per window.
 
+use crate::audit::{Action, Actor};
+use crate::http::audit::Audit;
+use crate::http::maintenance::window_details;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -49,6 +52,7 @@ fn page_error(e: SilenceError) -> PageError {
 /// `POST /maintenance`.
 pub async fn start(
     user: WebUser,
+    audit: Audit,
     State(state): State<AppState>,
     axum::Form(form): axum::Form<StartForm>,
 ) -> Result<Response, PageError> {
@@ -60,18 +64,27 @@ pub async fn start(
         d => Some(now.saturating_add(parse_duration_ms("duration", d)?)),
     };
     let host = Some(form.host.trim().to_string()).filter(|h| !h.is_empty());
-    state
+    let w = state
         .mutes
         .maintenance
         .start(host, until, form.comment, user.name.clone(), now)
         .await
         .map_err(page_error)?;
+    audit
+        .note_as(
+            Actor::user(&user.name),
+            Action::MaintenanceStart,
+            &w.id,
+            window_details(&w),
+        )
+        .await;
     Ok(Redirect::to(local_path(form.next.as_deref(), "/")).into_response())
 }
 
 /// `POST /maintenance/{id}/stop`.
 pub async fn stop(
     user: WebUser,
+    audit: Audit,
     State(state): State<AppState>,
     Path(id): Path<String>,
     axum::Form(form): axum::Form<StopForm>,
@@ -79,11 +92,19 @@ pub async fn stop(
     check_csrf(&user, &form.csrf_token)?;
     require_operator(&user)?;
     let now = state.mutes.now_ms();
-    state
+    let w = state
         .mutes
         .maintenance
         .stop(&id, &user.name, now)
         .await
         .map_err(page_error)?;
+    audit
+        .note_as(
+            Actor::user(&user.name),
+            Action::MaintenanceStop,
+            &w.id,
+            window_details(&w),
+        )
+        .await;
     Ok(Redirect::to(local_path(form.next.as_deref(), "/")).into_response())
 }

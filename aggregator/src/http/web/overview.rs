@@ -74,7 +74,19 @@ pub async fn overview_context(
     c.insert("figures", &figures);
     let active = alerts::rows(state, state.alerting.active(), now);
     c.insert("alerts", &active);
-    c.insert("hosts", &state.store.hosts().await?.len());
+    // Host rows live in the database only: without it the count is unknown
+    // and the rest of the page still comes from memory.
+    let hosts = match state.database_down() {
+        true => None,
+        false => match state.store.hosts().await {
+            Ok(hosts) => Some(hosts.len()),
+            Err(e) => {
+                tracing::warn!(error = %e, "overview: host count unavailable");
+                None
+            }
+        },
+    };
+    c.insert("hosts", &hosts);
     c.insert(
         "live",
         &serde_json::json!({

@@ -156,9 +156,10 @@ impl InhibitRule {
     }
 }
 
-/// The file as written.
+/// The file as written. Public so that docs/configuration.md's test
+/// (`tests/tests/docs/config.rs`) can read the keys it accepts.
 #[derive(Debug, Deserialize)]
-struct RawFile {
+pub struct RawFile {
     #[serde(default)]
     global: Option<GlobalConfig>,
     route: Option<RawRoute>,

@@ -106,6 +106,12 @@ impl Core {
         &self.plan
     }
 
+    /// The same plan and settings with nothing remembered (a new leader
+    /// starts from the database's notification log, not from this one).
+    pub fn fresh(&self) -> Core {
+        Core::new(self.plan.clone(), self.resolve_timeout_ms)
+    }
+
     /// Replaces the notification log (loaded from the database).
     pub fn set_log(&mut self, log: HashMap<(String, String), LogEntry>) {
         self.log = log;

@@ -136,9 +136,36 @@ impl Dispatcher {
         deliver: Arc<dyn Deliver>,
         metrics: NotifyMetrics,
     ) -> (Arc<Dispatcher>, tokio::task::JoinHandle<()>) {
-        let d = Arc::new(Dispatcher::idle(plan, options, db, mutes, deliver, metrics));
-        let task = tokio::spawn(d.clone().run());
+        let d = Dispatcher::stopped(plan, options, db, mutes, deliver, metrics);
+        let task = d.spawn();
         (d, task)
+    }
+
+    /// A dispatcher whose task is not started yet (see [`Dispatcher::spawn`]):
+    /// what a cluster node builds, to run it only while it leads.
+    pub fn stopped(
+        plan: Arc<NotifyPlan>,
+        options: Options,
+        db: Db,
+        mutes: Arc<Mutes>,
+        deliver: Arc<dyn Deliver>,
+        metrics: NotifyMetrics,
+    ) -> Arc<Dispatcher> {
+        Arc::new(Dispatcher::idle(plan, options, db, mutes, deliver, metrics))
+    }
+
+    /// Starts the task from a clean slate: no groups, nothing queued, the
+    /// notification log loaded again from the database (what an earlier
+    /// leader sent). The task of a previous [`spawn`](Self::spawn) must be
+    /// stopped (aborted) first.
+    pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        if let Ok(mut q) = self.queue.lock() {
+            q.clear();
+        }
+        if let Ok(mut core) = self.core.lock() {
+            *core = core.fresh();
+        }
+        tokio::spawn(self.clone().run())
     }
 
     /// A dispatcher whose task is not running (tests of the queue).

@@ -29,11 +29,23 @@
 //!
 //! Restart: rows are in the database, so whatever was pending when a
 //! process stopped is delivered by the next one.
+//!
+//! Cluster (several aggregators on one PostgreSQL, `crate::cluster`): only
+//! the leader runs the delivery task, started with its epoch
+//! ([`Outbox::spawn_as`]). Claims and inserts carry the epoch and do
+//! nothing once a newer leader bumped it (fencing: an old leader that has
+//! not yet noticed it lost the lock cannot send or enqueue). A new leader
+//! makes rows claimed by an earlier epoch and never finished due again
+//! after `takeover_delay` (by then the old leader has stopped: see
+//! `cluster`), instead of after the 5-minute [`LEASE`]: a row the old
+//! leader sent but had not marked yet is then sent a second time (at least
+//! once), one it had not sent is not lost.
 
 mod config;
 mod rows;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -71,6 +83,9 @@ struct Inner {
     metrics: NotifyMetrics,
     config: OutboxConfig,
     wake: Notify,
+    /// The leader epoch claims and inserts are fenced with; 0 outside a
+    /// cluster (nothing fenced).
+    epoch: AtomicI64,
 }
 
 impl Outbox {
@@ -102,6 +117,7 @@ impl Outbox {
                 metrics,
                 config,
                 wake: Notify::new(),
+                epoch: AtomicI64::new(0),
             }),
         })
     }
@@ -130,11 +146,53 @@ impl Outbox {
         }
     }
 
-    /// Starts the delivery task.
+    /// Starts the delivery task (a single aggregator: nothing fenced).
     pub fn spawn(&self) -> OutboxTask {
+        self.spawn_as(None, Duration::ZERO)
+    }
+
+    /// Starts the delivery task for the cluster leader of `epoch` (`None`:
+    /// not in a cluster). Rows an earlier leader left claimed are due again
+    /// `takeover_delay` from now.
+    pub fn spawn_as(&self, epoch: Option<i64>, takeover_delay: Duration) -> OutboxTask {
+        self.inner
+            .epoch
+            .store(epoch.unwrap_or(0), Ordering::Release);
         let (stop, stopped) = watch::channel(false);
-        let handle = tokio::spawn(self.clone().run(stopped));
+        let this = self.clone();
+        let handle = tokio::spawn(async move {
+            if let Some(epoch) = epoch {
+                this.release_stale(epoch, takeover_delay).await;
+            }
+            this.run(stopped).await
+        });
         OutboxTask { stop, handle }
+    }
+
+    fn epoch(&self) -> i64 {
+        self.inner.epoch.load(Ordering::Acquire)
+    }
+
+    /// See the module documentation (retried until it works: the
+    /// delivery loop must not claim before it).
+    async fn release_stale(&self, epoch: i64, delay: Duration) {
+        let due = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 4);
+        let mut wait = Duration::from_millis(200);
+        loop {
+            match rows::release_stale(&self.inner.db, epoch, due).await {
+                Ok(0) => return,
+                Ok(n) => {
+                    warn!(rows = n, epoch, retry_in = ?delay,
+                          "notification outbox: rows an earlier leader claimed and did not finish are sent again");
+                    return;
+                }
+                Err(e) => {
+                    warn!(error = %e, "notification outbox: cannot release an earlier leader's claims; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
     }
 
     /// The newest `limit` rows, optionally of one status (for the API).
@@ -193,7 +251,8 @@ impl Outbox {
         let limit = cfg.max_concurrency.saturating_mul(CLAIM_PER_SLOT);
         let now = now_ms();
         let lease = i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
-        let batch = rows::claim(&self.inner.db, now, now + lease, limit as i64).await?;
+        let batch =
+            rows::claim(&self.inner.db, now, now + lease, limit as i64, self.epoch()).await?;
         let full = batch.len() >= limit;
         // One group's rows go out in order, one after the other.
         let mut groups: BTreeMap<(String, String, String), Vec<rows::Claimed>> = BTreeMap::new();
@@ -358,7 +417,8 @@ impl Deliver for Outbox {
                 last_error: error,
             })
             .collect();
-        let inserted = rows::insert(&self.inner.db, &new, now_ms()).await?;
+        let epoch = Some(self.epoch()).filter(|e| *e != 0);
+        let inserted = rows::insert(&self.inner.db, &new, now_ms(), epoch).await?;
         if integrations.is_none() && inserted > 0 {
             warn!(receiver = %n.receiver, "notification dropped: receiver not configured");
             self.inner

@@ -54,11 +54,14 @@ const INSERT: &str = "INSERT INTO notification_outbox
     VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)
     ON CONFLICT (dedup_key, integration) DO NOTHING";
 
+// `$4` is the claiming leader's epoch (0: single node, not fenced): a
+// process whose epoch is no longer the current one claims nothing.
 const CLAIM_PG: &str = "UPDATE notification_outbox
-    SET attempts = attempts + 1, next_attempt_at_ms = $1
+    SET attempts = attempts + 1, next_attempt_at_ms = $1, claimed_epoch = $4
     WHERE id IN (SELECT id FROM notification_outbox
                  WHERE status = 'pending' AND next_attempt_at_ms <= $2
                  ORDER BY created_at_ms, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+      AND ($4 = 0 OR $4 = (SELECT epoch FROM cluster_leader WHERE id = 1))
     RETURNING id, receiver, integration, group_key, payload, created_at_ms, attempts";
 
 // SQLite has one writer: the subquery and the update cannot interleave
@@ -71,7 +74,7 @@ const CLAIM_LITE: &str = "UPDATE notification_outbox
     RETURNING id, receiver, integration, group_key, payload, created_at_ms, attempts";
 
 const FINISH: &str = "UPDATE notification_outbox
-    SET status = $2, delivered_at_ms = $3, last_error = $4 WHERE id = $1";
+    SET status = $2, delivered_at_ms = $3, last_error = $4, claimed_epoch = NULL WHERE id = $1";
 
 const SUPERSEDE: &str = "UPDATE notification_outbox SET status = 'superseded',
     last_error = 'a newer notification of this group was delivered first'
@@ -79,7 +82,15 @@ const SUPERSEDE: &str = "UPDATE notification_outbox SET status = 'superseded',
       AND id < $4";
 
 const RETRY: &str = "UPDATE notification_outbox
-    SET next_attempt_at_ms = $2, last_error = $3 WHERE id = $1";
+    SET next_attempt_at_ms = $2, last_error = $3, claimed_epoch = NULL WHERE id = $1";
+
+// Rows an earlier leader claimed and never finished (it died or lost the
+// lock mid-send): due again at `$2` instead of at the end of their lease.
+const RELEASE_STALE: &str = "UPDATE notification_outbox
+    SET next_attempt_at_ms = LEAST(next_attempt_at_ms, $2), claimed_epoch = NULL
+    WHERE status = 'pending' AND claimed_epoch IS NOT NULL AND claimed_epoch <> $1";
+
+const CURRENT_EPOCH: &str = "SELECT epoch FROM cluster_leader WHERE id = 1 FOR SHARE";
 
 const PENDING: &str = "SELECT COUNT(*) FROM notification_outbox WHERE status = 'pending'";
 
@@ -124,13 +135,29 @@ macro_rules! on_writer {
 }
 
 /// Inserts `rows` in one transaction; a `(dedup_key, integration)` seen
-/// before is left alone. Returns the number of rows inserted.
-pub async fn insert(db: &Db, rows: &[NewRow<'_>], now_ms: i64) -> Result<u64, StoreError> {
+/// before is left alone. Returns the number of rows inserted. With an
+/// `epoch` (a cluster leader's, PostgreSQL), nothing is inserted unless it
+/// is still the current one ([`StoreError::Fenced`]).
+pub async fn insert(
+    db: &Db,
+    rows: &[NewRow<'_>],
+    now_ms: i64,
+    epoch: Option<i64>,
+) -> Result<u64, StoreError> {
     if rows.is_empty() {
         return Ok(0);
     }
     on_writer!(db, |pool| {
         let mut tx = pool.begin().await?;
+        if let (Some(mine), Db::Postgres(_)) = (epoch, db) {
+            // FOR SHARE: a new leader's epoch bump waits for this commit.
+            let current: Option<i64> = sqlx::query_scalar(CURRENT_EPOCH)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if current != Some(mine) {
+                return Err(StoreError::Fenced(mine));
+            }
+        }
         let mut inserted = 0;
         for r in rows {
             inserted += sqlx::query(INSERT)
@@ -155,11 +182,15 @@ pub async fn insert(db: &Db, rows: &[NewRow<'_>], now_ms: i64) -> Result<u64, St
 /// moves their next attempt to `lease_until_ms`, so neither this process
 /// nor another one picks them again while they are being sent (and a
 /// process that dies mid-send leaves them to be retried after the lease).
+///
+/// On PostgreSQL the claim records `epoch` (0 outside a cluster) and, when
+/// it is not 0, claims nothing unless it is the current leader's.
 pub async fn claim(
     db: &Db,
     now_ms: i64,
     lease_until_ms: i64,
     limit: i64,
+    epoch: i64,
 ) -> Result<Vec<Claimed>, StoreError> {
     let rows: Vec<ClaimRow> = match db {
         Db::Postgres(pool) => {
@@ -167,6 +198,7 @@ pub async fn claim(
                 .bind(lease_until_ms)
                 .bind(now_ms)
                 .bind(limit)
+                .bind(epoch)
                 .fetch_all(pool)
                 .await?
         }
@@ -229,6 +261,21 @@ pub async fn retry_at(db: &Db, id: i64, next_ms: i64, error: &str) -> Result<(),
             .await?;
         Ok(())
     })
+}
+
+/// Makes rows claimed under another epoch than `epoch` and not finished
+/// due at `due_ms` at the latest (PostgreSQL; SQLite has no cluster).
+/// Returns how many.
+pub async fn release_stale(db: &Db, epoch: i64, due_ms: i64) -> Result<u64, StoreError> {
+    match db {
+        Db::Postgres(pool) => Ok(sqlx::query(RELEASE_STALE)
+            .bind(epoch)
+            .bind(due_ms)
+            .execute(pool)
+            .await?
+            .rows_affected()),
+        Db::Sqlite { .. } => Ok(0),
+    }
 }
 
 /// Rows waiting for delivery.

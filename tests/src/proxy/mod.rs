@@ -1,5 +1,12 @@
-//! A TCP proxy in front of a real server (PostgreSQL) that a test can cut,
-//! dropping every connection, and restore: a database outage on demand.
+//! Proxies a test puts between two real components to break the traffic
+//! between them: [`TcpProxy`] in front of a server (PostgreSQL) that a test
+//! can cut, dropping every connection, and restore (a database outage on
+//! demand); [`udp::UdpProxy`] between an agent and the aggregator's QUIC port,
+//! which drops, delays, duplicates and reorders datagrams, or cuts them all.
+
+pub mod udp;
+
+pub use udp::{Faults, UdpProxy};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
