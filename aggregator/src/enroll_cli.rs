@@ -4,6 +4,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
+use vigil_aggregator::audit::Actor;
 use vigil_aggregator::config::Loaded;
 use vigil_aggregator::ingest::enroll::{self, TokenError};
 use vigil_aggregator::store::enroll as db;
@@ -20,7 +21,7 @@ pub async fn run(loaded: Loaded, command: EnrollTokenCommand) -> Result<()> {
         EnrollTokenCommand::List { .. } => list(loaded).await,
         EnrollTokenCommand::Revoke { id, .. } => {
             let store = open_store(&loaded).await?;
-            if !enroll::revoke_token(store.as_ref(), &id).await? {
+            if !enroll::revoke_token(store.as_ref(), &id, Actor::cli(), None).await? {
                 bail!("no unused, unrevoked enrollment token {id:?} (see enroll-token list)");
             }
             println!("revoked enrollment token {id}");
@@ -40,8 +41,15 @@ async fn create(loaded: Loaded, ttl: &str, host_name: Option<&str>) -> Result<()
     };
     let ttl = humantime::parse_duration(ttl.trim()).map_err(|e| anyhow!("--ttl {ttl:?}: {e}"))?;
     let store = open_store(&loaded).await?;
-    let token = enroll::create_token(store.as_ref(), ttl, settings.max_token_ttl, host_name)
-        .await
+    let token = enroll::create_token(
+        store.as_ref(),
+        ttl,
+        settings.max_token_ttl,
+        host_name,
+        Actor::cli(),
+        None,
+    )
+    .await
         .map_err(|e| match e {
             TokenError::Invalid(m) => anyhow!(m),
             TokenError::Store(e) => anyhow!(e),

@@ -252,19 +252,18 @@ fn main() -> ExitCode {
             // connections within a second (ingest/live.rs).
             (Command::RevokeAgent { agent_id, .. }, Some(loaded)) => {
                 let store = open_store(&loaded).await?;
-                let revoked =
-                    vigil_aggregator::ingest::live::revoke_agent(store.as_ref(), None, &agent_id)
-                        .await?;
+                // Audited (once) by revoke_agent itself.
+                let revoked = vigil_aggregator::ingest::live::revoke_agent(
+                    store.as_ref(),
+                    None,
+                    &agent_id,
+                    audit::Actor::cli(),
+                    None,
+                )
+                .await?;
                 if revoked.is_none() {
                     bail!("agent {agent_id:?} is not registered");
                 }
-                cli_audit(
-                    &store,
-                    Action::AgentRevoke,
-                    &agent_id,
-                    serde_json::json!({}),
-                )
-                .await;
                 println!("revoked agent {agent_id}");
                 Ok(())
             }

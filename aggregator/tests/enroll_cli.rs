@@ -124,7 +124,7 @@ fn enrollment_off_or_misconfigured_is_reported() {
     let (code, _, err) = run(&["check-config"], &config);
     assert_eq!(code, Some(64));
     assert!(
-        err.contains("readable by its owner only (chmod 600)"),
+        err.contains("enroll.ca_key: ") && err.contains("chmod 600"),
         "{err}"
     );
 

@@ -289,8 +289,10 @@ impl std::fmt::Debug for Ca {
 
 impl Ca {
     /// Loads the CA certificate (the first in `cert`) and its key; the key
-    /// must belong to the certificate.
+    /// must belong to the certificate, and be readable by its owner only
+    /// ([`vigil_common::keyfile`]): it signs every agent identity.
     pub fn load(cert: &Path, key: &Path) -> Result<Ca, CertError> {
+        vigil_common::keyfile::check_private(key)?;
         let cert_text = read(cert)?;
         let key = KeyPair::from_pem(&read(key)?)?;
         let der = tls::load_certs(cert)
@@ -445,7 +447,7 @@ mod tests {
         let pem = ca.sign_agent_csr(&csr, "given", 30).expect("sign");
         let signed = d.join("given.crt");
         std::fs::write(&signed, &pem).expect("write");
-        std::fs::write(d.join("given.key"), &key_pem).expect("write");
+        write_file(&d.join("given.key"), key_pem.as_bytes(), true).expect("write");
         let der = tls::load_certs(&signed).expect("cert");
         assert_eq!(tls::common_name(&der[0]).as_deref(), Some("given"));
         // The issued certificate works as the agent's TLS identity.
@@ -471,6 +473,11 @@ mod tests {
             Ca::load(&cert, &d.join("other").join("ca.key")),
             Err(CertError::Ca(_))
         ));
+        // A CA key other users can read is refused before it is parsed.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = Ca::load(&cert, &key).expect_err("world-readable CA key");
+        assert!(matches!(err, CertError::TooOpen(_)), "{err}");
+        assert!(err.to_string().contains("chmod 600"), "{err}");
     }
 
     /// `csr` with the public key of `other` (so its signature no longer verifies).

@@ -57,6 +57,44 @@ fn options(agg: &TestAggregator, token: &str, trust: TrustSource, dir: &Path) ->
     }
 }
 
+/// Every audit record, oldest first: (actor kind, actor, action, target,
+/// details, source).
+async fn audit_log(agg: &TestAggregator) -> Vec<(String, String, String, String, Value, Option<String>)> {
+    let filter = vigil_aggregator::audit::Filter {
+        limit: 1000,
+        ..Default::default()
+    };
+    let page = vigil_aggregator::audit::query(&agg.running().state.store.db(), &filter)
+        .await
+        .expect("audit query");
+    page.records
+        .into_iter()
+        .rev()
+        .map(|r| {
+            (
+                r.actor_kind,
+                r.actor,
+                r.action,
+                r.target,
+                serde_json::from_str(&r.details).expect("details are JSON"),
+                r.source,
+            )
+        })
+        .collect()
+}
+
+/// The audit records of `action`.
+async fn audited(
+    agg: &TestAggregator,
+    action: &str,
+) -> Vec<(String, String, String, String, Value, Option<String>)> {
+    audit_log(agg)
+        .await
+        .into_iter()
+        .filter(|r| r.2 == action)
+        .collect()
+}
+
 /// The enrolled agent's config with test pacing.
 fn agent_config(path: &Path) -> AgentConfig {
     let mut config = AgentConfig::load(path).expect("the written config loads");
@@ -210,6 +248,38 @@ async fn enroll_and_ship(db: Db) {
     };
     assert_eq!(count("enrolled"), 1);
     assert_eq!(count("token_used"), 1);
+
+    // Audited: the token's creation by the admin token (never the secret),
+    // the enrollment approved by that token, the refusal; once each.
+    let log = audit_log(&agg).await;
+    let text = format!("{log:?}");
+    assert!(!text.contains(&token), "the token is never recorded: {text}");
+    let created = audited(&agg, "enroll_token.create").await;
+    assert_eq!(created.len(), 1, "{log:?}");
+    let token_id = created[0].3.clone();
+    assert_eq!(
+        (created[0].0.as_str(), created[0].1.as_str()),
+        ("token", "test")
+    );
+    assert_eq!(created[0].5.as_deref(), Some("127.0.0.1"));
+    let enrolled = audited(&agg, "agent.enroll").await;
+    assert_eq!(enrolled.len(), 1, "{log:?}");
+    let (kind, actor, _, target, details, source) = &enrolled[0];
+    assert_eq!(kind, "token");
+    assert_eq!(actor, &format!("enroll:{token_id}"));
+    assert_eq!(target, "enrolled-1");
+    assert_eq!(details["re_enrolled"], false, "{details}");
+    assert_eq!(
+        details["public_key"],
+        vigil_common::sign::public_key_to_hex(&key.verifying_key()),
+        "{details}"
+    );
+    assert_eq!(source.as_deref(), Some("127.0.0.1"));
+    let refused = audited(&agg, "agent.enroll_refused").await;
+    assert_eq!(refused.len(), 1, "{log:?}");
+    assert_eq!(refused[0].3, "enrolled-2");
+    assert_eq!(refused[0].4["code"], "token_used", "{:?}", refused[0]);
+    assert_eq!(refused[0].4["request"], "enroll", "{:?}", refused[0]);
     agg.stop().await;
 }
 
@@ -627,7 +697,21 @@ async fn revocation_closes_live_connections() {
         .expect("revoke")
         .status();
     assert_eq!(status, 404);
-    // Re-enrolling with a token bound to the id lifts the revocation.
+    // One audit record per revocation: the API's by its token (with the
+    // client's address), the CLI's by the local user; none for the 404.
+    let revocations = audited(&agg, "agent.revoke").await;
+    let who: Vec<(&str, &str, Option<&str>)> = revocations
+        .iter()
+        .map(|(kind, _, _, target, _, source)| (kind.as_str(), target.as_str(), source.as_deref()))
+        .collect();
+    assert_eq!(
+        who,
+        [
+            ("token", "rev-api", Some("127.0.0.1")),
+            ("cli", "rev-cli", None)
+        ],
+        "{revocations:?}"
+    );
     let _ = api_agent.shutdown(Duration::from_millis(100)).await;
     let _ = cli_agent.shutdown(Duration::from_millis(100)).await;
     agg.stop().await;
@@ -735,6 +819,15 @@ async fn rotation_loses_no_batch() {
     enroll::rotate(&config_path, Duration::from_secs(5))
         .await
         .expect("rotates again with the new identity");
+    // Each rotation is one audit record by the agent itself.
+    let rotations = audited(&agg, "agent.rotate").await;
+    assert_eq!(rotations.len(), 2, "{rotations:?}");
+    for (kind, actor, _, target, details, source) in &rotations {
+        assert_eq!((kind.as_str(), actor.as_str()), ("agent", "rot-1"));
+        assert_eq!(target, "rot-1");
+        assert!(details["public_key"].is_string(), "{details}");
+        assert_eq!(source.as_deref(), Some("127.0.0.1"));
+    }
     agg.stop().await;
 }
 

@@ -15,6 +15,7 @@ use vigil_common::now_ms;
 
 use super::AppState;
 use super::access::AdminAccess;
+use super::audit::Audit;
 use super::error::ApiError;
 use crate::config::Loaded;
 use crate::ingest::enroll::{self, NewToken, TokenError};
@@ -78,6 +79,7 @@ struct Created {
 
 async fn create(
     _caller: AdminAccess,
+    audit: Audit,
     State(state): State<AppState>,
     settings: Option<Extension<Arc<EnrollSettings>>>,
     body: Result<Json<CreateRequest>, axum::extract::rejection::JsonRejection>,
@@ -98,6 +100,8 @@ async fn create(
         ttl,
         settings.max_token_ttl,
         body.host_name.as_deref(),
+        audit.actor,
+        audit.source,
     )
     .await
     .map_err(|e| match e {
@@ -143,10 +147,11 @@ async fn list(
 
 async fn revoke_token(
     _caller: AdminAccess,
+    audit: Audit,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if enroll::revoke_token(state.store.as_ref(), &id).await? {
+    if enroll::revoke_token(state.store.as_ref(), &id, audit.actor, audit.source).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!(
@@ -163,6 +168,7 @@ struct Revoked {
 
 async fn revoke_agent(
     _caller: AdminAccess,
+    audit: Audit,
     State(state): State<AppState>,
     live: Option<Extension<Arc<LiveAgents>>>,
     Path(id): Path<String>,
@@ -170,8 +176,15 @@ async fn revoke_agent(
     // Without the live registry (tests of the bare app) the watcher of the
     // running aggregator closes the connections instead.
     let live = live.as_ref().map(|Extension(live)| live.as_ref());
-    let Some(closed) = crate::ingest::live::revoke_agent(state.store.as_ref(), live, &id).await?
-    else {
+    let revoked = crate::ingest::live::revoke_agent(
+        state.store.as_ref(),
+        live,
+        &id,
+        audit.actor,
+        audit.source,
+    )
+    .await?;
+    let Some(closed) = revoked else {
         return Err(ApiError::NotFound(format!(
             "agent {id:?} is not registered"
         )));

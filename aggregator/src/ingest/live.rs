@@ -126,18 +126,28 @@ impl LiveAgents {
 /// Revokes agent `agent_id` in the store and, given this process's `live`
 /// registry, closes its connections at once (else a running aggregator's
 /// watcher does within [`WATCH_INTERVAL`]). `None` if the agent is not
-/// registered, else the connections closed here. Audit hook: the CLI's
-/// `revoke-agent` and `POST /api/v1/agents/{id}/revoke` both come here.
+/// registered, else the connections closed here. One audit record per
+/// revocation, as `by` from `source`: the CLI's `revoke-agent` and
+/// `POST /api/v1/agents/{id}/revoke` both come here.
 pub async fn revoke_agent(
     store: &dyn Store,
     live: Option<&LiveAgents>,
     agent_id: &str,
+    by: crate::audit::Actor,
+    source: Option<String>,
 ) -> Result<Option<usize>, crate::store::StoreError> {
     if !store.revoke_agent(agent_id).await? {
         return Ok(None);
     }
     let closed = live.map_or(0, |live| live.revoke(agent_id));
     info!(agent = %agent_id, connections_closed = closed, "agent revoked");
+    crate::audit::note(
+        &store.db(),
+        crate::audit::Event::new(by, crate::audit::Action::AgentRevoke, agent_id)
+            .details(serde_json::json!({}))
+            .source(source),
+    )
+    .await;
     Ok(Some(closed))
 }
 

@@ -26,6 +26,7 @@ use vigil_common::wire::close;
 use vigil_common::{now_ms, tls};
 
 use super::agents::{AgentKeys, AgentStatus};
+use crate::audit::{self, Action, Actor, Event};
 use crate::auth;
 use crate::metrics::{Metrics, Reason};
 use crate::store::{Store, enroll as db};
@@ -49,8 +50,18 @@ pub struct Enroller {
     slots: Semaphore,
 }
 
+/// What was decided, for the log, the counter, the audit log and the reply.
+struct Decided {
+    /// `enrolled`, `re-enrolled` or `rotated` (the counter's reason).
+    what: &'static str,
+    reply: EnrollReply,
+    /// What approved it: the enrollment token, or the agent's own keys.
+    by: Actor,
+    details: serde_json::Value,
+}
+
 /// What happened, for the log, the counter and the reply.
-type Outcome = Result<(String, EnrollReply), (Refusal, String)>;
+type Outcome = Result<Decided, (Refusal, String)>;
 
 impl Enroller {
     pub fn new(
@@ -109,11 +120,29 @@ impl Enroller {
             .inc();
     }
 
-    /// Decides one request. Audit hook: every enrollment, re-keying and
-    /// rotation is decided (and logged) here.
+    /// Decides one request. Every enrollment, re-enrollment, rotation and
+    /// refusal is decided, logged, counted and audited here (once each).
     pub async fn handle(&self, conn: &quinn::Connection, frame: &[u8]) -> EnrollReply {
         let remote = conn.remote_address();
-        let outcome = match EnrollRequest::decode(frame) {
+        let source = Some(remote.ip().to_string());
+        // Who asked, for a refusal's audit record: the agent's certificate
+        // (rotation), else the id the request claimed.
+        let decoded = EnrollRequest::decode(frame);
+        let (asker, target, request) = match &decoded {
+            Ok(EnrollRequest::Enroll {
+                agent_id, hostname, ..
+            }) => (
+                Actor::anonymous(""),
+                agent_id.clone().unwrap_or_else(|| hostname.clone()),
+                "enroll",
+            ),
+            Ok(EnrollRequest::Rotate { .. }) => {
+                let id = tls::peer_agent_id(conn).unwrap_or_default();
+                (Actor::agent(&id), id, "rotate")
+            }
+            Err(_) => (Actor::anonymous(""), String::new(), "undecodable"),
+        };
+        let outcome = match decoded {
             Err(e) => Err((
                 Refusal::BadRequest,
                 format!("cannot decode the request: {e}"),
@@ -138,17 +167,45 @@ impl Enroller {
                 proof,
             }) => self.rotate(conn, &csr_pem, &signing_key, &proof).await,
         };
+        let db = self.store.db();
         match outcome {
-            Ok((what, reply)) => {
+            Ok(Decided {
+                what,
+                reply,
+                by,
+                details,
+            }) => {
                 if let EnrollReply::Enrolled { agent_id, .. } = &reply {
                     info!(agent = %agent_id, %remote, "agent {what}");
+                    if what == "rotated" {
+                        audit::note(
+                            &db,
+                            Event::new(by, Action::AgentRotate, agent_id.as_str())
+                                .details(details)
+                                .source(source),
+                        )
+                        .await;
+                    } else {
+                        audit::enrollment(&db, agent_id, by, source, details).await;
+                    }
                 }
-                self.count(&what);
+                self.count(what);
                 reply
             }
             Err((code, message)) => {
                 warn!(%remote, %code, "enrollment refused: {message}");
                 self.count(code.as_str());
+                audit::note(
+                    &db,
+                    Event::new(asker, Action::AgentEnrollRefused, target)
+                        .details(serde_json::json!({
+                            "request": request,
+                            "code": code.as_str(),
+                            "message": message,
+                        }))
+                        .source(source),
+                )
+                .await;
                 EnrollReply::Refused { code, message }
             }
         }
@@ -214,20 +271,27 @@ impl Enroller {
                 previous_valid_until_ms,
             } => {
                 self.keys.forget(&agent_id);
-                let what = if previous_valid_until_ms.is_some() {
-                    "re-enrolled"
-                } else {
-                    "enrolled"
-                };
-                Ok((
-                    what.to_string(),
-                    EnrollReply::Enrolled {
+                let re_enrolled = previous_valid_until_ms.is_some();
+                Ok(Decided {
+                    what: if re_enrolled {
+                        "re-enrolled"
+                    } else {
+                        "enrolled"
+                    },
+                    by: Actor::enroll_token(&peeked.id),
+                    details: serde_json::json!({
+                        "re_enrolled": re_enrolled,
+                        "hostname": hostname,
+                        "public_key": sign::public_key_to_hex(&key),
+                        "previous_key_valid_until_ms": previous_valid_until_ms,
+                    }),
+                    reply: EnrollReply::Enrolled {
                         agent_id,
                         cert_pem,
                         ca_pem: self.ca.cert_pem().to_string(),
                         previous_key_valid_until_ms: previous_valid_until_ms,
                     },
-                ))
+                })
             }
         }
     }
@@ -301,15 +365,20 @@ impl Enroller {
             ));
         }
         self.keys.forget(&agent_id);
-        Ok((
-            "rotated".to_string(),
-            EnrollReply::Enrolled {
+        Ok(Decided {
+            what: "rotated",
+            by: Actor::agent(&agent_id),
+            details: serde_json::json!({
+                "public_key": sign::public_key_to_hex(&key),
+                "previous_key_valid_until_ms": until,
+            }),
+            reply: EnrollReply::Enrolled {
                 agent_id,
                 cert_pem,
                 ca_pem: self.ca.cert_pem().to_string(),
                 previous_key_valid_until_ms: Some(until),
             },
-        ))
+        })
     }
 
     fn sign(&self, csr_pem: &str, agent_id: &str) -> Result<String, (Refusal, String)> {
@@ -350,13 +419,16 @@ pub enum TokenError {
 }
 
 /// Creates a one-time enrollment token valid for `ttl` (1 minute to
-/// `max_ttl`), bound to `agent_id` if given. Audit hook: the CLI's
-/// `enroll-token create` and `POST /api/v1/enroll-tokens` both come here.
+/// `max_ttl`), bound to `agent_id` if given, and records it in the audit
+/// log as `by` (from `source`): the CLI's `enroll-token create` and
+/// `POST /api/v1/enroll-tokens` both come here.
 pub async fn create_token(
     store: &dyn Store,
     ttl: Duration,
     max_ttl: Duration,
     agent_id: Option<&str>,
+    by: Actor,
+    source: Option<String>,
 ) -> Result<NewToken, TokenError> {
     if ttl < config::MIN_TOKEN_TTL || ttl > max_ttl {
         return Err(TokenError::Invalid(format!(
@@ -386,6 +458,17 @@ pub async fn create_token(
     )
     .await?;
     info!(token = %id, agent = ?agent_id, "enrollment token created");
+    // The token itself is shown once and never recorded.
+    audit::note(
+        &store.db(),
+        Event::new(by, Action::EnrollTokenCreate, id.as_str())
+            .details(serde_json::json!({
+                "host_name": agent_id,
+                "expires_at_ms": expires_at_ms,
+            }))
+            .source(source),
+    )
+    .await;
     Ok(NewToken {
         id,
         token,
@@ -394,13 +477,25 @@ pub async fn create_token(
     })
 }
 
-/// Revokes an unused token; false if there is no unused, unrevoked token
-/// `id`. Audit hook: the CLI's `enroll-token revoke` and
-/// `DELETE /api/v1/enroll-tokens/{id}` both come here.
-pub async fn revoke_token(store: &dyn Store, id: &str) -> Result<bool, crate::store::StoreError> {
+/// Revokes an unused token (recorded in the audit log as `by`); false if
+/// there is no unused, unrevoked token `id`. The CLI's `enroll-token
+/// revoke` and `DELETE /api/v1/enroll-tokens/{id}` both come here.
+pub async fn revoke_token(
+    store: &dyn Store,
+    id: &str,
+    by: Actor,
+    source: Option<String>,
+) -> Result<bool, crate::store::StoreError> {
     let revoked = db::revoke_token(&store.db(), id, now_ms()).await?;
     if revoked {
         info!(token = %id, "enrollment token revoked");
+        audit::note(
+            &store.db(),
+            Event::new(by, Action::EnrollTokenRevoke, id)
+                .details(serde_json::json!({}))
+                .source(source),
+        )
+        .await;
     }
     Ok(revoked)
 }
