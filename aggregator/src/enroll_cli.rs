@@ -50,10 +50,10 @@ async fn create(loaded: Loaded, ttl: &str, host_name: Option<&str>) -> Result<()
         None,
     )
     .await
-        .map_err(|e| match e {
-            TokenError::Invalid(m) => anyhow!(m),
-            TokenError::Store(e) => anyhow!(e),
-        })?;
+    .map_err(|e| match e {
+        TokenError::Invalid(m) => anyhow!(m),
+        TokenError::Store(e) => anyhow!(e),
+    })?;
     let ca = loaded
         .tls
         .ca

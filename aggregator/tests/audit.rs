@@ -663,7 +663,14 @@ async fn cli_commands_are_audited(config: &std::path::Path, url: &str, base: &st
     text.push_str("\n[enroll]\nca_key = \"ca.key\"\n");
     std::fs::write(config, text).expect("config");
     let enroll_out = cli(
-        &["enroll-token", "create", "--ttl", "1h", "--host-name", "db-2"],
+        &[
+            "enroll-token",
+            "create",
+            "--ttl",
+            "1h",
+            "--host-name",
+            "db-2",
+        ],
         config,
     );
     let enroll_token = enroll_out.lines().next().expect("token").to_string();

@@ -57,9 +57,11 @@ fn options(agg: &TestAggregator, token: &str, trust: TrustSource, dir: &Path) ->
     }
 }
 
-/// Every audit record, oldest first: (actor kind, actor, action, target,
-/// details, source).
-async fn audit_log(agg: &TestAggregator) -> Vec<(String, String, String, String, Value, Option<String>)> {
+/// One audit record: (actor kind, actor, action, target, details, source).
+type Entry = (String, String, String, String, Value, Option<String>);
+
+/// Every audit record, oldest first.
+async fn audit_log(agg: &TestAggregator) -> Vec<Entry> {
     let filter = vigil_aggregator::audit::Filter {
         limit: 1000,
         ..Default::default()
@@ -84,10 +86,7 @@ async fn audit_log(agg: &TestAggregator) -> Vec<(String, String, String, String,
 }
 
 /// The audit records of `action`.
-async fn audited(
-    agg: &TestAggregator,
-    action: &str,
-) -> Vec<(String, String, String, String, Value, Option<String>)> {
+async fn audited(agg: &TestAggregator, action: &str) -> Vec<Entry> {
     audit_log(agg)
         .await
         .into_iter()
@@ -253,7 +252,10 @@ async fn enroll_and_ship(db: Db) {
     // the enrollment approved by that token, the refusal; once each.
     let log = audit_log(&agg).await;
     let text = format!("{log:?}");
-    assert!(!text.contains(&token), "the token is never recorded: {text}");
+    assert!(
+        !text.contains(&token),
+        "the token is never recorded: {text}"
+    );
     let created = audited(&agg, "enroll_token.create").await;
     assert_eq!(created.len(), 1, "{log:?}");
     let token_id = created[0].3.clone();

@@ -38,6 +38,8 @@ pub const MAX_CONCURRENT: usize = 16;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time the reply is given to reach the agent before the connection is closed.
 const REPLY_LINGER: Duration = Duration::from_secs(5);
+/// Longest refusal message kept in an audit record, in characters.
+const MAX_AUDIT_MESSAGE: usize = 512;
 
 /// Serves enrollment and rotation (only with `[enroll]`).
 pub struct Enroller {
@@ -201,7 +203,8 @@ impl Enroller {
                         .details(serde_json::json!({
                             "request": request,
                             "code": code.as_str(),
-                            "message": message,
+                            // Bounded: it may quote what the request claimed.
+                            "message": message.chars().take(MAX_AUDIT_MESSAGE).collect::<String>(),
                         }))
                         .source(source),
                 )
