@@ -17,6 +17,10 @@ pub enum ApiError {
     Forbidden(String),
     /// 404.
     NotFound(String),
+    /// 413: the body is over the size limit.
+    TooLarge(String),
+    /// 415: the body is not of the media type the route takes.
+    UnsupportedMediaType(String),
     /// 409: the request conflicts with the resource's state (an alert
     /// already acknowledged).
     Conflict(String),
@@ -37,6 +41,12 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
+            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m),
+            ApiError::UnsupportedMediaType(m) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                m,
+            ),
             ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, "execution", m),
             ApiError::RateLimited { retry_after_secs } => {
                 let mut response = (
@@ -73,6 +83,19 @@ impl IntoResponse for ApiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+/// A body axum could not take as JSON: its status (413 over the size
+/// limit, 415 without `Content-Type: application/json`, 400 or 422 for
+/// content that does not parse or fit) with axum's message.
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(e.body_text()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(e.body_text()),
+            _ => ApiError::BadRequest(e.body_text()),
+        }
     }
 }
 

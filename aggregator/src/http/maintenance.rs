@@ -112,7 +112,7 @@ async fn start(
     State(state): State<AppState>,
     body: Result<Json<StartBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<WindowView>, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(body) = body.map_err(ApiError::from)?;
     let now = state.mutes.now_ms();
     let until = match (&body.duration, &body.until) {
         (Some(_), Some(_)) => {

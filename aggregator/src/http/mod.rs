@@ -20,6 +20,7 @@ pub mod notifications;
 pub mod openapi;
 mod ops;
 pub mod prometheus;
+pub mod rejections;
 pub mod reports;
 pub mod resources;
 pub mod session;
@@ -148,6 +149,7 @@ pub fn app_with_dashboard(
         .merge(web::router(dashboard))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(rejections::json_errors))
         .layer(axum::middleware::from_fn_with_state(
             (state.clone(), guard),
             access::guard,

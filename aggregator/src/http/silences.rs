@@ -163,7 +163,7 @@ async fn create(
     State(state): State<AppState>,
     body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Created>, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(body) = body.map_err(ApiError::from)?;
     let silences = &state.mutes.silences;
     silences.ensure_loaded().await?;
     let now = state.mutes.now_ms();

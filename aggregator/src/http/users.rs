@@ -111,7 +111,7 @@ async fn create(
     State(state): State<AppState>,
     body: Result<Json<NewUser>, JsonRejection>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(body) = body.map_err(ApiError::from)?;
     let role = accounts::parse_role(&body.role).map_err(api_error)?;
     accounts::create(&state.store.db(), &body.name, role, &body.password)
         .await
@@ -143,7 +143,7 @@ async fn update(
     Path(name): Path<String>,
     body: Result<Json<UserPatch>, JsonRejection>,
 ) -> Result<Json<UserView>, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(body) = body.map_err(ApiError::from)?;
     if body.role.is_none() && body.password.is_none() && body.disabled.is_none() {
         return Err(ApiError::BadRequest(
             "nothing to change: send role, password and/or disabled".into(),
@@ -251,7 +251,7 @@ async fn change_own_password(
     let Some(Extension(sessions)) = sessions else {
         return Err(ApiError::Unauthorized("not signed in"));
     };
-    let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(body) = body.map_err(ApiError::from)?;
     let db = state.store.db();
     let stored = users::user(&db, &user.name).await?;
     let hash = stored.map(|u| u.password_hash);

@@ -24,7 +24,8 @@ use vigil_common::{Label, MetricKind, MetricMetadata, Point};
 
 use super::tally::{Endpoint, INVALID_SERIES, NATIVE_HISTOGRAM, Tally};
 use super::{
-    IngestError, Limits, limits, media_type, read_body, write as store_write, write_metadata,
+    IngestError, IngestLimits, Limits, limits, media_type, read_body, write as store_write,
+    write_metadata,
 };
 use crate::http::AppState;
 use crate::http::access::WriteAccess;
@@ -126,13 +127,7 @@ pub async fn write(
         Ok(r) => r,
         Err(e) => return e.respond(metrics, Endpoint::RemoteWrite),
     };
-    let mut tally = Tally::new(&limits, vigil_common::now_ms());
-    for ts in request.timeseries {
-        add(&mut tally, ts);
-    }
-    let metadata: Vec<MetricMetadata> = (request.metadata.into_iter())
-        .map(ProtoMetadata::into_metadata)
-        .collect();
+    let (tally, metadata) = tally(request, &limits, vigil_common::now_ms());
     let written = async {
         let stored = store_write(&state, &tally.series).await?;
         write_metadata(&state, &metadata).await?;
@@ -158,19 +153,45 @@ async fn decode(
         "http_ingest.max_compressed_bytes",
     )
     .await?;
-    let len = snap::raw::decompress_len(&compressed)
+    decode_payload(&compressed, caps.max_decompressed_bytes)
+}
+
+/// Decompresses (snappy block format, at most `max_decompressed_bytes`)
+/// and decodes a request body. Pure and synchronous: the fuzz target
+/// `remote_write` (fuzz/) calls it with arbitrary bytes.
+pub fn decode_payload(
+    compressed: &[u8],
+    max_decompressed_bytes: usize,
+) -> Result<WriteRequest, IngestError> {
+    let len = snap::raw::decompress_len(compressed)
         .map_err(|e| IngestError::Malformed(format!("invalid snappy data: {e}")))?;
-    if len > caps.max_decompressed_bytes {
+    if len > max_decompressed_bytes {
         return Err(IngestError::TooLarge(format!(
-            "decompressed body of {len} bytes is larger than {} bytes (http_ingest.max_decompressed_bytes)",
-            caps.max_decompressed_bytes
+            "decompressed body of {len} bytes is larger than {max_decompressed_bytes} bytes (http_ingest.max_decompressed_bytes)"
         )));
     }
     let raw = snap::raw::Decoder::new()
-        .decompress_vec(&compressed)
+        .decompress_vec(compressed)
         .map_err(|e| IngestError::Malformed(format!("invalid snappy data: {e}")))?;
     WriteRequest::decode(raw.as_slice())
         .map_err(|e| IngestError::Malformed(format!("invalid protobuf WriteRequest: {e}")))
+}
+
+/// Validates a decoded request as the handler does before storing it: the
+/// accepted series and rejections in a [`Tally`], and the metadata.
+pub fn tally(
+    request: WriteRequest,
+    limits: &IngestLimits,
+    now_ms: i64,
+) -> (Tally, Vec<MetricMetadata>) {
+    let mut tally = Tally::new(limits, now_ms);
+    for ts in request.timeseries {
+        add(&mut tally, ts);
+    }
+    let metadata = (request.metadata.into_iter())
+        .map(ProtoMetadata::into_metadata)
+        .collect();
+    (tally, metadata)
 }
 
 /// remote_write 1.0 only: protobuf `prometheus.WriteRequest`, snappy.

@@ -16,6 +16,8 @@ pub enum PromError {
     BadData(String),
     /// 413 `bad_data`: the form body is larger than accepted.
     TooLarge(String),
+    /// 415 `bad_data`: a body that is not a form.
+    UnsupportedMediaType(String),
     /// 422 `execution`: the query failed or hit a limit.
     Execution(String),
     /// 503 `timeout`.
@@ -36,6 +38,9 @@ impl IntoResponse for PromError {
         let (status, kind, message) = match self {
             PromError::BadData(m) => (StatusCode::BAD_REQUEST, "bad_data", m),
             PromError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "bad_data", m),
+            PromError::UnsupportedMediaType(m) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_data", m)
+            }
             PromError::Execution(m) => (StatusCode::UNPROCESSABLE_ENTITY, "execution", m),
             PromError::Timeout(m) => (StatusCode::SERVICE_UNAVAILABLE, "timeout", m),
             PromError::Unavailable(detail) => {

@@ -37,17 +37,32 @@ impl<S: Send + Sync> FromRequest<S> for Params {
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, PromError> {
         let mut pairs = Vec::new();
-        let is_form = req
-            .headers()
-            .get(header::CONTENT_TYPE)
+        let content_type = req.headers().get(header::CONTENT_TYPE).map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .trim()
+                .to_ascii_lowercase()
+        });
+        let is_form = (content_type.as_deref())
+            .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+        let with_body = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH);
+        // A body of another type would be ignored and its parameters
+        // reported missing; say what is wrong instead. (An empty body
+        // with a stray Content-Type is harmless.)
+        let body_len = (req.headers().get(header::CONTENT_LENGTH))
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| {
-                ct.trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("application/x-www-form-urlencoded")
-            });
+            .and_then(|v| v.parse::<u64>().ok());
+        let has_body = body_len.is_some_and(|n| n > 0)
+            || req.headers().contains_key(header::TRANSFER_ENCODING);
+        if let Some(ct) = content_type
+            .as_deref()
+            .filter(|_| with_body && has_body && !is_form)
+        {
+            return Err(PromError::UnsupportedMediaType(format!(
+                "Content-Type {ct:?} is not supported: send parameters as application/x-www-form-urlencoded or in the query string"
+            )));
+        }
         let query = req.uri().query().unwrap_or_default().to_string();
-        if is_form && matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
+        if is_form && with_body {
             let body = axum::body::to_bytes(req.into_body(), MAX_FORM_BYTES)
                 .await
                 .map_err(|_| {
@@ -192,7 +207,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// sets; Prometheus requires a plain vector selector.
 pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, PromError> {
     let bad = |why: String| PromError::param("match[]", why);
-    let expr = promql_parser::parser::parse(s).map_err(bad)?;
+    let expr = crate::query::engine::parse(s).map_err(|e| bad(e.to_string()))?;
     let Expr::VectorSelector(vs) = expr else {
         return Err(bad(format!("{s:?} is not a series selector")));
     };

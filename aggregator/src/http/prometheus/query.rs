@@ -82,7 +82,7 @@ pub async fn range(
 /// (`invalid parameter "query": 1:5: parse error: ...`).
 fn query_param(params: &Params) -> Result<String, PromError> {
     let query = params.get("query").unwrap_or_default();
-    promql_parser::parser::parse(query).map_err(|e| PromError::param("query", e))?;
+    crate::query::engine::parse(query).map_err(|e| PromError::param("query", e))?;
     Ok(query.to_string())
 }
 

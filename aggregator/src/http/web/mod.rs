@@ -195,7 +195,10 @@ impl From<super::error::ApiError> for PageError {
     fn from(e: super::error::ApiError) -> Self {
         use super::error::ApiError as E;
         match e {
-            E::BadRequest(m) | E::Unprocessable(m) => PageError::BadRequest(m),
+            E::BadRequest(m)
+            | E::Unprocessable(m)
+            | E::TooLarge(m)
+            | E::UnsupportedMediaType(m) => PageError::BadRequest(m),
             E::Unauthorized(m) => PageError::Forbidden(m.to_string()),
             E::Forbidden(m) => PageError::Forbidden(m),
             E::NotFound(m) => PageError::NotFound(m),

@@ -26,6 +26,28 @@ use thiserror::Error;
 use self::eval::{Evaluator, Grid, Series, Val, merge_same_labels};
 use super::source::{Labels, RawSeries, Source, SourceError};
 
+/// Longest query text accepted (64 KiB). Parsing compiles every regex
+/// matcher, so this bounds the parse time of one query as well as its size
+/// (the `regex` crate's own compiled-size limit bounds each regex's memory).
+pub const MAX_QUERY_BYTES: usize = 64 * 1024;
+
+/// Parses `query` if it is at most [`MAX_QUERY_BYTES`] long.
+pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
+    if query.len() > MAX_QUERY_BYTES {
+        return Err(QueryError::BadData(format!(
+            "query of {} bytes is longer than {MAX_QUERY_BYTES} bytes",
+            query.len()
+        )));
+    }
+    // promql-parser panics on some inputs (a subquery step too large for a
+    // Duration: `vector(1)[29:1111111111111111111111]`, found by the
+    // `promql` fuzz target); a query is the caller's input, so that is a
+    // 400, not a dropped connection.
+    std::panic::catch_unwind(|| promql_parser::parser::parse(query))
+        .map_err(|_| QueryError::BadData("invalid query: the parser failed on it".into()))?
+        .map_err(QueryError::BadData)
+}
+
 /// Bounds that keep one query from hurting the aggregator.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
@@ -250,7 +272,7 @@ impl Engine {
         let deadline = started + self.limits.timeout;
         // The expression is pinned behind an Arc: fetched data is keyed by
         // the addresses of its selector nodes.
-        let expr = Arc::new(promql_parser::parser::parse(query).map_err(QueryError::BadData)?);
+        let expr = Arc::new(parse(query)?);
         let is_range = range_end.is_some();
         let end_ms = range_end.unwrap_or(grid.start);
         if plan::depth(&expr) > plan::MAX_DEPTH {

@@ -641,3 +641,38 @@ fn ok_or_clean_error(r: &Result<Value, QueryError>) -> bool {
         Err(_) => false,
     }
 }
+
+#[tokio::test]
+async fn queries_over_the_length_limit_are_refused_before_parsing() {
+    let e = Engine::default();
+    let src = MemorySource::new();
+    // Just under the limit: parsed and evaluated (a long regex included).
+    let regex = format!("{{__name__=~\"{}\"}}", "a|".repeat(20_000) + "b");
+    assert!(regex.len() <= super::MAX_QUERY_BYTES);
+    assert!(matches!(e.instant(&src, &regex, 0).await, Ok(Value::Vector(v)) if v.is_empty()));
+    // One byte over: refused with the reason, whatever the text.
+    let over = format!("{}1", " ".repeat(super::MAX_QUERY_BYTES));
+    match e.instant(&src, &over, 0).await {
+        Err(QueryError::BadData(m)) => assert!(m.contains("longer than 65536 bytes"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        e.range(&src, &over, 0, 60_000, 15_000).await,
+        Err(QueryError::BadData(_))
+    ));
+}
+
+/// Found by the `promql` fuzz target: promql-parser panicked converting a
+/// subquery step too large for a `Duration`.
+#[tokio::test]
+async fn a_query_the_parser_panics_on_is_bad_data() {
+    let e = Engine::default();
+    let src = MemorySource::new();
+    let crash = "day_of_xeek(vector(1))[29:11111111111111111111111111111111111111111111]";
+    for q in [crash, "vector(1)[5m:1111111111111111111111]"] {
+        match e.instant(&src, q, 0).await {
+            Err(QueryError::BadData(m)) => assert!(!m.is_empty()),
+            other => panic!("{q}: {other:?}"),
+        }
+    }
+}
