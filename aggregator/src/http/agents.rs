@@ -84,7 +84,7 @@ async fn create(
     settings: Option<Extension<Arc<EnrollSettings>>>,
     body: Result<Json<CreateRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(body) = body.map_err(ApiError::from)?;
     let settings = match settings {
         Some(Extension(s)) if s.enabled => s,
         _ => {
