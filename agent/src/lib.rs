@@ -33,6 +33,7 @@ pub mod backoff;
 pub mod batch;
 pub mod collect;
 pub mod config;
+pub mod enroll;
 pub mod replay;
 pub mod send;
 pub mod spool;

@@ -223,7 +223,7 @@ impl Sender {
                     }
                 }
                 reason = conn.closed() => {
-                    warn!(%reason, "connection to the aggregator closed");
+                    log_closed(&reason);
                     return Some(failed);
                 }
             }
@@ -274,6 +274,9 @@ impl Sender {
             }
             Err(e) => {
                 Stats::add(&self.stats.send_errors, 1);
+                if let Some(reason) = conn.close_reason() {
+                    log_closed(&reason);
+                }
                 warn!(sequence, error = %e, "sending the batch failed; reconnecting");
                 conn.close(1u32.into(), b"send error");
                 Some(failed)
@@ -359,5 +362,20 @@ impl Sender {
             }
         }
         Err(errors)
+    }
+}
+
+/// Logs why the aggregator closed the connection; a revocation loudly.
+fn log_closed(reason: &quinn::ConnectionError) {
+    match reason {
+        quinn::ConnectionError::ApplicationClosed(close)
+            if close.error_code == vigil_common::wire::close::REVOKED.into() =>
+        {
+            error!(
+                "the aggregator revoked this agent and refuses its connections; batches stay \
+                 spooled (re-enroll with a token created with --host-name <agent id>)"
+            );
+        }
+        _ => warn!(%reason, "connection to the aggregator closed"),
     }
 }

@@ -39,6 +39,9 @@ pub struct Config {
     /// The operator web dashboard.
     #[serde(default)]
     pub dashboard: crate::http::web::config::DashboardConfig,
+    /// Agent enrollment and key rotation (off without this section).
+    #[serde(default)]
+    pub enroll: Option<crate::ingest::enroll::config::EnrollConfig>,
     /// Several aggregators on one PostgreSQL database.
     #[serde(default)]
     pub cluster: crate::cluster::ClusterConfig,
@@ -285,6 +288,8 @@ pub struct Loaded {
     pub tls: TlsMaterial,
     /// The HTTP listener's TLS config (`[http] tls_cert` / `tls_key`).
     pub http_tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// The CA that signs enrolling agents' certificates (`[enroll]`).
+    pub enroll_ca: Option<std::sync::Arc<vigil_certs::Ca>>,
 }
 
 impl Config {
@@ -308,6 +313,13 @@ impl Config {
             *p = resolve(path, p);
         }
         config.notify.load(path, &mut problems);
+        if let Some(enroll) = &mut config.enroll {
+            enroll.resolve(path);
+        }
+        let enroll_ca = config
+            .enroll
+            .as_ref()
+            .and_then(|e| e.validate(&config.quic.ca, &mut problems));
         let base_dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -321,6 +333,7 @@ impl Config {
                 quic_listen,
                 tls,
                 http_tls,
+                enroll_ca,
             }),
             _ => Err(ConfigErrors(problems)),
         }

@@ -9,6 +9,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod enroll_cli;
 mod supervise;
 mod users_cli;
 
@@ -89,6 +90,11 @@ enum Command {
         #[arg(long)]
         agent_id: String,
     },
+    /// One-time agent enrollment tokens (`vigil-agent enroll --token ...`).
+    EnrollToken {
+        #[command(subcommand)]
+        command: EnrollTokenCommand,
+    },
     /// Create (or replace) a named API token and print it (shown only once).
     CreateToken {
         #[arg(long)]
@@ -144,6 +150,45 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum EnrollTokenCommand {
+    /// Create a token and print it (shown only once) with the command to
+    /// run on the agent's host.
+    Create {
+        #[arg(long)]
+        config: PathBuf,
+        /// How long the token stays usable, e.g. 1h, 30m, 2d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// Bind the token to this agent id (it may then also re-key an
+        /// existing agent of that id).
+        #[arg(long)]
+        host_name: Option<String>,
+    },
+    /// List tokens: id, host name, created, expires, state (never the secret).
+    List {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Revoke an unused token by its id (from `list`).
+    Revoke {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        id: String,
+    },
+}
+
+impl EnrollTokenCommand {
+    fn config(&self) -> &Path {
+        match self {
+            EnrollTokenCommand::Create { config, .. }
+            | EnrollTokenCommand::List { config }
+            | EnrollTokenCommand::Revoke { config, .. } => config,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -175,6 +220,10 @@ fn main() -> ExitCode {
             Ok(l) => Some(l),
             Err(code) => return code,
         },
+        Command::EnrollToken { command } => match load(command.config()) {
+            Ok(l) => Some(l),
+            Err(code) => return code,
+        },
         Command::Quickstart { .. } | Command::TestRules { .. } | Command::CheckRules { .. } => None,
     };
     let runtime = match tokio::runtime::Runtime::new() {
@@ -199,20 +248,27 @@ fn main() -> ExitCode {
                 },
                 Some(loaded),
             ) => register_agent(loaded, &agent_id, &public_key).await,
+            // A running aggregator on this database closes the agent's
+            // connections within a second (ingest/live.rs).
             (Command::RevokeAgent { agent_id, .. }, Some(loaded)) => {
                 let store = open_store(&loaded).await?;
-                if !store.revoke_agent(&agent_id).await? {
+                // Audited (once) by revoke_agent itself.
+                let revoked = vigil_aggregator::ingest::live::revoke_agent(
+                    store.as_ref(),
+                    None,
+                    &agent_id,
+                    audit::Actor::cli(),
+                    None,
+                )
+                .await?;
+                if revoked.is_none() {
                     bail!("agent {agent_id:?} is not registered");
                 }
-                cli_audit(
-                    &store,
-                    Action::AgentRevoke,
-                    &agent_id,
-                    serde_json::json!({}),
-                )
-                .await;
                 println!("revoked agent {agent_id}");
                 Ok(())
+            }
+            (Command::EnrollToken { command }, Some(loaded)) => {
+                enroll_cli::run(loaded, command).await
             }
             (Command::CreateToken { name, scope, .. }, Some(loaded)) => {
                 create_token(loaded, &name, &scope).await

@@ -294,6 +294,12 @@ pub struct Metrics {
     pub connections_accepted: Counter,
     pub connections_active: Gauge,
     pub handshake_failures: Counter,
+    /// Enrollments and rotations, by result (`enrolled`, `rotated`, or the refusal).
+    pub enrollments: Family<Reason, Counter>,
+    /// Agent connections closed or refused because the agent is revoked.
+    pub connections_revoked: Counter,
+    /// Batches accepted with an agent's previous key (rotation grace period).
+    pub batches_previous_key: Counter,
     pub commit_duration: Histogram,
     /// Batches per ingest transaction (group commit).
     pub commit_group_batches: Histogram,
@@ -341,6 +347,9 @@ impl Metrics {
             connections_accepted: Counter::default(),
             connections_active: Gauge::default(),
             handshake_failures: Counter::default(),
+            enrollments: Family::default(),
+            connections_revoked: Counter::default(),
+            batches_previous_key: Counter::default(),
             commit_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             commit_group_batches: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
             database_up: Gauge::default(),
@@ -414,6 +423,21 @@ impl Metrics {
             "handshake_failures",
             "Connection attempts that failed the QUIC/TLS handshake",
             m.handshake_failures.clone(),
+        );
+        registry.register(
+            "enrollments",
+            "Agent enrollments and key rotations, by result",
+            m.enrollments.clone(),
+        );
+        registry.register(
+            "connections_revoked",
+            "Agent connections closed or refused because the agent is revoked",
+            m.connections_revoked.clone(),
+        );
+        registry.register(
+            "batches_previous_key",
+            "Batches accepted with the agent's previous signing key (rotation grace period)",
+            m.batches_previous_key.clone(),
         );
         registry.register(
             "commit_duration_seconds",

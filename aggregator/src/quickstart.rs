@@ -167,7 +167,9 @@ pub fn prepare(opts: &Options) -> Result<Setup, QuickstartError> {
          [http]\nlisten = {http}\n\n\
          [quic]\nlisten = {quic}\nca = \"certs/ca.crt\"\ncert = \"certs/server.crt\"\nkey = \"certs/server.key\"\n\n\
          [database]\nurl = {db}\n\n\
-         [alerting]\nrule_files = [\"rules/*.yml\"]\n",
+         [alerting]\nrule_files = [\"rules/*.yml\"]\n\n\
+         # Other hosts join with `vigil-aggregator enroll-token create` (docs/access.md).\n\
+         [enroll]\nca_key = \"certs/ca.key\"\n",
         http = toml_str(&opts.listen_http.to_string()),
         quic = toml_str(&opts.listen_quic.to_string()),
         db = toml_str(&database),

@@ -137,7 +137,12 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         Err(e) => return Err(e.into()),
     }
 
-    let quic_config = tls::quic_server_config(&loaded.tls, config.ingest.max_streams_per_agent)?;
+    let quic_config = match &loaded.enroll_ca {
+        Some(_) => {
+            tls::quic_server_config_enrolling(&loaded.tls, config.ingest.max_streams_per_agent)?
+        }
+        None => tls::quic_server_config(&loaded.tls, config.ingest.max_streams_per_agent)?,
+    };
     let endpoint = quinn::Endpoint::server(quic_config, loaded.quic_listen).map_err(|source| {
         StartError::Bind {
             what: "QUIC",
@@ -164,10 +169,20 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
     })?;
 
     let (stop, stopped) = watch::channel(false);
-    let ingest = Arc::new(Ingest::new(
+    let mut ingest = Ingest::new(
         store.clone(),
         metrics.clone(),
         config.ingest.clone(),
+        store_ready.clone(),
+    );
+    if let (Some(ca), Some(enroll)) = (&loaded.enroll_ca, &config.enroll) {
+        ingest = ingest.with_enrollment(ca.clone(), enroll.clone());
+    }
+    let ingest = Arc::new(ingest);
+    // Revocations made by the CLI or another aggregator close connections here.
+    background.push(ingest::live::spawn_watcher(
+        ingest.live.clone(),
+        store.clone(),
         store_ready.clone(),
     ));
     let mut servers = Vec::new();
@@ -300,6 +315,10 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
     )
     .layer(axum::Extension(std::sync::Arc::new(
         http::ingest::IngestLimits::from_config(config),
+    )))
+    .layer(axum::Extension(ingest.live.clone()))
+    .layer(axum::Extension(Arc::new(
+        http::agents::EnrollSettings::from_loaded(&loaded),
     )))
     .layer(axum::Extension(cluster.clone()));
     let mut http_stop = stopped;

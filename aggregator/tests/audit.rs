@@ -658,6 +658,30 @@ async fn cli_commands_are_audited(config: &std::path::Path, url: &str, base: &st
         config,
     );
     let reset = cli(&["reset-password", "--name", "jo"], config);
+    // Enrollment tokens (the config gains an [enroll] section for them).
+    let mut text = std::fs::read_to_string(config).expect("config");
+    text.push_str("\n[enroll]\nca_key = \"ca.key\"\n");
+    std::fs::write(config, text).expect("config");
+    let enroll_out = cli(
+        &[
+            "enroll-token",
+            "create",
+            "--ttl",
+            "1h",
+            "--host-name",
+            "db-2",
+        ],
+        config,
+    );
+    let enroll_token = enroll_out.lines().next().expect("token").to_string();
+    let enroll_id = enroll_out
+        .lines()
+        .nth(1)
+        .and_then(|l| l.strip_prefix("id "))
+        .and_then(|l| l.split(',').next())
+        .expect("token id")
+        .to_string();
+    cli(&["enroll-token", "revoke", "--id", &enroll_id], config);
 
     let store = vigil_aggregator::store::open(url, base, 2).expect("open");
     let page = vigil_aggregator::audit::query(
@@ -689,6 +713,8 @@ async fn cli_commands_are_audited(config: &std::path::Path, url: &str, base: &st
         ("agent.revoke", "db-1"),
         ("user.create", "jo"),
         ("user.password", "jo"),
+        ("enroll_token.create", enroll_id.as_str()),
+        ("enroll_token.revoke", enroll_id.as_str()),
     ]
     .iter()
     .map(|(a, t)| {
@@ -705,6 +731,7 @@ async fn cli_commands_are_audited(config: &std::path::Path, url: &str, base: &st
     // Neither the token nor a generated password is in the log.
     let details: String = page.records.iter().map(|r| r.details.clone()).collect();
     assert!(details.contains("\"scope\":\"read\""), "{details}");
+    assert!(details.contains("\"host_name\":\"db-2\""), "{details}");
     let password = |out: &str| {
         out.lines()
             .find_map(|l| l.strip_prefix("password: "))
@@ -713,6 +740,7 @@ async fn cli_commands_are_audited(config: &std::path::Path, url: &str, base: &st
     };
     for secret in [
         token.trim().to_string(),
+        enroll_token,
         password(&created),
         password(&reset),
     ] {

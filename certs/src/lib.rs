@@ -52,6 +52,10 @@ pub enum CertError {
     NoNames,
     #[error("validity must be between 1 and 36500 days, got {0}")]
     BadDays(u32),
+    #[error("CA: {0}")]
+    Ca(String),
+    #[error("invalid certificate signing request: {0}")]
+    Csr(String),
     #[error("{0}")]
     TooOpen(#[from] vigil_common::keyfile::TooOpen),
 }
@@ -260,6 +264,84 @@ pub fn issue_agent(
     Ok(public)
 }
 
+/// A new TLS key for an agent and a certificate signing request for it
+/// (PEM key, PEM CSR). The subject is only a hint: the CA sets it.
+pub fn agent_csr(id: &str) -> Result<(String, String), CertError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, id);
+    let key = KeyPair::generate()?;
+    let csr = params.serialize_request(&key)?;
+    Ok((key.serialize_pem(), csr.pem()?))
+}
+
+/// A CA loaded for signing agents' certificate requests (the aggregator's
+/// enrollment).
+pub struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    cert_pem: String,
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca").finish_non_exhaustive()
+    }
+}
+
+impl Ca {
+    /// Loads the CA certificate (the first in `cert`) and its key; the key
+    /// must belong to the certificate, and be readable by its owner only
+    /// ([`vigil_common::keyfile`]): it signs every agent identity.
+    pub fn load(cert: &Path, key: &Path) -> Result<Ca, CertError> {
+        vigil_common::keyfile::check_private(key)?;
+        let cert_text = read(cert)?;
+        let key = KeyPair::from_pem(&read(key)?)?;
+        let der = tls::load_certs(cert)
+            .map_err(|e| CertError::Ca(e.to_string()))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| CertError::Ca(format!("no certificate in {}", cert.display())))?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref())
+            .map_err(|e| CertError::Ca(format!("{}: {e}", cert.display())))?;
+        if parsed.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+            return Err(CertError::Ca(format!(
+                "the key does not belong to the CA certificate {}",
+                cert.display()
+            )));
+        }
+        let issuer = Issuer::from_ca_cert_der(&der, key)?;
+        Ok(Ca {
+            issuer,
+            cert_pem: cert_text,
+        })
+    }
+
+    /// The CA file's certificates (PEM), what agents trust the aggregator with.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// Signs an agent's CSR (PEM) as a client certificate for `id`, valid
+    /// for `days`. The request's signature must verify; everything else it
+    /// asks for (subject, extensions) is replaced by what an agent gets.
+    pub fn sign_agent_csr(&self, csr_pem: &str, id: &str, days: u32) -> Result<String, CertError> {
+        if !is_valid_agent_id(id) {
+            return Err(CertError::BadAgentId(id.to_string()));
+        }
+        let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| CertError::Csr(e.to_string()))?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, id);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationalUnitName, "vigil-agent");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.use_authority_key_identifier_extension = true;
+        validity(&mut params, days)?;
+        Ok(params.signed_by(&csr.public_key, &self.issuer)?.pem())
+    }
+}
+
 /// Reads agent `id`'s public key file back (64 hex characters).
 pub fn read_public_key(dir: &Path, id: &str) -> Result<String, CertError> {
     let text = read(&AgentPaths::new(dir, id).public_key)?;
@@ -352,6 +434,105 @@ mod tests {
             issue_agent(d, d, "a1", 30, false),
             Err(CertError::Exists(_))
         ));
+    }
+
+    #[test]
+    fn ca_signs_agent_requests_with_its_own_subject() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        create_ca(d, "Test CA", 30, false).expect("ca");
+        let (cert, key) = ca_paths(d);
+        let ca = Ca::load(&cert, &key).expect("load CA");
+        let (key_pem, csr) = agent_csr("asked-for").expect("csr");
+        let pem = ca.sign_agent_csr(&csr, "given", 30).expect("sign");
+        let signed = d.join("given.crt");
+        std::fs::write(&signed, &pem).expect("write");
+        write_file(&d.join("given.key"), key_pem.as_bytes(), true).expect("write");
+        let der = tls::load_certs(&signed).expect("cert");
+        assert_eq!(tls::common_name(&der[0]).as_deref(), Some("given"));
+        // The issued certificate works as the agent's TLS identity.
+        let client = tls::TlsMaterial::load(&cert, &signed, &d.join("given.key")).expect("load");
+        tls::quic_client_config(&client).expect("client config");
+
+        assert!(matches!(
+            ca.sign_agent_csr("not a csr", "given", 30),
+            Err(CertError::Csr(_))
+        ));
+        assert!(matches!(
+            ca.sign_agent_csr(&csr, "../x", 30),
+            Err(CertError::BadAgentId(_))
+        ));
+        // A request whose signature does not match its key is refused.
+        let (_, other) = agent_csr("other").expect("csr");
+        let tampered = splice_key(&csr, &other);
+        assert!(ca.sign_agent_csr(&tampered, "given", 30).is_err());
+
+        // A key that is not the CA's is refused at load.
+        create_ca(&d.join("other"), "Other", 30, false).expect("other ca");
+        assert!(matches!(
+            Ca::load(&cert, &d.join("other").join("ca.key")),
+            Err(CertError::Ca(_))
+        ));
+        // A CA key other users can read is refused before it is parsed.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = Ca::load(&cert, &key).expect_err("world-readable CA key");
+        assert!(matches!(err, CertError::TooOpen(_)), "{err}");
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+    }
+
+    /// `csr` with the public key of `other` (so its signature no longer verifies).
+    fn splice_key(csr: &str, other: &str) -> String {
+        use rustls_pki_types_pem::decode;
+        let a = decode(csr);
+        let b = decode(other);
+        // Both requests are P-256: the 65-byte uncompressed point starts with 0x04
+        // after the same SPKI prefix; swap it.
+        let find = |der: &[u8]| {
+            der.windows(2)
+                .position(|w| w == [0x00, 0x04])
+                .expect("point")
+                + 1
+        };
+        let (ia, ib) = (find(&a), find(&b));
+        let mut out = a.clone();
+        out[ia..ia + 65].copy_from_slice(&b[ib..ib + 65]);
+        rustls_pki_types_pem::encode(&out)
+    }
+
+    mod rustls_pki_types_pem {
+        pub fn decode(pem: &str) -> Vec<u8> {
+            use rustls::pki_types::CertificateSigningRequestDer;
+            use rustls::pki_types::pem::PemObject;
+            CertificateSigningRequestDer::from_pem_slice(pem.as_bytes())
+                .expect("pem")
+                .as_ref()
+                .to_vec()
+        }
+        pub fn encode(der: &[u8]) -> String {
+            const B64: &[u8; 64] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            let mut body = String::new();
+            for chunk in der.chunks(3) {
+                let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+                let n = (byte(0) << 16) | (byte(1) << 8) | byte(2);
+                for i in 0..4 {
+                    if i <= chunk.len() {
+                        body.push(char::from(B64[((n >> (18 - 6 * i)) & 63) as usize]));
+                    } else {
+                        body.push('=');
+                    }
+                }
+            }
+            let lines: Vec<&str> = body
+                .as_bytes()
+                .chunks(64)
+                .map(|c| std::str::from_utf8(c).expect("ascii"))
+                .collect();
+            format!(
+                "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
+                lines.join("\n")
+            )
+        }
     }
 
     #[test]

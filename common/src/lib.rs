@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod enroll;
 pub mod exposition;
 pub mod frame;
 pub mod keyfile;

@@ -147,20 +147,59 @@ pub fn quic_server_config(
     material: &TlsMaterial,
     max_bidi_streams: u32,
 ) -> Result<quinn::ServerConfig, TlsError> {
+    server_config(material, max_bidi_streams, false)
+}
+
+/// Like [`quic_server_config`], also serving enrollment
+/// ([`crate::enroll::ENROLL_ALPN`]): a client certificate becomes optional in
+/// the handshake (the aggregator closes ingest connections without one), and
+/// the CA is sent after the server certificate so an agent that pins the
+/// CA's fingerprint can verify the chain.
+pub fn quic_server_config_enrolling(
+    material: &TlsMaterial,
+    max_bidi_streams: u32,
+) -> Result<quinn::ServerConfig, TlsError> {
+    server_config(material, max_bidi_streams, true)
+}
+
+fn server_config(
+    material: &TlsMaterial,
+    max_bidi_streams: u32,
+    enrolling: bool,
+) -> Result<quinn::ServerConfig, TlsError> {
     let provider = provider();
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         material.roots()?,
         provider.clone(),
-    )
+    );
+    let verifier = if enrolling {
+        verifier.allow_unauthenticated()
+    } else {
+        verifier
+    }
     .build()
     .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
+    let mut chain = material.chain.clone();
+    if enrolling {
+        chain.extend(
+            material
+                .ca
+                .iter()
+                .filter(|c| !chain.contains(c))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+    }
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(material.chain.clone(), material.key.clone_key())
+        .with_single_cert(chain, material.key.clone_key())
         .map_err(|e| TlsError::Config(format!("server certificate/key: {e}")))?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
+    if enrolling {
+        tls.alpn_protocols.push(crate::enroll::ENROLL_ALPN.to_vec());
+    }
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -196,9 +235,23 @@ pub fn common_name(cert: &[u8]) -> Option<String> {
 
 /// The agent id of a QUIC connection's peer: the CN of its first certificate.
 pub fn peer_agent_id(connection: &quinn::Connection) -> Option<String> {
+    common_name(peer_certificate(connection)?.as_ref())
+}
+
+/// The peer's (leaf) client certificate, if it presented one.
+pub fn peer_certificate(connection: &quinn::Connection) -> Option<CertificateDer<'static>> {
     let identity = connection.peer_identity()?;
     let certs = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
-    common_name(certs.first()?)
+    certs.first().cloned()
+}
+
+/// The ALPN protocol the connection agreed on.
+pub fn negotiated_alpn(connection: &quinn::Connection) -> Option<Vec<u8>> {
+    let data = connection.handshake_data()?;
+    let data = data
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?;
+    data.protocol
 }
 
 /// Whether `name` is a DNS name or IP address a certificate can be issued for

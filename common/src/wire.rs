@@ -30,6 +30,18 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// ALPN protocol id for the QUIC connection.
 pub const ALPN: &[u8] = b"vigil/1";
 
+/// QUIC application close codes the aggregator closes connections with.
+pub mod close {
+    /// The aggregator is shutting down (or an enrollment exchange is over).
+    pub const SHUTDOWN: u32 = 0;
+    /// The client presented no usable certificate.
+    pub const NO_IDENTITY: u32 = 1;
+    /// Too many enrollments at once; try again later.
+    pub const BUSY: u32 = 2;
+    /// The agent is revoked: its connections are closed and refused.
+    pub const REVOKED: u32 = 3;
+}
+
 type Config = bincode::config::Configuration<
     bincode::config::LittleEndian,
     bincode::config::Varint,
@@ -261,11 +273,11 @@ pub enum WireError {
     UnsupportedVersion(u16),
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, WireError> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, WireError> {
     Ok(bincode::serde::encode_to_vec(value, config())?)
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
     let (value, used) =
         bincode::serde::decode_from_slice(bytes, config()).map_err(WireError::Decode)?;
     if used != bytes.len() {

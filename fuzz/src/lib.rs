@@ -5,13 +5,13 @@
 //! the aggregator or agent runs on untrusted bytes and panics only on a bug:
 //! an error for bad input is the expected outcome.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use vigil_aggregator::http::ingest::IngestLimits;
 use vigil_aggregator::http::ingest::config::HttpIngestConfig;
 use vigil_aggregator::http::ingest::remote_write;
-use vigil_aggregator::ingest::agents::AgentStatus;
+use vigil_aggregator::ingest::agents::{AgentStatus, Keys};
 use vigil_aggregator::ingest::verify;
 use vigil_aggregator::query::{Engine, Limits, MemorySource, Value};
 use vigil_common::exposition::{self, Format};
@@ -66,8 +66,11 @@ pub fn frame(data: &[u8]) -> bool {
         signature: sign::sign(key, &envelope.batch),
         batch: envelope.batch,
     };
-    let status = AgentStatus::Active(key.verifying_key());
-    let Ok(mut batch) = verify::verify(&signed, &cert_id, &status) else {
+    let status = AgentStatus::Active(Arc::new(Keys {
+        current: key.verifying_key(),
+        previous: None,
+    }));
+    let Ok((mut batch, _)) = verify::verify(&signed, &cert_id, &status, NOW_MS) else {
         return false;
     };
     let max_age = Duration::from_secs(3600);

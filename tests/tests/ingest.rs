@@ -269,27 +269,44 @@ async fn unregistered_and_revoked_agents_are_refused() {
     ));
     let stored = agg.samples().await;
 
-    // Revoking: refused within the key cache's lifetime.
+    // Revoking (a database write, as the CLI does): the revocation watcher
+    // closes the connection with the revoked code within seconds, well
+    // inside the key cache's lifetime, and a new connection is refused.
     agg.running()
         .state
         .store
         .revoke_agent("stranger")
         .await
         .expect("revoke");
-    tokio::time::sleep(vigil_aggregator::ingest::agents::TTL).await;
-    assert_eq!(
-        rejected(
-            stranger
-                .send_batch(&batch("stranger", 2, 3), &k)
-                .await
-                .expect("reply")
-        ),
-        RejectCode::RevokedAgent
+    let revoked = quinn::VarInt::from_u32(vigil_common::wire::close::REVOKED);
+    let closed = tokio::time::timeout(
+        vigil_aggregator::ingest::agents::TTL,
+        stranger.conn.closed(),
+    )
+    .await
+    .expect("closed within the key cache's lifetime");
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == revoked),
+        "{closed}"
+    );
+    assert!(
+        stranger
+            .send_batch(&batch("stranger", 2, 3), &k)
+            .await
+            .is_err()
+    );
+    let again = agg.raw("stranger").await;
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), again.conn.closed())
+        .await
+        .expect("refused at once");
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == revoked),
+        "{closed}"
     );
 
     let m = &agg.running().state.metrics;
     assert_eq!(m.rejected(RejectCode::UnknownAgent), 1);
-    assert_eq!(m.rejected(RejectCode::RevokedAgent), 1);
+    assert_eq!(m.connections_revoked.get(), 2, "closed once, refused once");
     assert_eq!(agg.samples().await, stored);
     still_serving(&agg, 1).await;
     agg.stop().await;

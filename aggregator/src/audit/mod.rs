@@ -42,6 +42,9 @@ pub enum ActorKind {
     System,
     /// A request without credentials (failed sign-ins).
     Anonymous,
+    /// An agent acting on its own identity (key rotation, proven by its
+    /// current certificate and signing key).
+    Agent,
 }
 
 impl ActorKind {
@@ -52,6 +55,7 @@ impl ActorKind {
             ActorKind::Cli => "cli",
             ActorKind::System => "system",
             ActorKind::Anonymous => "anonymous",
+            ActorKind::Agent => "agent",
         }
     }
 }
@@ -98,6 +102,23 @@ impl Actor {
         Actor {
             kind: ActorKind::System,
             name: what.to_string(),
+        }
+    }
+
+    /// An agent, by its id (rotation: authenticated by its current keys).
+    pub fn agent(id: &str) -> Actor {
+        Actor {
+            kind: ActorKind::Agent,
+            name: id.to_string(),
+        }
+    }
+
+    /// A one-time enrollment token, by its id (`enroll:<id>`): what
+    /// approved an enrollment.
+    pub fn enroll_token(id: &str) -> Actor {
+        Actor {
+            kind: ActorKind::Token,
+            name: format!("enroll:{id}"),
         }
     }
 
@@ -164,8 +185,19 @@ actions! {
     UserPassword => "user.password",
     /// An agent's public key registered (or re-keyed) by hand.
     AgentRegister => "agent.register",
-    /// An agent enrolled itself (see [`enrollment`]).
+    /// An agent enrolled itself with a one-time token, or re-enrolled
+    /// (`details.re_enrolled`; see [`enrollment`]).
     AgentEnroll => "agent.enroll",
+    /// An agent rotated its keys (proven by its current ones).
+    AgentRotate => "agent.rotate",
+    /// An enrollment or rotation request refused (`details.code`,
+    /// `details.message`).
+    AgentEnrollRefused => "agent.enroll_refused",
+    /// A one-time enrollment token created (`details`: its bound host, its
+    /// expiry; never the token).
+    EnrollTokenCreate => "enroll_token.create",
+    /// An unused enrollment token revoked.
+    EnrollTokenRevoke => "enroll_token.revoke",
     /// An agent revoked.
     AgentRevoke => "agent.revoke",
     /// A successful dashboard sign-in.

@@ -3,6 +3,7 @@
 //! `tower::ServiceExt::oneshot`.
 
 pub mod access;
+pub mod agents;
 pub mod alert_reports;
 pub mod alerts;
 pub mod audit;
@@ -128,6 +129,7 @@ pub fn app_with_dashboard(
         .nest("/api/v1", hosts::router())
         .nest("/api/v1", cluster::router())
         .nest("/api/v1", tokens::router())
+        .nest("/api/v1", agents::router())
         .nest("/api/v1", users::router())
         .nest("/api/v1", audit::router())
         .merge(login::router())

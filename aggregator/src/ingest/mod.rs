@@ -2,6 +2,10 @@
 //!
 //! One task per connection ([`connection`]), one task per stream ([`stream`]);
 //! each stream carries one batch and gets one reply (see `vigil_common::wire`).
+//! A connection that negotiated `vigil-enroll/1` is an enrollment or
+//! rotation instead ([`enroll`]); an ingest connection is refused if its
+//! agent is revoked, and registered in [`live`] so a later revocation
+//! closes it.
 //! Bounds and what happens at them:
 //! - streams per agent: the QUIC `max_concurrent_bidi_streams` limit; an agent
 //!   past it waits for flow-control credit (backpressure);
@@ -17,6 +21,8 @@
 pub mod agents;
 pub mod clock;
 pub mod commit;
+pub mod enroll;
+pub mod live;
 pub mod verify;
 
 use std::sync::Arc;
@@ -25,13 +31,15 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
+use vigil_common::enroll::ENROLL_ALPN;
 use vigil_common::frame::{self, FrameError};
+use vigil_common::wire::close;
 use vigil_common::{Ack, Reject, RejectCode, ServerMessage, now_ms, tls};
 
 use crate::config::IngestConfig;
 use crate::metrics::{Metrics, Reason, SampleDrop};
 use crate::store::Store;
-use agents::AgentKeys;
+use agents::{AgentKeys, AgentStatus, KeyUsed};
 use commit::Committer;
 use verify::reject;
 
@@ -41,14 +49,14 @@ pub const COMMIT_WAIT: Duration = Duration::from_secs(10);
 /// Largest reply frame; replies are tiny.
 const MAX_REPLY_BYTES: usize = 64 * 1024;
 
-/// QUIC application error code sent when the aggregator closes a connection.
-const CLOSE_SHUTDOWN: u32 = 0;
-const CLOSE_NO_IDENTITY: u32 = 1;
-
 /// Everything a stream needs, shared by all connections.
 pub struct Ingest {
     pub store: Arc<dyn Store>,
-    pub keys: AgentKeys,
+    pub keys: Arc<AgentKeys>,
+    /// Open connections by agent id (revocation closes them).
+    pub live: Arc<live::LiveAgents>,
+    /// Enrollment and rotation, with `[enroll]`.
+    pub enroller: Option<enroll::Enroller>,
     pub metrics: Arc<Metrics>,
     pub limits: IngestConfig,
     /// False until the store is reachable and migrated.
@@ -65,8 +73,11 @@ impl Ingest {
         limits: IngestConfig,
         store_ready: Arc<AtomicBool>,
     ) -> Self {
+        let keys = Arc::new(AgentKeys::new(store.clone()));
         Ingest {
-            keys: AgentKeys::new(store.clone()),
+            live: Arc::new(live::LiveAgents::new(keys.clone(), metrics.clone())),
+            keys,
+            enroller: None,
             commits: Arc::new(Semaphore::new(Self::pipeline_permits(&limits))),
             committer: Committer::start(
                 store.clone(),
@@ -79,6 +90,23 @@ impl Ingest {
             limits,
             store_ready,
         }
+    }
+
+    /// Turns enrollment on, signing with `ca` per `config`.
+    pub fn with_enrollment(
+        mut self,
+        ca: Arc<vigil_certs::Ca>,
+        config: enroll::config::EnrollConfig,
+    ) -> Self {
+        self.enroller = Some(enroll::Enroller::new(
+            ca,
+            config,
+            self.store.clone(),
+            self.store_ready.clone(),
+            self.keys.clone(),
+            self.metrics.clone(),
+        ));
+        self
     }
 
     fn pipeline_permits(limits: &IngestConfig) -> usize {
@@ -131,12 +159,31 @@ async fn connection(
             return;
         }
     };
+    if tls::negotiated_alpn(&conn).as_deref() == Some(ENROLL_ALPN) {
+        match &ingest.enroller {
+            Some(enroller) => enroller.serve(conn).await,
+            // Not offered without [enroll]; refuse all the same.
+            None => conn.close(close::NO_IDENTITY.into(), b"enrollment is off"),
+        }
+        return;
+    }
     let Some(agent_id) = tls::peer_agent_id(&conn) else {
         ingest.metrics.handshake_failures.inc();
-        warn!("client certificate has no common name");
-        conn.close(CLOSE_NO_IDENTITY.into(), b"certificate has no agent id");
+        warn!("agent connection without a client certificate or its common name");
+        conn.close(
+            close::NO_IDENTITY.into(),
+            b"a client certificate naming the agent is required",
+        );
         return;
     };
+    // The store, not the cache: a revoked agent is refused at once.
+    if let Ok(AgentStatus::Revoked) = ingest.keys.fresh_status(&agent_id).await {
+        ingest.metrics.connections_revoked.inc();
+        warn!(agent = %agent_id, "revoked agent refused");
+        conn.close(close::REVOKED.into(), b"agent revoked");
+        return;
+    }
+    let _registered = ingest.live.register(&agent_id, conn.clone());
     ingest.metrics.connections_accepted.inc();
     ingest.metrics.connections_active.inc();
     info!(agent = %agent_id, "agent connected");
@@ -236,7 +283,10 @@ async fn handle(frame: &[u8], agent_id: &str, ingest: &Ingest) -> Result<Ack, Re
         .status(agent_id)
         .await
         .map_err(|e| unavailable(None, format!("cannot look up agent: {e}")))?;
-    let mut batch = verify::verify(&signed, agent_id, &status)?;
+    let (mut batch, key_used) = verify::verify(&signed, agent_id, &status, now_ms())?;
+    if key_used == KeyUsed::Previous {
+        ingest.metrics.batches_previous_key.inc();
+    }
     let seq = batch.header.sequence;
     let received = batch.sample_count() as u64;
     let now = now_ms();
@@ -311,6 +361,6 @@ async fn handle(frame: &[u8], agent_id: &str, ingest: &Ingest) -> Result<Ack, Re
 
 /// Closes every connection and waits (bounded) for agents to see it.
 pub async fn close(endpoint: &quinn::Endpoint, wait: Duration) {
-    endpoint.close(CLOSE_SHUTDOWN.into(), b"aggregator shutting down");
+    endpoint.close(close::SHUTDOWN.into(), b"aggregator shutting down");
     let _ = tokio::time::timeout(wait, endpoint.wait_idle()).await;
 }

@@ -8,7 +8,7 @@ use vigil_common::model::{Label, Series};
 use vigil_common::wire::WireError;
 use vigil_common::{Batch, Reject, RejectCode, SignedBatch, sign};
 
-use super::agents::AgentStatus;
+use super::agents::{AgentStatus, KeyUsed};
 use crate::metrics::SampleDrop;
 
 /// A typed rejection with a message for the agent's log.
@@ -31,13 +31,16 @@ pub fn open_envelope(frame: &[u8]) -> Result<SignedBatch, Reject> {
     })
 }
 
-/// Steps 2-6: registration, signature, decoding, identity, content.
+/// Steps 2-6: registration, signature (with the current key, else the
+/// previous one while `now_ms` is inside its grace period), decoding,
+/// identity, content.
 pub fn verify(
     signed: &SignedBatch,
     cert_agent_id: &str,
     status: &AgentStatus,
-) -> Result<Batch, Reject> {
-    let key = match status {
+    now_ms: i64,
+) -> Result<(Batch, KeyUsed), Reject> {
+    let keys = match status {
         AgentStatus::Unknown => {
             return Err(reject(
                 None,
@@ -52,15 +55,21 @@ pub fn verify(
                 format!("agent {cert_agent_id:?} is revoked"),
             ));
         }
-        AgentStatus::Active(key) => key,
+        AgentStatus::Active(keys) => keys,
     };
-    if !sign::verify(key, &signed.batch, &signed.signature) {
+    let used = if sign::verify(&keys.current, &signed.batch, &signed.signature) {
+        KeyUsed::Current
+    } else if keys.previous.as_ref().is_some_and(|(key, until)| {
+        now_ms < *until && sign::verify(key, &signed.batch, &signed.signature)
+    }) {
+        KeyUsed::Previous
+    } else {
         return Err(reject(
             None,
             RejectCode::BadSignature,
             format!("signature does not verify with the key registered for {cert_agent_id:?}"),
         ));
-    }
+    };
     let batch = Batch::decode(&signed.batch).map_err(|e| match e {
         WireError::UnsupportedVersion(_) => {
             reject(None, RejectCode::UnsupportedVersion, e.to_string())
@@ -83,7 +92,7 @@ pub fn verify(
         ));
     }
     check_content(&batch).map_err(|m| reject(seq, RejectCode::InvalidBatch, m))?;
-    Ok(batch)
+    Ok((batch, used))
 }
 
 fn check_content(batch: &Batch) -> Result<(), String> {
@@ -134,6 +143,7 @@ pub fn normalize(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::agents::Keys;
     use vigil_common::Point;
     use vigil_common::wire::{BatchHeader, PROTOCOL_VERSION};
 
@@ -174,11 +184,12 @@ mod tests {
     fn each_failure_has_its_code() {
         let key = sign::generate_signing_key().expect("key");
         let other = sign::generate_signing_key().expect("key");
-        let active = AgentStatus::Active(key.verifying_key());
+        let active = AgentStatus::Active(std::sync::Arc::new(Keys::one(key.verifying_key())));
         let good = signed(&batch("a1", &[1]), &key);
-        assert!(verify(&good, "a1", &active).is_ok());
+        assert!(verify(&good, "a1", &active, 0).is_ok());
+        let verify = |s: &SignedBatch, id: &str, st: &AgentStatus| verify(s, id, st, 0);
 
-        let code = |r: Result<Batch, Reject>| r.expect_err("rejected").code;
+        let code = |r: Result<(Batch, KeyUsed), Reject>| r.expect_err("rejected").code;
         assert_eq!(
             code(verify(&good, "a1", &AgentStatus::Unknown)),
             RejectCode::UnknownAgent
@@ -218,6 +229,26 @@ mod tests {
             open_envelope(&[0xff; 9]).expect_err("garbage").code,
             RejectCode::Malformed
         );
+    }
+
+    #[test]
+    fn previous_key_is_accepted_only_inside_its_grace_period() {
+        let old = sign::generate_signing_key().expect("key");
+        let new = sign::generate_signing_key().expect("key");
+        let other = sign::generate_signing_key().expect("key");
+        let status = AgentStatus::Active(std::sync::Arc::new(Keys {
+            current: new.verifying_key(),
+            previous: Some((old.verifying_key(), 1_000)),
+        }));
+        let by = |k: &sign::SigningKey, now: i64| {
+            verify(&signed(&batch("a1", &[1]), k), "a1", &status, now).map(|(_, used)| used)
+        };
+        assert_eq!(by(&new, 500), Ok(KeyUsed::Current));
+        assert_eq!(by(&old, 500), Ok(KeyUsed::Previous));
+        assert_eq!(by(&new, 5_000), Ok(KeyUsed::Current));
+        let code = |r: Result<KeyUsed, Reject>| r.expect_err("rejected").code;
+        assert_eq!(code(by(&old, 1_000)), RejectCode::BadSignature);
+        assert_eq!(code(by(&other, 500)), RejectCode::BadSignature);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! and SQLite ([`sqlite`], the zero-setup default: one file).
 //!
 //! Both keep the same tables (see `migrations/`):
-//! - `agents`: registered agent ids and their Ed25519 public keys (and revocation);
+//! - `agents`: registered agent ids and their Ed25519 public keys (and revocation,
+//!   and the previous key during a rotation's grace period);
+//! - `enroll_tokens`: one-time enrollment tokens, as SHA-256 ([`enroll`]);
 //! - `ingested_batches`: one row per committed (agent, boot, sequence): the dedup key;
 //! - `series`: metric name + canonical label JSON -> id;
 //! - `samples`: (series id, timestamp ms, value), one value per series and timestamp;
@@ -18,6 +20,7 @@
 pub mod behind;
 mod chunk;
 pub mod config;
+pub mod enroll;
 pub mod head;
 pub mod index;
 pub mod metadata;
@@ -84,6 +87,9 @@ pub struct AgentRecord {
     pub agent_id: String,
     pub public_key: [u8; 32],
     pub revoked: bool,
+    /// The key before the last rotation and until when (ms) it is still
+    /// accepted (see [`enroll`]).
+    pub previous_key: Option<([u8; 32], i64)>,
 }
 
 /// What `GET /api/v1/hosts` reports per agent.
@@ -154,7 +160,8 @@ pub trait Store: Send + Sync + 'static {
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Registers (or re-keys, un-revoking) an agent.
+    /// Registers (or re-keys at once, un-revoking) an agent; a previous key
+    /// kept by a rotation is forgotten.
     async fn register_agent(&self, agent_id: &str, public_key: &[u8; 32])
     -> Result<(), StoreError>;
     /// Marks an agent revoked; false if it was not registered.

@@ -24,13 +24,23 @@ pub(crate) fn roles_json(header: &BatchHeader) -> String {
     serde_json::to_string(&header.roles).unwrap_or_else(|_| "[]".to_string())
 }
 
-fn agent_record(agent_id: &str, key: Vec<u8>, revoked: bool) -> Result<AgentRecord, StoreError> {
+fn agent_record(
+    agent_id: &str,
+    key: Vec<u8>,
+    revoked: bool,
+    previous: Option<Vec<u8>>,
+    previous_until: Option<i64>,
+) -> Result<AgentRecord, StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("public key of {agent_id}"));
+    let previous_key = match (previous, previous_until) {
+        (Some(key), Some(until)) => Some((key.try_into().map_err(|_| corrupt())?, until)),
+        _ => None,
+    };
     Ok(AgentRecord {
         agent_id: agent_id.to_string(),
-        public_key: key
-            .try_into()
-            .map_err(|_| StoreError::Corrupt(format!("public key of {agent_id}")))?,
+        public_key: key.try_into().map_err(|_| corrupt())?,
         revoked,
+        previous_key,
     })
 }
 
@@ -48,7 +58,7 @@ macro_rules! shared_queries {
                 "INSERT INTO agents (agent_id, public_key, registered_at_ms) VALUES ($1, $2, $3)
                  ON CONFLICT (agent_id) DO UPDATE
                  SET public_key = excluded.public_key, registered_at_ms = excluded.registered_at_ms,
-                     revoked_at_ms = NULL",
+                     revoked_at_ms = NULL, previous_public_key = NULL, previous_valid_until_ms = NULL",
             )
             .bind(agent_id)
             .bind(&key[..])
@@ -69,13 +79,23 @@ macro_rules! shared_queries {
 
         pub async fn agent(pool: &Pool, agent_id: &str) -> Result<Option<AgentRecord>, StoreError> {
             let row = sqlx::query(
-                "SELECT public_key, revoked_at_ms IS NOT NULL AS revoked FROM agents WHERE agent_id = $1",
+                "SELECT public_key, revoked_at_ms IS NOT NULL AS revoked, previous_public_key,
+                        previous_valid_until_ms
+                 FROM agents WHERE agent_id = $1",
             )
             .bind(agent_id)
             .fetch_optional(pool)
             .await?;
-            row.map(|r| agent_record(agent_id, r.try_get("public_key")?, r.try_get("revoked")?))
-                .transpose()
+            row.map(|r| {
+                agent_record(
+                    agent_id,
+                    r.try_get("public_key")?,
+                    r.try_get("revoked")?,
+                    r.try_get("previous_public_key")?,
+                    r.try_get("previous_valid_until_ms")?,
+                )
+            })
+            .transpose()
         }
 
         /// Brings `index` up to date with rows added to `series` since it
