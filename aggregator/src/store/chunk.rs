@@ -320,14 +320,20 @@ impl Iterator for Decoder<'_> {
     }
 }
 
-/// One series' samples in time order, one per timestamp.
+/// Newest samples a series keeps uncompressed: reads of a recent window
+/// (an alert rule's `[5m]`, the last sample) then decode nothing. 32 is
+/// 8 minutes at 15 s, 512 bytes a series.
+pub const RECENT_SAMPLES: usize = 32;
+
+/// One series' samples in time order, one per timestamp: closed chunks,
+/// the open chunk, then up to [`RECENT_SAMPLES`] newest samples as they
+/// came, encoded into the open chunk together when the buffer is full.
 #[derive(Debug, Clone, Default)]
 pub struct Samples {
     closed: Vec<Chunk>,
     open: Chunk,
     cursor: Cursor,
-    /// The newest sample's value (for instant queries, without decoding).
-    last_v: f64,
+    recent: Vec<(i64, f64)>,
     len: usize,
 }
 
@@ -352,19 +358,34 @@ impl Samples {
 
     /// The newest sample.
     pub fn last(&self) -> Option<(i64, f64)> {
-        (self.len > 0).then_some((self.open.max_t, self.last_v))
+        match self.recent.last() {
+            Some(&last) => Some(last),
+            None => {
+                (self.open.live() > 0).then(|| (self.open.max_t, f64::from_bits(self.cursor.value)))
+            }
+        }
     }
 
     /// Appends `(t, v)`, newer than every sample held.
     fn push(&mut self, t: i64, v: f64) {
+        if self.recent.len() >= RECENT_SAMPLES {
+            for (t, v) in std::mem::take(&mut self.recent) {
+                self.encode(t, v);
+            }
+            self.recent.reserve_exact(RECENT_SAMPLES);
+        }
+        self.recent.push((t, v));
+        self.len += 1;
+    }
+
+    /// Appends `(t, v)` to the open chunk, closing it first when full.
+    fn encode(&mut self, t: i64, v: f64) {
         if self.open.count >= CHUNK_SAMPLES {
             let mut full = std::mem::take(&mut self.open);
             full.data.bytes.shrink_to_fit();
             self.closed.push(full);
         }
         self.open.push(&mut self.cursor, t, v);
-        self.last_v = v;
-        self.len += 1;
     }
 
     /// Inserts `points` in time order (a timestamp already held keeps its
@@ -436,7 +457,15 @@ impl Samples {
         for c in self.chunks() {
             out.extend(c.samples());
         }
+        out.extend_from_slice(&self.recent);
         out
+    }
+
+    /// The uncompressed samples in `[start, end]`.
+    fn recent_in(&self, start: i64, end: i64) -> &[(i64, f64)] {
+        let lo = self.recent.partition_point(|&(t, _)| t < start);
+        let hi = self.recent.partition_point(|&(t, _)| t <= end);
+        &self.recent[lo..hi.max(lo)]
     }
 
     /// The samples in `[start, end]`.
@@ -452,6 +481,7 @@ impl Samples {
                     .take_while(|&(t, _)| t <= end),
             );
         }
+        out.extend_from_slice(self.recent_in(start, end));
         out
     }
 
@@ -461,6 +491,10 @@ impl Samples {
             Some((t, v)) if t <= end => return (t >= start).then_some((t, v)),
             None => return None,
             _ => {}
+        }
+        let hi = self.recent.partition_point(|&(t, _)| t <= end);
+        if let Some(&(t, v)) = hi.checked_sub(1).and_then(|i| self.recent.get(i)) {
+            return (t >= start).then_some((t, v));
         }
         let c = self
             .chunks()
@@ -475,40 +509,43 @@ impl Samples {
 
     /// Whether a sample lies in `[start, end]`.
     pub fn any_in(&self, start: i64, end: i64) -> bool {
-        self.chunks().any(|c| {
-            c.max_t >= start
-                && c.min_t <= end
-                && (c.min_t >= start
-                    || c.max_t <= end
-                    || c.samples().any(|(t, _)| (start..=end).contains(&t)))
-        })
+        !self.recent_in(start, end).is_empty()
+            || self.chunks().any(|c| {
+                c.max_t >= start
+                    && c.min_t <= end
+                    && (c.min_t >= start
+                        || c.max_t <= end
+                        || c.samples().any(|(t, _)| (start..=end).contains(&t)))
+            })
     }
 
     /// Drops the samples before `cutoff`; how many were dropped.
     pub fn trim(&mut self, cutoff: i64) -> usize {
-        let mut dropped = 0;
         let gone = self.closed.partition_point(|c| c.max_t < cutoff);
-        dropped += self.closed.drain(..gone).map(|c| c.live()).sum::<usize>();
+        let mut dropped = self.closed.drain(..gone).map(|c| c.live()).sum::<usize>();
         if let Some(c) = self.closed.first_mut() {
             dropped += c.trim(cutoff);
-        } else if self.open.live() > 0 {
-            if self.open.max_t < cutoff {
-                dropped += self.open.live();
-                self.open = Chunk::default();
-                self.cursor = Cursor::default();
-            } else {
-                dropped += self.open.trim(cutoff);
-            }
+        } else if self.open.live() > 0 && self.open.max_t >= cutoff {
+            dropped += self.open.trim(cutoff);
+        } else {
+            // Every chunk is older than the cutoff: only `recent` may stay.
+            dropped += self.open.live();
+            self.open = Chunk::default();
+            self.cursor = Cursor::default();
+            let k = self.recent.partition_point(|&(t, _)| t < cutoff);
+            self.recent.drain(..k);
+            dropped += k;
         }
         self.len -= dropped;
         dropped
     }
 
-    /// Heap bytes held (chunk data and the chunk list).
+    /// Heap bytes held (chunk data, the chunk list and the recent buffer).
     pub fn heap_bytes(&self) -> usize {
         self.closed.capacity() * size_of::<Chunk>()
             + self.closed.iter().map(Chunk::heap_bytes).sum::<usize>()
             + self.open.heap_bytes()
+            + self.recent.capacity() * size_of::<(i64, f64)>()
     }
 }
 
@@ -594,7 +631,8 @@ mod tests {
             .map(|i| (1_764_115_200_000 + i * 15_000, (i * 3) as f64))
             .collect();
         let s = roundtrip(&samples);
-        let bytes: usize = s.heap_bytes();
+        // Less than 3 bytes a sample, besides the fixed recent buffer.
+        let bytes = s.heap_bytes() - RECENT_SAMPLES * size_of::<(i64, f64)>();
         assert!(bytes < 480 * 3, "{bytes} bytes for 480 samples");
     }
 
@@ -660,7 +698,11 @@ mod tests {
         let mut s = Samples::from_sorted((0..500).map(|i| (i, i as f64)));
         assert_eq!(s.trim(130), 130);
         assert_eq!(s.len(), 370);
-        assert_eq!(s.closed.len(), 3, "the first chunk (0..120) is gone");
+        assert_eq!(
+            s.closed.len(),
+            2,
+            "the first chunk (0..120) is gone; 360..480 is the open one"
+        );
         assert_eq!(s.range(0, 135).first(), Some(&(130, 130.0)));
         assert_eq!(s.to_vec().len(), 370);
         assert_eq!(s.trim(130), 0);
