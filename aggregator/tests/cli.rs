@@ -6,6 +6,15 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vigil-aggregator"))
 }
 
+/// `vigil-aggregator check-config --config <path>`, run to completion.
+fn check_config(path: &std::path::Path) -> std::process::Output {
+    bin()
+        .args(["check-config", "--config"])
+        .arg(path)
+        .output()
+        .expect("runs")
+}
+
 #[test]
 fn bad_config_lists_every_problem_and_exits_64() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -54,11 +63,7 @@ fn good_config_checks_ok_and_agents_can_be_registered() {
     )
     .expect("write");
 
-    let out = bin()
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .expect("runs");
+    let out = check_config(&path);
     assert!(
         out.status.success(),
         "{}",
@@ -135,11 +140,7 @@ fn the_example_config_in_deploy_is_valid() {
     // The notification config it names, next to it.
     let notify = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/notify.example.yml");
     std::fs::copy(notify, dir.path().join("notify.example.yml")).expect("copy notify example");
-    let out = bin()
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .expect("runs");
+    let out = check_config(&path);
     assert!(
         out.status.success(),
         "{}",
@@ -164,11 +165,7 @@ fn a_bad_notification_config_lists_every_problem_and_exits_64() {
         "[quic]\nca = \"ca.crt\"\ncert = \"server.crt\"\nkey = \"server.key\"\n[notify]\nconfig_file = \"notify.yml\"\nqueue_capacity = 0\n",
     )
     .expect("write");
-    let out = bin()
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .expect("runs");
+    let out = check_config(&path);
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     for needle in [
@@ -183,11 +180,7 @@ fn a_bad_notification_config_lists_every_problem_and_exits_64() {
     }
     // A missing file is reported too.
     std::fs::remove_file(d.join("notify.yml")).expect("rm");
-    let out = bin()
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .expect("runs");
+    let out = check_config(&path);
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("notify.config_file: cannot read"));
 }
@@ -202,11 +195,7 @@ fn a_cluster_on_sqlite_or_with_bad_timings_exits_64() {
          [cluster]\nmode = \"on\"\ncheck_interval = \"10ms\"\ncheck_timeout = \"20s\"\n",
     )
     .expect("write");
-    let out = bin()
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .expect("runs");
+    let out = check_config(&path);
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     for needle in [
@@ -217,11 +206,7 @@ fn a_cluster_on_sqlite_or_with_bad_timings_exits_64() {
         assert!(err.contains(needle), "{needle} missing from:\n{err}");
     }
     std::fs::write(&path, "[cluster]\nmode = \"sometimes\"\n").expect("write");
-    let out = bin()
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .expect("runs");
+    let out = check_config(&path);
     assert_eq!(out.status.code(), Some(64));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("sometimes"),
@@ -250,13 +235,7 @@ fn a_key_file_other_users_can_read_is_refused() {
             .expect("chmod");
     };
     chmod("https.key", 0o600);
-    let check = || {
-        bin()
-            .args(["check-config", "--config"])
-            .arg(&path)
-            .output()
-            .expect("runs")
-    };
+    let check = || check_config(&path);
     let out = check();
     assert!(
         out.status.success(),
