@@ -60,8 +60,14 @@ pub enum Enrolled {
     Refused(Refusal, String),
 }
 
-const TOKEN_COLUMNS: &str = "SELECT id, agent_id, created_at_ms, expires_at_ms, used_at_ms, \
-     used_by, revoked_at_ms FROM enroll_tokens";
+/// The columns of a token, as a literal so `concat!` makes static SQL of it
+/// (no SQL text is built at run time).
+macro_rules! token_select {
+    () => {
+        "SELECT id, agent_id, created_at_ms, expires_at_ms, used_at_ms, \
+         used_by, revoked_at_ms FROM enroll_tokens"
+    };
+}
 
 const INSERT_TOKEN: &str = "INSERT INTO enroll_tokens (id, sha256, agent_id, created_at_ms, \
      expires_at_ms) VALUES ($1, $2, $3, $4, $5)";
@@ -145,11 +151,9 @@ pub async fn insert_token(
 
 /// Every token, newest first.
 pub async fn tokens(db: &Db) -> Result<Vec<EnrollToken>, StoreError> {
-    let sql = format!("{TOKEN_COLUMNS} ORDER BY created_at_ms DESC, id");
+    const SQL: &str = concat!(token_select!(), " ORDER BY created_at_ms DESC, id");
     on_reader!(db, |pool| {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .fetch_all(pool)
-            .await?)
+        Ok(sqlx::query_as(SQL).fetch_all(pool).await?)
     })
 }
 
@@ -168,9 +172,9 @@ pub async fn revoke_token(db: &Db, id: &str, now_ms: i64) -> Result<bool, StoreE
 
 /// The token with this hash, whatever its state.
 pub async fn token_by_hash(db: &Db, sha256: &[u8; 32]) -> Result<Option<EnrollToken>, StoreError> {
-    let sql = format!("{TOKEN_COLUMNS} WHERE sha256 = $1");
+    const SQL: &str = concat!(token_select!(), " WHERE sha256 = $1");
     on_writer!(db, |pool| {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        Ok(sqlx::query_as(SQL)
             .bind(&sha256[..])
             .fetch_optional(pool)
             .await?)
