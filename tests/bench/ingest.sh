@@ -37,16 +37,9 @@ smoke=${SMOKE:-0}
 pg=${PG:-postgres://postgres@127.0.0.1:5432}
 pg_db=vigil_bench_ingest_$$
 bin=${BIN_DIR:-$root/target/$profile}
-if [ "${BUILD:-1}" = 1 ]; then
-  flag=""
-  [ "$profile" = release ] && flag=--release
-  # shellcheck disable=SC2086 # an empty $flag must vanish
-  cargo build --quiet $flag --manifest-path "$root/Cargo.toml" \
-    -p vigil-aggregator -p vigil-certs -p vigil-tests --bins
-fi
-for b in vigil-aggregator vigil-certs vigil-loadgen; do
-  [ -x "$bin/$b" ] || { echo "missing $bin/$b: build it first" >&2; exit 1; }
-done
+# shellcheck source=tests/bench/lib.sh
+. "$root/tests/bench/lib.sh"
+build_bins vigil-aggregator vigil-certs vigil-loadgen
 
 work=$(mktemp -d)
 agg=
@@ -57,8 +50,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-field() { sed -n "s/^RESULT.* $1=\([^ ]*\).*/\1/p" "$2"; }
 
 "$bin/vigil-certs" ca --dir "$work/pki" >/dev/null
 "$bin/vigil-certs" server --dir "$work/pki" --name localhost --name 127.0.0.1 >/dev/null
