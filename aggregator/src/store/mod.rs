@@ -63,6 +63,14 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the database refused a row as a duplicate of a unique key.
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            _ => false,
+        }
+    }
+
     /// Whether this looks like the database being unreachable (worth waiting for)
     /// rather than a bug or a bad setup.
     pub fn is_connection(&self) -> bool {
@@ -290,6 +298,15 @@ pub enum Db {
         writer: sqlx::SqlitePool,
         reader: sqlx::SqlitePool,
     },
+}
+
+/// How sqlx reports a slow statement: at INFO, not its default WARN. A
+/// rollup over a minute of 100,000 series takes seconds by design, and a
+/// warning every minute on a healthy system teaches operators to ignore
+/// warnings; the durations that matter are metrics
+/// (`vigil_aggregator_commit_duration_seconds`, ...).
+pub(crate) fn quiet_slow_statements<O: sqlx::ConnectOptions>(options: O) -> O {
+    options.log_slow_statements(log::LevelFilter::Info, std::time::Duration::from_secs(1))
 }
 
 /// Opens the store a URL names: `postgres://...` / `postgresql://...`, or

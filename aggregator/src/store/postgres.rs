@@ -45,12 +45,24 @@ pub struct PgStore {
     partitions: Mutex<HashSet<i64>>,
 }
 
+/// What a samples insert does with a point (series, timestamp) already
+/// stored.
+#[derive(Clone, Copy, Debug)]
+enum Conflicts {
+    /// Fail the statement (a unique violation): the cheap insert.
+    Fail,
+    /// Skip the point (`ON CONFLICT DO NOTHING`).
+    Skip,
+}
+
 impl PgStore {
     /// A lazily connecting pool: nothing is contacted until first use.
     pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         // JIT compilation takes ~100 ms per statement once the planner
         // thinks a read is large: far more than these reads themselves.
-        let options = PgConnectOptions::from_str(url)?.options([("jit", "off")]);
+        let options = super::quiet_slow_statements(
+            PgConnectOptions::from_str(url)?.options([("jit", "off")]),
+        );
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(5))
@@ -138,16 +150,24 @@ impl PgStore {
         &self,
         tx: &mut Transaction<'_, Postgres>,
         series: Vec<&'a Series>,
+        conflicts: Conflicts,
     ) -> Result<(u64, Resolved<'a>), StoreError> {
         let resolving = Resolving::start(&self.series, series);
         let found = Self::series_ids(tx, &resolving.missing).await?;
         let resolved = resolving.finish(found)?;
         let cols = resolved.columns();
-        let stored = sqlx::query(
-            "INSERT INTO samples (series_id, ts, value)
-             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::float8[])
-             ON CONFLICT DO NOTHING",
-        )
+        let sql = match conflicts {
+            Conflicts::Fail => {
+                "INSERT INTO samples (series_id, ts, value)
+                 SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::float8[])"
+            }
+            Conflicts::Skip => {
+                "INSERT INTO samples (series_id, ts, value)
+                 SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::float8[])
+                 ON CONFLICT DO NOTHING"
+            }
+        };
+        let stored = sqlx::query(sql)
         .bind(&cols.ids)
         .bind(&cols.ts)
         .bind(&cols.values)
@@ -240,6 +260,7 @@ impl PgStore {
         &self,
         batches: &[BatchRef<'_>],
         split: bool,
+        conflicts: Conflicts,
     ) -> Result<Option<Vec<Committed>>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let group = Group::new(batches, Self::insert_batches(&mut tx, batches).await?);
@@ -247,7 +268,9 @@ impl PgStore {
             tx.rollback().await?;
             return Ok(Some(group.outcomes(&vec![0; batches.len()], &[])));
         }
-        let (stored, resolved) = self.insert_samples(&mut tx, group.series()).await?;
+        let (stored, resolved) = self
+            .insert_samples(&mut tx, group.series(), conflicts)
+            .await?;
         let Some(stored_each) = group.stored_each(stored, split) else {
             tx.rollback().await?;
             return Ok(None);
@@ -303,14 +326,27 @@ impl Store for PgStore {
         }
         self.ensure_partitions(batches.iter().flat_map(|b| b.series.iter()))
             .await?;
-        if let Some(out) = self.commit_group(batches, true).await? {
+        // Plain inserts first: a fresh batch's points are almost never
+        // stored already, and `ON CONFLICT DO NOTHING` (speculative
+        // insertion) about doubles PostgreSQL's cost per row
+        // (docs/benchmarks.md). A point that is already stored fails the
+        // whole transaction, which is then done again skipping conflicts.
+        match self.commit_group(batches, true, Conflicts::Fail).await {
+            Ok(Some(out)) => return Ok(out),
+            Ok(None) => {}
+            Err(e) if e.is_unique_violation() => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(out) = self.commit_group(batches, true, Conflicts::Skip).await? {
             return Ok(out);
         }
         // Some point of the group was stored before: one transaction per
         // batch, so each batch's count is its own.
         let mut out = Vec::with_capacity(batches.len());
         for b in batches {
-            let one = self.commit_group(std::slice::from_ref(b), false).await?;
+            let one = self
+                .commit_group(std::slice::from_ref(b), false, Conflicts::Skip)
+                .await?;
             out.extend(one.unwrap_or_default());
         }
         Ok(out)
@@ -322,8 +358,10 @@ impl Store for PgStore {
         }
         self.ensure_partitions(series.iter()).await?;
         let mut tx = self.pool.begin().await?;
+        // Remote-write senders resend what they are not sure of: skip
+        // points already stored.
         let (stored, resolved) = self
-            .insert_samples(&mut tx, series.iter().collect())
+            .insert_samples(&mut tx, series.iter().collect(), Conflicts::Skip)
             .await?;
         tx.commit().await?;
         resolved.committed(&self.series, &self.index);

@@ -162,7 +162,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if missing) the database file at `path`, lazily.
     pub fn open(path: &Path, max_connections: u32) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::new()
+        let options = super::quiet_slow_statements(SqliteConnectOptions::new())
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
