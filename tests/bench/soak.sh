@@ -26,6 +26,11 @@
 #         BUILD=0                 do not build first
 #         DB=postgres|sqlite      the store (default postgres: a fresh database)
 #         AGENTS=200              loadgen agents (series per agent follow RATE)
+#         HEAD=4m                 the aggregator's storage.head_duration: shorter
+#                                 than the warm-up, so the head is full (trimmed
+#                                 as fast as it grows) before RSS is first
+#                                 compared, and growth after it is a leak, not
+#                                 the head filling up (2 h by default)
 #         PAGE_EVERY=2            seconds between dashboard page fetches
 #         RSS_EVERY=10            seconds between RSS samples
 #         MAX_RSS_GROWTH_MB=N     fail if RSS grew more than N MiB after warm-up
@@ -50,6 +55,7 @@ fi
 profile=${PROFILE:-release}
 db=${DB:-postgres}
 page_every=${PAGE_EVERY:-2}
+head=${HEAD:-4m}
 pg=${PG:-postgres://postgres@127.0.0.1:5432}
 pg_db=vigil_soak_$$
 bin=$root/target/$profile
@@ -125,6 +131,8 @@ cert = "server.crt"
 key = "server.key"
 [database]
 url = "$url"
+[storage]
+head_duration = "$head"
 [alerting]
 rule_files = ["probe.rules.yml", "soak.rules.yml"]
 evaluation_interval = "1s"
@@ -165,6 +173,12 @@ pids+=("$loadgen")
   --webhook-listen "$hook" --duration "${seconds}s" >"$work/probe.out" 2>&1 &
 probe=$!
 pids+=("$probe")
+# When the probe exits its webhook receiver closes: later deliveries to it
+# (the last crossing's resolved notification) fail by design, so WARN
+# lines after this instant are teardown, reported apart.
+( while kill -0 "$probe" 2>/dev/null; do sleep 0.5; done
+  date -u +%Y-%m-%dT%H:%M:%S.%N >"$work/probe.end" ) &
+pids+=("$!")
 
 # The dashboard, open: pages on a loop (the probe holds the live socket).
 (
@@ -212,12 +226,17 @@ lg_errors=$(field errors "$work/loadgen.out")
 refused=$(sed -n 's/.* refused \([0-9]*\) .*/\1/p' "$work/loadgen.out" | tail -1)
 probe_complete=$(field complete "$work/probe.out")
 read -r pages_ok pages_bad <"$work/pages.count" || { pages_ok=0; pages_bad=0; }
-warn_lines=$(grep -c -E '\b(WARN|ERROR)\b' "$work/agg.log" || true)
+probe_end=$(cat "$work/probe.end" 2>/dev/null || echo 9999)
+grep -E '\b(WARN|ERROR)\b' "$work/agg.log" | awk -v end="$probe_end" '$1 < end' >"$work/warn" || true
+grep -E '\b(WARN|ERROR)\b' "$work/agg.log" | awk -v end="$probe_end" '$1 >= end' >"$work/warn.teardown" || true
+warn_lines=$(wc -l <"$work/warn")
+teardown_lines=$(wc -l <"$work/warn.teardown")
 read -r rss_warm rss_end rss_max < <(awk -v w="$warm_after" '
   $1 >= w && warm == "" {warm = $2}
   {last = $2; if ($2 > max) max = $2}
   END {if (warm == "") warm = last; print warm, last, max}' "$work/rss")
 growth_mb=$(python3 -c "print(round(($rss_end - $rss_warm) / 1024, 1))")
+growth_pct=$(python3 -c "print(round(100 * ($rss_end - $rss_warm) / max($rss_warm, 1), 1))")
 
 echo
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)   cpus: $(nproc)"
@@ -229,14 +248,18 @@ printf '%-34s %s\n' \
   "loadgen errors / refused" "${lg_errors:-?} / ${refused:-?}" \
   "probe: everything seen" "${probe_complete:-?} (samples $(field samples "$work/probe.out"), crossings $(field crossings "$work/probe.out"))" \
   "dashboard pages ok / failed" "$pages_ok / $pages_bad" \
-  "aggregator WARN/ERROR log lines" "$warn_lines" \
+  "aggregator WARN/ERROR log lines" "$warn_lines (+ $teardown_lines after the probe's receiver closed)" \
   "RSS after warm-up (${warm_after}s)" "$(( rss_warm / 1024 )) MiB" \
   "RSS at the end" "$(( rss_end / 1024 )) MiB" \
   "RSS largest" "$(( rss_max / 1024 )) MiB" \
-  "RSS growth after warm-up" "$growth_mb MiB"
+  "RSS growth after warm-up" "$growth_mb MiB ($growth_pct %)"
 if [ "$warn_lines" -gt 0 ]; then
   echo "-- aggregator WARN/ERROR lines (first 10):"
-  grep -E '\b(WARN|ERROR)\b' "$work/agg.log" | head -10
+  head -10 "$work/warn"
+fi
+if [ "$teardown_lines" -gt 0 ]; then
+  echo "-- after the probe's receiver closed (first 3):"
+  head -3 "$work/warn.teardown" | cut -c1-200
 fi
 [ -f "$work/pages.err" ] && { echo "-- failed pages:"; head -10 "$work/pages.err"; }
 

@@ -65,6 +65,10 @@ struct Args {
     /// How long unacked batches may still finish after that.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
     drain: Duration,
+    /// Ack latencies of batches sent in this first part of the run are not
+    /// recorded (connection set-up); everything else counts them.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    warmup: Duration,
     /// The aggregator's database (`postgres://...` or `sqlite:PATH`), for
     /// `--register` and `--verify`.
     #[arg(long, env = "VIGIL_LOADGEN_DATABASE")]
@@ -139,6 +143,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     plan.series = args.series;
     plan.in_flight = args.in_flight;
     plan.drain = args.drain;
+    plan.warmup = args.warmup;
     plan.server_name = args.server_name.clone();
     plan.backfill = match (args.backfill, mode) {
         (Some(span), Mode::Interval(step)) => Some(Backfill {
@@ -176,8 +181,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         );
     }
     println!(
-        "running {} agents x {} series, {:?}, {} in flight, for {:?}",
-        args.agents, args.series, mode, args.in_flight, args.duration
+        "running {} agents x {} series, {:?}, {} in flight, for {:?} (latency of batches sent after {:?})",
+        args.agents, args.series, mode, args.in_flight, args.duration, args.warmup
     );
     let mut report = loadgen::run(agents, args.aggregator, plan, progress).await?;
     if let Some(t) = ticker {

@@ -174,7 +174,9 @@ pub async fn run(
                 in_flight_samples -= pending.samples;
                 match outcome {
                     Outcome::Acked { latency, stored, duplicate, rejected_samples } => {
-                        stats.acked(latency, pending.samples, stored, duplicate, rejected_samples);
+                        // Sent after the warm-up: its latency is recorded.
+                        let measured = start.elapsed().saturating_sub(latency) >= plan.warmup;
+                        stats.acked(latency, pending.samples, stored, duplicate, rejected_samples, measured);
                         progress.samples.fetch_add(if duplicate { pending.samples } else { stored }, Ordering::Relaxed);
                         progress.batches.fetch_add(1, Ordering::Relaxed);
                     }

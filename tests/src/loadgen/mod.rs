@@ -88,6 +88,10 @@ pub struct Plan {
     pub wrong_key: Option<SigningKey>,
     /// Send this much past data first.
     pub backfill: Option<Backfill>,
+    /// Ack latencies of batches sent in this first part of the run are
+    /// not recorded (connection set-up, the first series); their samples
+    /// still count everywhere else.
+    pub warmup: Duration,
 }
 
 impl Plan {
@@ -101,6 +105,7 @@ impl Plan {
             server_name: "localhost".into(),
             wrong_key: None,
             backfill: None,
+            warmup: Duration::ZERO,
         }
     }
 }

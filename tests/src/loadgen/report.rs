@@ -28,7 +28,8 @@ pub struct AgentStats {
     /// Fixed rate only: ticks that found the previous batch still in flight.
     pub late_ticks: u64,
     pub errors: BTreeMap<String, u64>,
-    /// Time from opening the stream to reading the ack, per acked attempt.
+    /// Time from opening the stream to reading the ack, per acked attempt
+    /// sent after the warm-up.
     pub latencies: Vec<Duration>,
     pub elapsed: Duration,
 }
@@ -46,13 +47,16 @@ impl AgentStats {
         stored: u64,
         duplicate: bool,
         rejected: u64,
+        measured: bool,
     ) {
         self.batches_acked += 1;
         self.batches_duplicate += u64::from(duplicate);
         self.samples_acked += stored;
         self.samples_delivered += if duplicate { samples } else { stored };
         self.samples_rejected += rejected;
-        self.latencies.push(latency);
+        if measured {
+            self.latencies.push(latency);
+        }
     }
 }
 
@@ -193,7 +197,7 @@ mod tests {
         let mut a = AgentStats::default();
         let mut b = AgentStats::default();
         for i in 1..=50u64 {
-            a.acked(Duration::from_millis(i), 300, 300, false, 0);
+            a.acked(Duration::from_millis(i), 300, 300, false, 0, true);
             // The first is a duplicate: stored by a lost earlier attempt.
             let dup = i == 1;
             b.acked(
@@ -202,6 +206,7 @@ mod tests {
                 if dup { 0 } else { 300 },
                 dup,
                 0,
+                true,
             );
         }
         a.error("timeout");
@@ -225,5 +230,17 @@ mod tests {
         r.set_stored(30_000);
         assert!(r.verified());
         assert!(r.to_string().contains("OK"));
+    }
+
+    #[test]
+    fn a_batch_sent_in_the_warm_up_counts_but_its_latency_does_not() {
+        let mut a = AgentStats::default();
+        a.acked(Duration::from_secs(9), 300, 300, false, 0, false);
+        a.acked(Duration::from_millis(5), 300, 300, false, 0, true);
+        a.elapsed = Duration::from_secs(1);
+        let r = Report::merge(vec![a]);
+        assert_eq!(r.totals.samples_acked, 600);
+        assert_eq!(r.totals.batches_acked, 2);
+        assert_eq!(r.latency(1.0), Duration::from_millis(5));
     }
 }
