@@ -168,12 +168,12 @@ impl PgStore {
             }
         };
         let stored = sqlx::query(sql)
-        .bind(&cols.ids)
-        .bind(&cols.ts)
-        .bind(&cols.values)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
+            .bind(&cols.ids)
+            .bind(&cols.ts)
+            .bind(&cols.values)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
         Ok((stored, resolved))
     }
 
