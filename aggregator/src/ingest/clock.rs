@@ -100,7 +100,9 @@ pub fn describe(skew_ms: i64) -> String {
     if ms < 60_000 {
         return format!("{sign}{:.1}s", ms as f64 / 1000.0);
     }
-    let s = ms / 1000;
+    // To the nearest second: an agent an hour ahead is measured a few ms
+    // short of it (the batch's transit), and reads "1h 0m 0s", not "59m 59s".
+    let s = (ms + 500) / 1000;
     match s {
         0..3600 => format!("{sign}{}m {}s", s / 60, s % 60),
         _ => format!("{sign}{}h {}m {}s", s / 3600, s % 3600 / 60, s % 60),
@@ -149,5 +151,7 @@ mod tests {
         assert_eq!(describe(3_600_000), "+1h 0m 0s");
         assert_eq!(describe(-3_605_000), "-1h 0m 5s");
         assert_eq!(describe(125_000), "+2m 5s");
+        assert_eq!(describe(3_599_990), "+1h 0m 0s", "rounded, not cut");
+        assert_eq!(describe(-3_599_400), "-59m 59s");
     }
 }
