@@ -227,8 +227,11 @@ refused=$(sed -n 's/.* refused \([0-9]*\) .*/\1/p' "$work/loadgen.out" | tail -1
 probe_complete=$(field complete "$work/probe.out")
 read -r pages_ok pages_bad <"$work/pages.count" || { pages_ok=0; pages_bad=0; }
 probe_end=$(cat "$work/probe.end" 2>/dev/null || echo 9999)
-grep -E '\b(WARN|ERROR)\b' "$work/agg.log" | awk -v end="$probe_end" '$1 < end' >"$work/warn" || true
-grep -E '\b(WARN|ERROR)\b' "$work/agg.log" | awk -v end="$probe_end" '$1 >= end' >"$work/warn.teardown" || true
+: >"$work/warn"
+: >"$work/warn.teardown"
+grep -E '\b(WARN|ERROR)\b' "$work/agg.log" |
+  awk -v end="$probe_end" -v during="$work/warn" -v after="$work/warn.teardown" \
+    '{print > ($1 < end ? during : after)}' || true
 warn_lines=$(wc -l <"$work/warn")
 teardown_lines=$(wc -l <"$work/warn.teardown")
 read -r rss_warm rss_end rss_max < <(awk -v w="$warm_after" '

@@ -156,16 +156,15 @@ impl PgStore {
         let found = Self::series_ids(tx, &resolving.missing).await?;
         let resolved = resolving.finish(found)?;
         let cols = resolved.columns();
-        let sql = match conflicts {
-            Conflicts::Fail => {
+        macro_rules! insert {
+            () => {
                 "INSERT INTO samples (series_id, ts, value)
                  SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::float8[])"
-            }
-            Conflicts::Skip => {
-                "INSERT INTO samples (series_id, ts, value)
-                 SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::float8[])
-                 ON CONFLICT DO NOTHING"
-            }
+            };
+        }
+        let sql = match conflicts {
+            Conflicts::Fail => insert!(),
+            Conflicts::Skip => concat!(insert!(), " ON CONFLICT DO NOTHING"),
         };
         let stored = sqlx::query(sql)
             .bind(&cols.ids)
