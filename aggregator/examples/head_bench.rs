@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use vigil_aggregator::metrics::StorageMetrics;
+use vigil_aggregator::query::Need;
 use vigil_aggregator::query::source::SharedLabels;
 use vigil_aggregator::store::head::{Head, Probe, series_labels};
 use vigil_common::{Label, Point, Series, now_ms};
@@ -183,7 +184,7 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..3 {
         for sel in selected.chunks(1_000) {
             let t0 = Instant::now();
-            let probes = head.probe_ids(sel, end - 300_000, end, false);
+            let probes = head.probe_ids(sel, end - 300_000, end, Need::All);
             read.push(t0.elapsed());
             read_samples += probes
                 .iter()
@@ -193,7 +194,7 @@ async fn main() -> anyhow::Result<()> {
                 })
                 .sum::<usize>();
             let t0 = Instant::now();
-            let probes = head.probe_ids(sel, end - 300_000, end, true);
+            let probes = head.probe_ids(sel, end - 300_000, end, Need::Last);
             latest.push(t0.elapsed());
             anyhow::ensure!(
                 probes

@@ -97,7 +97,7 @@ pub const COMPONENTS: &[Component] = &[
     Component {
         name: "system",
         // An hour back, so hosts that all fell silent show red, not unknown.
-        presence: "count(max_over_time(system_cpu_usage_ratio[1h]))",
+        presence: "count(last_over_time(system_cpu_usage_ratio[1h]))",
         no_data: "no data: no agent has sent host metrics in the last hour",
     },
 ];
@@ -136,7 +136,7 @@ pub const CHECKS: &[Check] = &[
     check!("system", "cpu", "CPU busy", "avg by (host) (system_cpu_usage_ratio)", Above, Some(0.8), 0.9, Percent),
     check!("system", "memory", "memory used", "sum by (host) (system_memory_used_bytes) / sum by (host) (system_memory_total_bytes)", Above, Some(0.8), 0.9, Percent),
     check!("system", "disk", "filesystem used", "max by (host, mount) (system_filesystem_used_bytes / system_filesystem_size_bytes)", Above, Some(0.8), 0.9, Percent),
-    check!("system", "host_silent", "agent silent", "(max by (host) (max_over_time(system_cpu_usage_ratio[1h])) unless max by (host) (system_cpu_usage_ratio)) * 0 + 1", Above, None, 0.5, Plain),
+    check!("system", "host_silent", "agent silent", "(max by (host) (last_over_time(system_cpu_usage_ratio[1h])) unless max by (host) (system_cpu_usage_ratio)) * 0 + 1", Above, None, 0.5, Plain),
 ];
 
 impl Check {

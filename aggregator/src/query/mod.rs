@@ -15,7 +15,7 @@
 
 pub mod source;
 
-pub use source::{Labels, MemorySource, RawSeries, SelectHints, Source, SourceError};
+pub use source::{Labels, MemorySource, Need, RawSeries, SelectHints, Source, SourceError};
 pub mod engine;
 
 pub use engine::{Engine, Limits, QueryError, Sample, Value};

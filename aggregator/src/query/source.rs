@@ -58,6 +58,52 @@ pub struct SelectHints {
     /// Only the last sample of each series in the range is used (an instant
     /// selector evaluated at one timestamp); a source may return just that.
     pub latest_only: bool,
+    /// Only the last sample of each series in the range that is not a
+    /// staleness marker is used (`last_over_time` / `present_over_time` at
+    /// one timestamp: range functions drop markers); a source may return
+    /// just that, and leave out a series that has none.
+    pub last_real_only: bool,
+}
+
+/// How much of each selected series' range a selection needs
+/// ([`SelectHints::need`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Every sample.
+    All,
+    /// The last sample, staleness marker or not.
+    Last,
+    /// The last sample that is not a staleness marker.
+    LastReal,
+}
+
+impl SelectHints {
+    pub fn need(&self) -> Need {
+        if self.last_real_only {
+            Need::LastReal
+        } else if self.latest_only {
+            Need::Last
+        } else {
+            Need::All
+        }
+    }
+}
+
+/// The samples of `samples` (sorted by time) that `need` asks for.
+pub fn keep_needed(samples: &mut Vec<(i64, f64)>, need: Need) {
+    let keep_from = match need {
+        Need::All => return,
+        Need::Last => samples.len().saturating_sub(1),
+        Need::LastReal => match samples.iter().rposition(|&(_, v)| !is_stale_marker(v)) {
+            Some(i) => i,
+            None => {
+                samples.clear();
+                return;
+            }
+        },
+    };
+    samples.drain(..keep_from);
+    samples.truncate(1);
 }
 
 /// Why a source could not answer.
@@ -204,9 +250,7 @@ impl Source for MemorySource {
                 .collect();
             // Honoured (as the head does), so every engine test checks that
             // a selector marked latest-only needs nothing more.
-            if hints.latest_only && samples.len() > 1 {
-                samples.drain(..samples.len() - 1);
-            }
+            keep_needed(&mut samples, hints.need());
             if samples.is_empty() {
                 continue;
             }

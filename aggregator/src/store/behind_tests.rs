@@ -177,6 +177,15 @@ impl Store for Refusing {
     ) -> Result<Vec<(i64, i64, f64)>, StoreError> {
         self.inner.read_samples(ids, start_ms, end_ms, limit).await
     }
+    async fn read_newest(
+        &self,
+        ids: &[i64],
+        start_ms: i64,
+        end_ms: i64,
+        n: u32,
+    ) -> Result<Vec<(i64, i64, f64)>, StoreError> {
+        self.inner.read_newest(ids, start_ms, end_ms, n).await
+    }
     async fn series_with_samples(
         &self,
         ids: &[i64],

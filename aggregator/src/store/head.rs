@@ -33,7 +33,7 @@ use super::{
 };
 use crate::metrics::{Part, StorageMetrics};
 use crate::query::Labels;
-use crate::query::source::METRIC_NAME;
+use crate::query::source::{METRIC_NAME, Need, is_stale_marker, keep_needed};
 
 /// Series read from the store per query while warming.
 const WARM_CHUNK: usize = 1_000;
@@ -134,12 +134,20 @@ fn table_bytes<K, V>(capacity: usize) -> usize {
     buckets * (size_of::<(K, V)>() + 1)
 }
 
-/// The samples of `[start, end]`, or only the last of them when `latest_only`.
-fn pick(samples: &Samples, start: i64, end: i64, latest_only: bool) -> Vec<(i64, f64)> {
-    if latest_only {
-        samples.latest(start, end).into_iter().collect()
-    } else {
-        samples.range(start, end)
+/// The samples of `[start, end]` that `need` asks for.
+fn pick(samples: &Samples, start: i64, end: i64, need: Need) -> Vec<(i64, f64)> {
+    match need {
+        Need::All => samples.range(start, end),
+        Need::Last => samples.latest(start, end).into_iter().collect(),
+        Need::LastReal => match samples.latest(start, end) {
+            // A marker last: the real sample before it may be further back.
+            Some((_, v)) if is_stale_marker(v) => {
+                let mut all = samples.range(start, end);
+                keep_needed(&mut all, need);
+                all
+            }
+            last => last.into_iter().collect(),
+        },
     }
 }
 
@@ -434,14 +442,14 @@ impl Head {
 
     /// [`Head::probe_id`] of each of `selected` under one lock (a query's
     /// selection probed series by series spent a sixth of a rule evaluation
-    /// round on taking the lock). With `latest_only`, a held series gives
-    /// only its last sample in the range (an instant selector needs no more).
+    /// round on taking the lock). A held series gives what `need` asks of
+    /// its samples in the range (an instant selector needs only the last).
     pub fn probe_ids(
         &self,
         selected: &[(i64, crate::query::source::SharedLabels)],
         start: i64,
         end: i64,
-        latest_only: bool,
+        need: Need,
     ) -> Vec<Probe> {
         let mut out = Vec::with_capacity(selected.len());
         let mut unknown = Vec::new();
@@ -451,7 +459,7 @@ impl Head {
             };
             for (i, (id, _)) in selected.iter().enumerate() {
                 match st.by_id.get(id).and_then(|&slot| st.slots.get(slot)) {
-                    Some(samples) => out.push(Probe::Held(pick(samples, start, end, latest_only))),
+                    Some(samples) => out.push(Probe::Held(pick(samples, start, end, need))),
                     None => {
                         out.push(Probe::Absent);
                         unknown.push(i);
@@ -463,9 +471,7 @@ impl Head {
             let (id, labels) = &selected[i];
             out[i] = match self.probe_id(*id, labels, start, end) {
                 Probe::Held(mut samples) => {
-                    if latest_only {
-                        samples.drain(..samples.len().saturating_sub(1));
-                    }
+                    keep_needed(&mut samples, need);
                     Probe::Held(samples)
                 }
                 other => other,
@@ -657,6 +663,16 @@ impl Store for HeadStore {
         limit: usize,
     ) -> Result<Vec<(i64, i64, f64)>, StoreError> {
         self.inner.read_samples(ids, start_ms, end_ms, limit).await
+    }
+
+    async fn read_newest(
+        &self,
+        ids: &[i64],
+        start_ms: i64,
+        end_ms: i64,
+        n: u32,
+    ) -> Result<Vec<(i64, i64, f64)>, StoreError> {
+        self.inner.read_newest(ids, start_ms, end_ms, n).await
     }
 
     async fn series_with_samples(

@@ -234,6 +234,18 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<(i64, i64, f64)>, StoreError>;
 
+    /// The newest `n` samples `(series id, ts, value)` of each of `ids` in
+    /// `[start, end]`, in no particular order, in one round trip: a few
+    /// primary-key probes per series however long the range (see
+    /// [`reader::last_real`]).
+    async fn read_newest(
+        &self,
+        ids: &[i64],
+        start_ms: i64,
+        end_ms: i64,
+        n: u32,
+    ) -> Result<Vec<(i64, i64, f64)>, StoreError>;
+
     /// Those of `ids` that have a sample in `[start, end]`.
     async fn series_with_samples(
         &self,

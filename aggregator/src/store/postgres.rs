@@ -408,6 +408,33 @@ impl Store for PgStore {
             .collect())
     }
 
+    async fn read_newest(
+        &self,
+        ids: &[i64],
+        start_ms: i64,
+        end_ms: i64,
+        n: u32,
+    ) -> Result<Vec<(i64, i64, f64)>, StoreError> {
+        if ids.is_empty() || start_ms > end_ms || n == 0 {
+            return Ok(Vec::new());
+        }
+        // A backward primary-key scan per id, stopped after `n` rows (the
+        // daily partitions are read newest first).
+        let rows: Vec<(i64, i64, f64)> = sqlx::query_as(
+            "SELECT u.id, l.ts, l.value FROM UNNEST($1::bigint[]) AS u(id)
+             CROSS JOIN LATERAL (SELECT ts, value FROM samples
+                                 WHERE series_id = u.id AND ts >= $2 AND ts <= $3
+                                 ORDER BY ts DESC LIMIT $4) AS l",
+        )
+        .bind(ids)
+        .bind(start_ms)
+        .bind(end_ms)
+        .bind(i64::from(n))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
     async fn series_with_samples(
         &self,
         ids: &[i64],

@@ -15,7 +15,7 @@ use super::reader::StoreSource;
 use super::rollup::{Resolution, Rollups};
 use super::*;
 use crate::metrics::StorageMetrics;
-use crate::query::{MemorySource, SelectHints, Source, SourceError};
+use crate::query::{MemorySource, Need, RawSeries, SelectHints, Source, SourceError};
 use crate::testing::PgTestDb;
 
 const MIN: i64 = 60_000;
@@ -345,6 +345,166 @@ async fn postgres_reads() {
     db.drop_db().await;
 }
 
+/// The newest real sample per series (`last_over_time` at one timestamp)
+/// and the newest sample (an instant selector): read from the store in a
+/// few rows per series, past staleness markers, through the head and from
+/// the store alone, as `MemorySource` answers.
+async fn last_real_suite(open_store: impl Fn() -> Arc<dyn Store>) {
+    let now = now_ms();
+    let stale = f64::from_bits(crate::query::source::STALE_NAN_BITS);
+    let mut gone = vec![(now - 50 * MIN, 1.0), (now - 40 * MIN, 2.0)];
+    // More markers than the first probe reads: the whole range is read.
+    gone.extend((0..5).map(|k| (now - 30 * MIN + k * MIN, stale)));
+    let data = [
+        series("s", &[("host", "gone")], &gone),
+        series(
+            "s",
+            &[("host", "flap")],
+            &[
+                (now - 20 * MIN, 1.0),
+                (now - 10 * MIN, stale),
+                (now - 5 * MIN, 3.0),
+                (now - MIN, stale),
+            ],
+        ),
+        series("s", &[("host", "marker")], &[(now - 10 * MIN, stale)]),
+        series("s", &[("host", "nan")], &[(now - 2 * MIN, f64::NAN)]),
+    ];
+    let mem = memory_of(&data);
+    let inner = open_store();
+    inner.migrate().await.expect("migrate");
+    inner.write_series(&data).await.expect("write");
+    let ids: Vec<i64> = inner
+        .select_series(&selector("s"))
+        .await
+        .expect("select")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids.len(), 4);
+
+    // The newest rows: at most n per series, newest first in time.
+    let newest = inner
+        .read_newest(&ids, now - HOUR, now, 2)
+        .await
+        .expect("newest");
+    let mut times: Vec<i64> = newest.iter().map(|r| r.1).collect();
+    times.sort_unstable();
+    assert_eq!(
+        times,
+        [27, 26, 10, 5, 2, 1].map(|m| now - m * MIN),
+        "{newest:?}"
+    );
+    assert!(
+        inner
+            .read_newest(&ids, now, now - 1, 4)
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+    assert!(
+        inner
+            .read_newest(&[], now - HOUR, now, 4)
+            .await
+            .expect("no ids")
+            .is_empty()
+    );
+
+    let mut got = reader::last_real(inner.as_ref(), &ids, now - HOUR, now)
+        .await
+        .expect("last real");
+    got.sort_by_key(|r| r.1);
+    let got: Vec<(i64, u64)> = got.iter().map(|&(_, t, v)| (t, v.to_bits())).collect();
+    assert_eq!(
+        got,
+        vec![
+            (now - 40 * MIN, 2.0f64.to_bits()),
+            (now - 5 * MIN, 3.0f64.to_bits()),
+            (now - 2 * MIN, f64::NAN.to_bits()),
+        ]
+    );
+
+    let last_real = SelectHints {
+        last_real_only: true,
+        ..SelectHints::default()
+    };
+    let last = SelectHints {
+        latest_only: true,
+        ..SelectHints::default()
+    };
+    let ranges = [
+        (now - HOUR, now),
+        (now - 45 * MIN, now - 6 * MIN),
+        (now - 35 * MIN, now - 26 * MIN),
+        (now - 15 * MIN, now),
+        (now + MIN, now + HOUR),
+    ];
+    let cold = Arc::new(head::Head::new(
+        Duration::from_secs(3600),
+        10,
+        StorageMetrics::default(),
+    ));
+    let store_only = StoreSource::new(inner.clone(), cold, None);
+    // A 30-minute head: `gone` holds only markers there, so its real
+    // sample comes from the store before the head.
+    let layers = layered(
+        inner.clone(),
+        &config(Duration::from_secs(1800), 10),
+        StorageMetrics::default(),
+    );
+    layers.store.migrate().await.expect("migrate + warm");
+    for (what, source) in [
+        ("store only", &store_only as &dyn Source),
+        ("head + store", layers.source.as_ref()),
+    ] {
+        for ((start, end), hints) in ranges
+            .into_iter()
+            .flat_map(|r| [(r, &last_real), (r, &last)])
+        {
+            let got = source
+                .select(&selector("s"), start, end, hints)
+                .await
+                .expect("select");
+            let mut want = mem
+                .select(&selector("s"), start, end, hints)
+                .await
+                .expect("memory");
+            want.sort_by(|a, b| a.labels.cmp(&b.labels));
+            let bits = |v: &[RawSeries]| -> Vec<(String, Vec<(i64, u64)>)> {
+                v.iter()
+                    .map(|s| {
+                        (
+                            format!("{:?}", s.labels),
+                            s.samples.iter().map(|&(t, v)| (t, v.to_bits())).collect(),
+                        )
+                    })
+                    .collect()
+            };
+            assert_eq!(
+                bits(&got),
+                bits(&want),
+                "{what} over [{start}, {end}], {:?}",
+                hints.need()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn sqlite_last_real_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = dir.path().to_path_buf();
+    last_real_suite(move || open("sqlite:v.db", &base, 4).expect("open")).await;
+}
+
+#[tokio::test]
+async fn postgres_last_real_reads() {
+    let db = PgTestDb::create().await.expect("PostgreSQL for tests");
+    let url = db.url.clone();
+    last_real_suite(move || open(&url, Path::new("."), 4).expect("open")).await;
+    db.drop_db().await;
+}
+
 /// Old data: raw samples 20 and 16 days ago, beyond a 15-day raw retention;
 /// 1-minute rollups kept 18 days, 1-hour ones a year.
 async fn rollup_suite(store: Arc<dyn Store>) -> StorageMetrics {
@@ -560,8 +720,9 @@ async fn probes_by_id_survive_a_trim_that_drops_series() {
     assert_eq!(head.size(), (2, 3));
 }
 
-/// `probe_ids` answers like `probe_id` series by series, and with
-/// `latest_only` gives just the last sample in the range.
+/// `probe_ids` answers like `probe_id` series by series, and gives just the
+/// last sample in the range when that is all that is needed, or the last
+/// that is not a staleness marker.
 #[tokio::test]
 async fn batch_probes_match_single_probes() {
     let now = now_ms();
@@ -584,7 +745,7 @@ async fn batch_probes_match_single_probes() {
             .map(|(id, s)| (id, std::sync::Arc::new(head::series_labels(s))))
             .collect();
     let (start, end) = (now - 5 * MIN, now - MIN);
-    let all = head.probe_ids(&selected, start, end, false);
+    let all = head.probe_ids(&selected, start, end, Need::All);
     for ((id, labels), probe) in selected.iter().zip(&all) {
         assert_eq!(
             *probe,
@@ -597,12 +758,30 @@ async fn batch_probes_match_single_probes() {
         head::Probe::Held(vec![(now - 2 * MIN, 1.0), (now - MIN, 2.0)])
     );
     assert_eq!(
-        head.probe_ids(&selected, start, end, true),
+        head.probe_ids(&selected, start, end, Need::Last),
         vec![
             head::Probe::Held(vec![(now - MIN, 2.0)]),
             head::Probe::Held(vec![]),
             head::Probe::Absent,
         ]
+    );
+    // A staleness marker last: `Last` gives the marker, `LastReal` the
+    // sample before it; only markers in the range: nothing.
+    let stale = f64::from_bits(crate::query::source::STALE_NAN_BITS);
+    head.append(&[series("m", &[("s", "a")], &[(now - MIN / 2, stale)])]);
+    let end = now - MIN / 4;
+    let last = head.probe_ids(&selected[..1], start, end, Need::Last);
+    assert!(
+        matches!(&last[0], head::Probe::Held(v) if v.len() == 1 && v[0].1.to_bits() == crate::query::source::STALE_NAN_BITS),
+        "{last:?}"
+    );
+    assert_eq!(
+        head.probe_ids(&selected[..1], start, end, Need::LastReal),
+        vec![head::Probe::Held(vec![(now - MIN, 2.0)])]
+    );
+    assert_eq!(
+        head.probe_ids(&selected[..1], now - MIN + 1, end, Need::LastReal),
+        vec![head::Probe::Held(vec![])]
     );
 }
 

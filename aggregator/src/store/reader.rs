@@ -8,7 +8,7 @@
 //! rollups. The parts do not overlap, so concatenating them keeps samples
 //! sorted and unique by timestamp.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -17,8 +17,8 @@ use promql_parser::label::Matcher;
 use super::head::{Head, Probe};
 use super::rollup::{self, Rollups};
 use super::{Store, StoreError};
-use crate::query::source::SharedLabels;
-use crate::query::{Labels, RawSeries, SelectHints, Source, SourceError};
+use crate::query::source::{SharedLabels, is_stale_marker};
+use crate::query::{Labels, Need, RawSeries, SelectHints, Source, SourceError};
 
 /// Reads head + store (+ rollups).
 pub struct StoreSource {
@@ -48,6 +48,47 @@ impl StoreSource {
     }
 }
 
+/// How many of each series' newest samples [`last_real`] reads first.
+const NEWEST_PROBE: u32 = 4;
+
+/// The newest sample of each of `ids` in `[start, end]` that is not a
+/// staleness marker, `(series id, ts, value)`: one row per series that has
+/// one. Reads each series' [`NEWEST_PROBE`] newest samples, and the whole
+/// range only of a series whose newest were all markers.
+pub async fn last_real(
+    store: &dyn Store,
+    ids: &[i64],
+    start: i64,
+    end: i64,
+) -> Result<Vec<(i64, i64, f64)>, StoreError> {
+    fn keep(best: &mut HashMap<i64, (i64, f64)>, (id, t, v): (i64, i64, f64)) {
+        if is_stale_marker(v) {
+            return;
+        }
+        let b = best.entry(id).or_insert((t, v));
+        if t > b.0 {
+            *b = (t, v);
+        }
+    }
+    let mut best = HashMap::new();
+    let mut probed: HashMap<i64, u32> = HashMap::new();
+    for row in store.read_newest(ids, start, end, NEWEST_PROBE).await? {
+        *probed.entry(row.0).or_default() += 1;
+        keep(&mut best, row);
+    }
+    let again: Vec<i64> = probed
+        .into_iter()
+        .filter(|&(id, n)| n >= NEWEST_PROBE && !best.contains_key(&id))
+        .map(|(id, _)| id)
+        .collect();
+    if !again.is_empty() {
+        for row in store.read_samples(&again, start, end, 0).await? {
+            keep(&mut best, row);
+        }
+    }
+    Ok(best.into_iter().map(|(id, (t, v))| (id, t, v)).collect())
+}
+
 #[async_trait]
 impl Source for StoreSource {
     async fn select(
@@ -71,9 +112,9 @@ impl Source for StoreSource {
         let head_start = start_ms.max(head_from);
         // A range that ends before the head covers anything is all the
         // store's (as for a refused series).
+        let need = hints.need();
         let probes = if head_start <= end_ms {
-            self.head
-                .probe_ids(&selected, head_start, end_ms, hints.latest_only)
+            self.head.probe_ids(&selected, head_start, end_ms, need)
         } else {
             vec![Probe::Refused; selected.len()]
         };
@@ -84,8 +125,8 @@ impl Source for StoreSource {
                 Probe::Refused | Probe::Absent => None,
             };
             let held = recent.is_some();
-            // Only the last sample is wanted and the head has it.
-            let head_suffices = hints.latest_only && recent.as_ref().is_some_and(|r| !r.is_empty());
+            // Only the last (real) sample is wanted and the head has it.
+            let head_suffices = need != Need::All && recent.as_ref().is_some_and(|r| !r.is_empty());
             in_head.push(recent);
             // A series the head does not hold has no sample from
             // `head_from` on, unless the head refused it for being full.
@@ -111,10 +152,13 @@ impl Source for StoreSource {
                 limit.saturating_sub(rows.len()).max(1)
             };
             rows.extend(
-                self.store
-                    .read_samples(ids, raw_from, to, budget)
-                    .await
-                    .map_err(storage)?,
+                match need {
+                    Need::All => self.store.read_samples(ids, raw_from, to, budget).await,
+                    // An instant selector: the newest row, marker or not.
+                    Need::Last => self.store.read_newest(ids, raw_from, to, 1).await,
+                    Need::LastReal => last_real(self.store.as_ref(), ids, raw_from, to).await,
+                }
+                .map_err(storage)?,
             );
             if limit > 0 && rows.len() > limit {
                 return Err(SourceError::TooManySamples { limit });
@@ -125,7 +169,17 @@ impl Source for StoreSource {
         if let Some(r) = &self.rollups
             && start_ms < raw_from
         {
-            let ids: Vec<i64> = selected.iter().map(|(id, _)| *id).collect();
+            let mut ids: Vec<i64> = selected.iter().map(|(id, _)| *id).collect();
+            if need != Need::All {
+                // A series with a newer sample needs no older bucket.
+                let found: HashSet<i64> = rows.iter().map(|r| r.0).collect();
+                let mut i = 0;
+                ids.retain(|id| {
+                    let in_head = in_head[i].as_ref().is_some_and(|h| !h.is_empty());
+                    i += 1;
+                    !in_head && !found.contains(id)
+                });
+            }
             let budget = if limit == 0 {
                 0
             } else {
@@ -162,6 +216,7 @@ impl Source for StoreSource {
                 None => {}
             }
             samples.dedup_by_key(|s| s.0);
+            crate::query::source::keep_needed(&mut samples, need);
             if samples.is_empty() {
                 continue;
             }

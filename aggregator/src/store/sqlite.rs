@@ -378,6 +378,35 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().map(|(id, ts, v)| (id, ts, v.0)).collect())
     }
 
+    async fn read_newest(
+        &self,
+        ids: &[i64],
+        start_ms: i64,
+        end_ms: i64,
+        n: u32,
+    ) -> Result<Vec<(i64, i64, f64)>, StoreError> {
+        if ids.is_empty() || start_ms > end_ms || n == 0 {
+            return Ok(Vec::new());
+        }
+        // SQLite has no LATERAL: per id, one backward primary-key probe
+        // finds the n-th newest timestamp, then a key range scan from there.
+        let rows: Vec<(i64, i64, LiteValue)> = sqlx::query_as(
+            "SELECT s.series_id, s.ts, s.value
+             FROM (SELECT value AS id FROM json_each($1)) AS u
+             JOIN samples AS s ON s.series_id = u.id AND s.ts <= $3
+              AND s.ts >= coalesce((SELECT ts FROM samples
+                                    WHERE series_id = u.id AND ts >= $2 AND ts <= $3
+                                    ORDER BY ts DESC LIMIT 1 OFFSET $4), $2)",
+        )
+        .bind(id_list(ids)?)
+        .bind(start_ms)
+        .bind(end_ms)
+        .bind(i64::from(n) - 1)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.into_iter().map(|(id, ts, v)| (id, ts, v.0)).collect())
+    }
+
     async fn series_with_samples(
         &self,
         ids: &[i64],

@@ -362,6 +362,87 @@ async fn group_commit(store: &dyn Store) {
     };
     assert_eq!((stored_of("g1"), stored_of("g2")), (Some(8), Some(2)));
     assert!(store.commit_batches(&[]).await.expect("empty").is_empty());
+
+    // Every series known now (the steady state): new batches are stored
+    // with the ids of before.
+    let g1_a = out[2].series_ids[0];
+    let (h2_3, h1_4) = (header("g2", 3), header("g1", 4));
+    let g2_3 = vec![series("g2", "grp", "a", &[T0 + 4000], 3.0)];
+    let g1_4 = vec![
+        series("g1", "grp", "a", &[T0 + 4000], 1.0),
+        series("g1", "grp", "d", &[T0 + 4000, T0 + 5000], 1.0),
+    ];
+    let out = store
+        .commit_batches(&[batch(&h2_3, &g2_3), batch(&h1_4, &g1_4)])
+        .await
+        .expect("group of known series");
+    let outcomes: Vec<(bool, u64)> = out
+        .iter()
+        .map(|c| (c.outcome.duplicate, c.outcome.samples_stored))
+        .collect();
+    assert_eq!(outcomes, [(false, 1), (false, 3)]);
+    assert_eq!(out[1].series_ids[0], g1_a, "known series keep their ids");
+    assert_eq!(store.count_samples(None).await.expect("count"), before + 14);
+    // A retried batch in such a group (or the same batch twice): each
+    // batch gets its own outcome.
+    let h2_4 = header("g2", 4);
+    let g2_4 = vec![series("g2", "grp", "a", &[T0 + 6000], 3.0)];
+    let out = store
+        .commit_batches(&[
+            batch(&h1_4, &g1_4),
+            batch(&h2_4, &g2_4),
+            batch(&h2_4, &g2_4),
+        ])
+        .await
+        .expect("group with a retried batch");
+    let outcomes: Vec<(bool, u64)> = out
+        .iter()
+        .map(|c| (c.outcome.duplicate, c.outcome.samples_stored))
+        .collect();
+    assert_eq!(outcomes, [(true, 0), (false, 1), (true, 0)]);
+    assert_eq!(store.count_samples(None).await.expect("count"), before + 15);
+    // A new batch re-sending a stored point: the rest of it is stored.
+    let h2_5 = header("g2", 5);
+    let g2_5 = vec![series("g2", "grp", "a", &[T0 + 6000, T0 + 7000], 3.0)];
+    let out = store
+        .commit_batches(&[batch(&h2_5, &g2_5)])
+        .await
+        .expect("group with a stored point");
+    assert_eq!(
+        (out[0].outcome.duplicate, out[0].outcome.samples_stored),
+        (false, 1)
+    );
+    assert_eq!(store.count_samples(None).await.expect("count"), before + 16);
+    // A retried batch without points: only its dedup row shows it.
+    let (h1_5, h2_6) = (header("g1", 5), header("g2", 6));
+    let empty: Vec<Series> = Vec::new();
+    let g2_6 = vec![series("g2", "grp", "a", &[T0 + 8000], 3.0)];
+    let out = store
+        .commit_batches(&[batch(&h1_5, &empty)])
+        .await
+        .expect("empty batch");
+    assert_eq!(
+        (out[0].outcome.duplicate, out[0].outcome.samples_stored),
+        (false, 0)
+    );
+    let out = store
+        .commit_batches(&[batch(&h1_5, &empty), batch(&h2_6, &g2_6)])
+        .await
+        .expect("group with a retried empty batch");
+    let outcomes: Vec<(bool, u64)> = out
+        .iter()
+        .map(|c| (c.outcome.duplicate, c.outcome.samples_stored))
+        .collect();
+    assert_eq!(outcomes, [(true, 0), (false, 1)]);
+    assert_eq!(store.count_samples(None).await.expect("count"), before + 17);
+    let hosts = store.hosts().await.expect("hosts");
+    let stored_of = |agent: &str| {
+        hosts
+            .iter()
+            .find(|h| h.agent_id == agent)
+            .map(|h| h.samples_stored)
+    };
+    assert_eq!((stored_of("g1"), stored_of("g2")), (Some(11), Some(6)));
 }
 
 #[test]

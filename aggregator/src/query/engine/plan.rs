@@ -138,6 +138,21 @@ impl Fetch {
     fn latest_only(&self) -> bool {
         self.step_ms == 0 && self.range_ms == 0 && !self.widened
     }
+
+    /// Whether the selector is a range read at one timestamp by a function
+    /// that uses only its last sample (`last_over_time`) or whether it has
+    /// one (`present_over_time`): only each series' last sample that is not
+    /// a staleness marker matters. An hour's `last_over_time` over a host
+    /// fleet then reads one sample per series, not the hour.
+    fn last_real_only(&self) -> bool {
+        self.step_ms == 0
+            && self.range_ms > 0
+            && !self.widened
+            && matches!(
+                self.func.as_deref(),
+                Some("last_over_time" | "present_over_time")
+            )
+    }
 }
 
 /// What the walk knows about the whole query (`step_ms` is that of the
@@ -314,6 +329,7 @@ pub(crate) async fn fetch(
             max_series,
             max_samples: max_samples.saturating_sub(loaded).max(1),
             latest_only: f.latest_only(),
+            last_real_only: f.last_real_only(),
         };
         let mut series: Vec<RawSeries> = Vec::new();
         let mut seen: HashSet<Vec<vigil_common::Label>> = HashSet::new();

@@ -542,10 +542,42 @@ async fn select_hints_describe_each_selector() {
             "{query}: {h:?}"
         );
     }
+    // A range read at one timestamp by `last_over_time` or
+    // `present_over_time` needs only its last sample that is not a marker.
+    for (query, last_real) in [
+        ("last_over_time(x[1h])", true),
+        ("count(present_over_time(x[1h]))", true),
+        ("max by (a) (last_over_time(x[1h])) unless x", true),
+        ("max_over_time(x[1h])", false),
+        ("last_over_time(x[1h:1m])", false),
+        (
+            "last_over_time(x[1h]) - last_over_time(x[1h] offset 1h)",
+            false,
+        ),
+    ] {
+        src.0.lock().unwrap().clear();
+        e.instant(&src, query, 600_000).await.unwrap();
+        let h = src.0.lock().unwrap().clone();
+        assert!(
+            h.iter()
+                .filter(|h| h.range_ms > 0)
+                .all(|h| h.last_real_only == last_real),
+            "{query}: {h:?}"
+        );
+        assert!(
+            h.iter().any(|h| h.range_ms > 0) || !last_real,
+            "{query}: {h:?}"
+        );
+    }
+    src.0.lock().unwrap().clear();
+    e.range(&src, "last_over_time(x[1h])", 0, 600_000, 60_000)
+        .await
+        .unwrap();
+    assert!(!src.0.lock().unwrap()[0].last_real_only);
 }
 
-/// A source that keeps only the last sample of latest-only selections
-/// answers like one that keeps all of them.
+/// A source that keeps only the last sample (or the last real one) of the
+/// selections that need no more answers like one that keeps all of them.
 #[tokio::test]
 async fn latest_only_selections_answer_the_same() {
     let mut mem = MemorySource::new();
@@ -557,11 +589,22 @@ async fn latest_only_selections_answer_the_same() {
     mem.push(&stale, 0, 1.0);
     mem.push(&stale, 15_000, f64::from_bits(STALE_NAN_BITS));
     let e = Engine::default();
+    // Ends in markers: `last_over_time` sees the real sample before them.
+    let gone = labels("y", &[("a", "3")]);
+    mem.push(&gone, 0, 7.0);
+    for k in 1..=6 {
+        mem.push(&gone, k * 15_000, f64::from_bits(STALE_NAN_BITS));
+    }
     for (query, want) in [
         ("x", vec![20.0]),
         ("x - x offset 1m", vec![4.0]),
         ("timestamp(x)", vec![300.0]),
         ("count(x)", vec![1.0]),
+        ("sort(last_over_time(x[1h]))", vec![1.0, 20.0]),
+        ("last_over_time(y[1h])", vec![7.0]),
+        ("last_over_time(y[4m])", vec![]),
+        ("count(present_over_time({a=~\"2|3\"}[1h]))", vec![2.0]),
+        ("y", vec![]),
     ] {
         let Value::Vector(v) = e.instant(&mem, query, 300_000).await.unwrap() else {
             panic!("{query}: not a vector");
