@@ -55,33 +55,10 @@ trap cleanup EXIT
 "$bin/vigil-certs" ca --dir "$work/pki" >/dev/null
 "$bin/vigil-certs" server --dir "$work/pki" --name localhost --name 127.0.0.1 >/dev/null
 
-# Starts the aggregator on database URL $1; sets $agg and $quic.
+# Starts the aggregator on database URL $1; sets $agg, $http and $quic.
 start_aggregator() {
-  local quic_port
-  http=127.0.0.1:$(free_port)
-  quic_port=$(free_port)
-  quic=127.0.0.1:$quic_port
-  cat >"$work/pki/aggregator.toml" <<TOML
-[http]
-listen = "$http"
-[quic]
-listen = "$quic"
-ca = "ca.crt"
-cert = "server.crt"
-key = "server.key"
-[database]
-url = "$1"
-${AGG_EXTRA:-}
-TOML
-  "$bin/vigil-aggregator" run --config "$work/pki/aggregator.toml" >"$work/agg.log" 2>&1 &
-  agg=$!
-  for _ in $(seq 1 100); do
-    curl -sf "http://$http/readyz" >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  echo "aggregator did not become ready:" >&2
-  tail -20 "$work/agg.log" >&2
-  exit 1
+  write_agg_config "$1" "${AGG_EXTRA:-}"
+  run_aggregator
 }
 
 # "SUM COUNT" of histogram $1 on the aggregator's /metrics.

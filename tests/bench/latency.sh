@@ -80,46 +80,22 @@ trap cleanup EXIT
 # probe's admin token and starts the aggregator; sets $agg, $http, $quic,
 # $hook.
 start_aggregator() {
-  local url=$1 quic_port
-  http=127.0.0.1:$(free_port)
-  quic_port=$(free_port)
-  quic=127.0.0.1:$quic_port
+  local url=$1
   hook=127.0.0.1:$(free_port)
   "$bin/vigil-probe" write-config --dir "$work/pki" --webhook-listen "$hook" \
     --rule-interval "$rule_interval"
-  cat >"$work/pki/aggregator.toml" <<TOML
-[http]
-listen = "$http"
-rate_limit_per_token = { per_second = 0, burst = 1 }
-rate_limit_per_ip = { per_second = 0, burst = 1 }
-[quic]
-listen = "$quic"
-ca = "ca.crt"
-cert = "server.crt"
-key = "server.key"
-[database]
-url = "$url"
-[alerting]
-rule_files = ["probe.rules.yml"]
-evaluation_interval = "1s"
+  write_agg_config "$url" "[alerting]
+rule_files = [\"probe.rules.yml\"]
+evaluation_interval = \"1s\"
 [notify]
-config_file = "probe.notify.yml"
+config_file = \"probe.notify.yml\"
 [dashboard]
-live_interval = "$live_interval"
-TOML
+live_interval = \"$live_interval\""
   "$bin/vigil-aggregator" create-token --config "$work/pki/aggregator.toml" --name probe \
     --scope admin >"$work/token"
   echo bench-password-1234 | "$bin/vigil-aggregator" create-user \
     --config "$work/pki/aggregator.toml" --name bench --role viewer >/dev/null
-  "$bin/vigil-aggregator" run --config "$work/pki/aggregator.toml" >"$work/agg.log" 2>&1 &
-  agg=$!
-  for _ in $(seq 1 100); do
-    curl -sf "http://$http/readyz" >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  echo "aggregator did not become ready:" >&2
-  tail -20 "$work/agg.log" >&2
-  exit 1
+  run_aggregator
 }
 
 stop_aggregator() {

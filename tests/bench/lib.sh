@@ -23,3 +23,40 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 # The value of KEY on the RESULT line of FILE: field KEY FILE.
 field() { sed -n "s/^RESULT.* $1=\([^ ]*\).*/\1/p" "$2"; }
+
+# Writes $work/pki/aggregator.toml for a benchmark: fresh ports ($http,
+# $quic), the certificates in $work/pki, database URL $1, the HTTP rate
+# limits off; then the TOML in $2 (other tables), if given.
+write_agg_config() {
+  http=127.0.0.1:$(free_port)
+  quic=127.0.0.1:$(free_port)
+  cat >"$work/pki/aggregator.toml" <<TOML
+[http]
+listen = "$http"
+rate_limit_per_token = { per_second = 0, burst = 1 }
+rate_limit_per_ip = { per_second = 0, burst = 1 }
+[quic]
+listen = "$quic"
+ca = "ca.crt"
+cert = "server.crt"
+key = "server.key"
+[database]
+url = "$1"
+${2:-}
+TOML
+}
+
+# Starts the aggregator of $work/pki/aggregator.toml (log: $work/agg.log),
+# sets $agg and waits up to 30 s for /readyz; exits 1 with the log's tail
+# if it is not ready by then.
+run_aggregator() {
+  "$bin/vigil-aggregator" run --config "$work/pki/aggregator.toml" >"$work/agg.log" 2>&1 &
+  agg=$!
+  for _ in $(seq 1 150); do
+    curl -sf "http://$http/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  echo "aggregator did not become ready:" >&2
+  tail -20 "$work/agg.log" >&2
+  exit 1
+}

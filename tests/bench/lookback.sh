@@ -60,31 +60,10 @@ esac
 
 "$bin/vigil-certs" ca --dir "$work/pki" >/dev/null
 "$bin/vigil-certs" server --dir "$work/pki" --name localhost --name 127.0.0.1 >/dev/null
-http=127.0.0.1:$(free_port)
-quic=127.0.0.1:$(free_port)
-cat >"$work/pki/aggregator.toml" <<TOML
-[http]
-listen = "$http"
-rate_limit_per_token = { per_second = 0, burst = 1 }
-rate_limit_per_ip = { per_second = 0, burst = 1 }
-[quic]
-listen = "$quic"
-ca = "ca.crt"
-cert = "server.crt"
-key = "server.key"
-[database]
-url = "$url"
-[storage]
-head_duration = "$head"
-TOML
+write_agg_config "$url" "[storage]
+head_duration = \"$head\""
 token=$("$bin/vigil-aggregator" create-token --config "$work/pki/aggregator.toml" --name bench --scope read)
-"$bin/vigil-aggregator" run --config "$work/pki/aggregator.toml" >"$work/agg.log" 2>&1 &
-agg=$!
-for _ in $(seq 1 150); do
-  curl -sf "http://$http/readyz" >/dev/null 2>&1 && break
-  sleep 0.2
-done
-curl -sf "http://$http/readyz" >/dev/null || { echo "aggregator not ready:" >&2; tail -20 "$work/agg.log" >&2; exit 1; }
+run_aggregator
 
 echo "== lookback: $agents hosts x 5 series at 1s, $back back, head $head, on $db"
 start=$(date +%s)

@@ -99,34 +99,10 @@ psql_q() { psql "$pg/$pg_db" -Atq -c "$1"; }
 psql "$pg/postgres" -q -c "DROP DATABASE IF EXISTS $pg_db" -c "CREATE DATABASE $pg_db" >/dev/null
 url=$pg/$pg_db
 
-http=127.0.0.1:$(free_port)
-quic=127.0.0.1:$(free_port)
-cat >"$work/pki/aggregator.toml" <<TOML
-[http]
-listen = "$http"
-[quic]
-listen = "$quic"
-ca = "ca.crt"
-cert = "server.crt"
-key = "server.key"
-[database]
-url = "$url"
-[storage]
-head_duration = "$head_duration"
-maintenance_interval = "${maintenance_s}s"
-TOML
-"$bin/vigil-aggregator" run --config "$work/pki/aggregator.toml" >"$work/agg.log" 2>&1 &
-agg=$!
-ready=0
-for _ in $(seq 1 100); do
-  curl -sf "http://$http/readyz" >/dev/null 2>&1 && { ready=1; break; }
-  sleep 0.2
-done
-if [ "$ready" != 1 ]; then
-  echo "aggregator did not become ready:" >&2
-  tail -20 "$work/agg.log" >&2
-  exit 1
-fi
+write_agg_config "$url" "[storage]
+head_duration = \"$head_duration\"
+maintenance_interval = \"${maintenance_s}s\""
+run_aggregator
 
 loadgen() {
   "$bin/vigil-loadgen" --aggregator "$quic" --ca-dir "$work/pki" --work-dir "$work/agents" \

@@ -105,8 +105,6 @@ esac
 
 "$bin/vigil-certs" ca --dir "$work/pki" >/dev/null
 "$bin/vigil-certs" server --dir "$work/pki" --name localhost --name 127.0.0.1 >/dev/null
-http=127.0.0.1:$(free_port)
-quic=127.0.0.1:$(free_port)
 hook=127.0.0.1:$(free_port)
 "$bin/vigil-probe" write-config --dir "$work/pki" --webhook-listen "$hook" --rule-interval 1s
 cat >"$work/pki/soak.rules.yml" <<'YAML'
@@ -119,38 +117,19 @@ groups:
         labels: {severity: info}
         annotations: {summary: "{{ $labels.host }} reports"}
 YAML
-cat >"$work/pki/aggregator.toml" <<TOML
-[http]
-listen = "$http"
-rate_limit_per_token = { per_second = 0, burst = 1 }
-rate_limit_per_ip = { per_second = 0, burst = 1 }
-[quic]
-listen = "$quic"
-ca = "ca.crt"
-cert = "server.crt"
-key = "server.key"
-[database]
-url = "$url"
-[storage]
-head_duration = "$head"
+write_agg_config "$url" "[storage]
+head_duration = \"$head\"
 [alerting]
-rule_files = ["probe.rules.yml", "soak.rules.yml"]
-evaluation_interval = "1s"
+rule_files = [\"probe.rules.yml\", \"soak.rules.yml\"]
+evaluation_interval = \"1s\"
 [notify]
-config_file = "probe.notify.yml"
-TOML
+config_file = \"probe.notify.yml\""
 "$bin/vigil-aggregator" create-token --config "$work/pki/aggregator.toml" --name soak \
   --scope admin >"$work/token"
 password=soak-$(python3 -c 'import secrets; print(secrets.token_hex(12))')
 echo "$password" | "$bin/vigil-aggregator" create-user --config "$work/pki/aggregator.toml" \
   --name soak --role viewer >/dev/null
-"$bin/vigil-aggregator" run --config "$work/pki/aggregator.toml" >"$work/agg.log" 2>&1 &
-agg=$!
-for _ in $(seq 1 150); do
-  curl -sf "http://$http/readyz" >/dev/null 2>&1 && break
-  sleep 0.2
-done
-curl -sf "http://$http/readyz" >/dev/null || { echo "aggregator not ready:" >&2; tail -20 "$work/agg.log" >&2; exit 1; }
+run_aggregator
 
 # Sign the dashboard user in (login CSRF cookie, then the form).
 jar=$work/cookies
@@ -192,8 +171,9 @@ pids+=("$!")
   done
   while [ "$(date +%s)" -lt "$end" ]; do
     for p in "${pages[@]}"; do
-      c=$(curl -s -b "$jar" -o /dev/null -w '%{http_code}' "http://$http$p" || true)
+      read -r c secs < <(curl -s -b "$jar" -o /dev/null -w '%{http_code} %{time_total}\n' "http://$http$p" || echo "000 0")
       if [ "$c" = 200 ]; then ok=$((ok + 1)); else bad=$((bad + 1)); echo "page $p: HTTP $c" >>"$work/pages.err"; fi
+      echo "$p $secs" >>"$work/pages.times"
     done
     echo "$ok $bad" >"$work/pages.count"
     sleep "$page_every"
@@ -226,6 +206,24 @@ lg_errors=$(field errors "$work/loadgen.out")
 refused=$(sed -n 's/.* refused \([0-9]*\) .*/\1/p' "$work/loadgen.out" | tail -1)
 probe_complete=$(field complete "$work/probe.out")
 read -r pages_ok pages_bad <"$work/pages.count" || { pages_ok=0; pages_bad=0; }
+# Per page: p50 / p99 / max of the fetch time, in ms.
+page_times=$(python3 - "$work/pages.times" <<'PY'
+import sys
+times = {}
+try:
+    for line in open(sys.argv[1]):
+        page, secs = line.split()
+        times.setdefault(page, []).append(float(secs) * 1000)
+except FileNotFoundError:
+    pass
+out = []
+for page, t in times.items():
+    t.sort()
+    q = lambda f: t[min(len(t) - 1, int(f * len(t)))]
+    out.append(f"{page} {q(0.5):.0f}/{q(0.99):.0f}/{t[-1]:.0f}")
+print("; ".join(out) or "none")
+PY
+)
 probe_end=$(cat "$work/probe.end" 2>/dev/null || echo 9999)
 : >"$work/warn"
 : >"$work/warn.teardown"
@@ -251,6 +249,7 @@ printf '%-34s %s\n' \
   "loadgen errors / refused" "${lg_errors:-?} / ${refused:-?}" \
   "probe: everything seen" "${probe_complete:-?} (samples $(field samples "$work/probe.out"), crossings $(field crossings "$work/probe.out"))" \
   "dashboard pages ok / failed" "$pages_ok / $pages_bad" \
+  "page p50/p99/max ms" "$page_times" \
   "aggregator WARN/ERROR log lines" "$warn_lines (+ $teardown_lines after the probe's receiver closed)" \
   "RSS after warm-up (${warm_after}s)" "$(( rss_warm / 1024 )) MiB" \
   "RSS at the end" "$(( rss_end / 1024 )) MiB" \

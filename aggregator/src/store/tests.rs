@@ -282,6 +282,13 @@ async fn suite(store: Arc<dyn Store>) {
     assert_eq!(store.hosts().await.expect("hosts").len(), 7, "no host row");
 }
 
+/// What each batch of a group was told: (duplicate, samples stored).
+fn told(out: &[Committed]) -> Vec<(bool, u64)> {
+    out.iter()
+        .map(|c| (c.outcome.duplicate, c.outcome.samples_stored))
+        .collect()
+}
+
 /// Several agents' batches in one transaction: each gets its own outcome
 /// and ids, a batch twice in a group is stored once, and a group with a
 /// point stored before falls back to one transaction per batch so each
@@ -346,11 +353,7 @@ async fn group_commit(store: &dyn Store) {
         ])
         .await
         .expect("group commit with a stored point");
-    let outcomes: Vec<(bool, u64)> = out
-        .iter()
-        .map(|c| (c.outcome.duplicate, c.outcome.samples_stored))
-        .collect();
-    assert_eq!(outcomes, [(true, 0), (false, 1), (false, 2)]);
+    assert_eq!(told(&out), [(true, 0), (false, 1), (false, 2)]);
     assert_eq!(out[2].series_ids.len(), 2);
     assert_eq!(store.count_samples(None).await.expect("count"), before + 10);
     let hosts = store.hosts().await.expect("hosts");
@@ -376,11 +379,7 @@ async fn group_commit(store: &dyn Store) {
         .commit_batches(&[batch(&h2_3, &g2_3), batch(&h1_4, &g1_4)])
         .await
         .expect("group of known series");
-    let outcomes: Vec<(bool, u64)> = out
-        .iter()
-        .map(|c| (c.outcome.duplicate, c.outcome.samples_stored))
-        .collect();
-    assert_eq!(outcomes, [(false, 1), (false, 3)]);
+    assert_eq!(told(&out), [(false, 1), (false, 3)]);
     assert_eq!(out[1].series_ids[0], g1_a, "known series keep their ids");
     assert_eq!(store.count_samples(None).await.expect("count"), before + 14);
     // A retried batch in such a group (or the same batch twice): each
@@ -395,11 +394,7 @@ async fn group_commit(store: &dyn Store) {
         ])
         .await
         .expect("group with a retried batch");
-    let outcomes: Vec<(bool, u64)> = out
-        .iter()
-        .map(|c| (c.outcome.duplicate, c.outcome.samples_stored))
-        .collect();
-    assert_eq!(outcomes, [(true, 0), (false, 1), (true, 0)]);
+    assert_eq!(told(&out), [(true, 0), (false, 1), (true, 0)]);
     assert_eq!(store.count_samples(None).await.expect("count"), before + 15);
     // A new batch re-sending a stored point: the rest of it is stored.
     let h2_5 = header("g2", 5);
@@ -408,10 +403,7 @@ async fn group_commit(store: &dyn Store) {
         .commit_batches(&[batch(&h2_5, &g2_5)])
         .await
         .expect("group with a stored point");
-    assert_eq!(
-        (out[0].outcome.duplicate, out[0].outcome.samples_stored),
-        (false, 1)
-    );
+    assert_eq!(told(&out), [(false, 1)]);
     assert_eq!(store.count_samples(None).await.expect("count"), before + 16);
     // A retried batch without points: only its dedup row shows it.
     let (h1_5, h2_6) = (header("g1", 5), header("g2", 6));
@@ -421,19 +413,12 @@ async fn group_commit(store: &dyn Store) {
         .commit_batches(&[batch(&h1_5, &empty)])
         .await
         .expect("empty batch");
-    assert_eq!(
-        (out[0].outcome.duplicate, out[0].outcome.samples_stored),
-        (false, 0)
-    );
+    assert_eq!(told(&out), [(false, 0)]);
     let out = store
         .commit_batches(&[batch(&h1_5, &empty), batch(&h2_6, &g2_6)])
         .await
         .expect("group with a retried empty batch");
-    let outcomes: Vec<(bool, u64)> = out
-        .iter()
-        .map(|c| (c.outcome.duplicate, c.outcome.samples_stored))
-        .collect();
-    assert_eq!(outcomes, [(true, 0), (false, 1)]);
+    assert_eq!(told(&out), [(true, 0), (false, 1)]);
     assert_eq!(store.count_samples(None).await.expect("count"), before + 17);
     let hosts = store.hosts().await.expect("hosts");
     let stored_of = |agent: &str| {
