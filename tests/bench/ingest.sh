@@ -45,8 +45,8 @@ build_bins vigil-aggregator vigil-certs vigil-loadgen
 work=$(mktemp -d)
 agg=
 cleanup() {
-  if [ -n "$agg" ]; then kill "$agg" 2>/dev/null || true; wait "$agg" 2>/dev/null || true; fi
-  psql "$pg/postgres" -q -c "DROP DATABASE IF EXISTS $pg_db" >/dev/null 2>&1 || true
+  stop_aggregator
+  drop_pg_db
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -65,12 +65,6 @@ start_aggregator() {
 hist() {
   curl -sf "http://$http/metrics" |
     awk -v m="$1" '$1 == m "_sum" {s = $2} $1 == m "_count" {c = $2} END {print s + 0, c + 0}'
-}
-
-stop_aggregator() {
-  kill "$agg" 2>/dev/null || true
-  wait "$agg" 2>/dev/null || true
-  agg=
 }
 
 # Runs the loadgen against $quic on database URL $1 with extra flags; the
@@ -125,7 +119,7 @@ rows=()
 for db in $dbs; do
   case $db in
     postgres)
-      psql "$pg/postgres" -q -c "DROP DATABASE IF EXISTS $pg_db" -c "CREATE DATABASE $pg_db" >/dev/null
+      fresh_pg_db
       url=$pg/$pg_db
       ;;
     sqlite)

@@ -64,8 +64,8 @@ agg=
 bg=
 cleanup() {
   if [ -n "$bg" ]; then kill "$bg" 2>/dev/null || true; wait "$bg" 2>/dev/null || true; fi
-  if [ -n "$agg" ]; then kill "$agg" 2>/dev/null || true; wait "$agg" 2>/dev/null || true; fi
-  psql "$pg/postgres" -q -c "DROP DATABASE IF EXISTS $pg_db" >/dev/null 2>&1 || true
+  stop_aggregator
+  drop_pg_db
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -98,12 +98,6 @@ live_interval = \"$live_interval\""
   run_aggregator
 }
 
-stop_aggregator() {
-  kill "$agg" 2>/dev/null || true
-  wait "$agg" 2>/dev/null || true
-  agg=
-}
-
 # vigil-loadgen against $quic on database URL $1 with extra flags.
 loadgen() {
   local url=$1
@@ -118,7 +112,7 @@ timed=()
 for db in $dbs; do
   case $db in
     postgres)
-      psql "$pg/postgres" -q -c "DROP DATABASE IF EXISTS $pg_db" -c "CREATE DATABASE $pg_db" >/dev/null
+      fresh_pg_db
       url=$pg/$pg_db
       ;;
     sqlite)

@@ -60,3 +60,22 @@ run_aggregator() {
   tail -20 "$work/agg.log" >&2
   exit 1
 }
+
+# Stops the aggregator started by run_aggregator, if one runs.
+stop_aggregator() {
+  if [ -n "${agg:-}" ]; then
+    kill "$agg" 2>/dev/null || true
+    wait "$agg" 2>/dev/null || true
+  fi
+  agg=
+}
+
+# Drops and creates the PostgreSQL database $pg_db on server $pg.
+fresh_pg_db() {
+  psql "$pg/postgres" -q -c "DROP DATABASE IF EXISTS $pg_db" -c "CREATE DATABASE $pg_db" >/dev/null
+}
+
+# Drops the PostgreSQL database $pg_db (cleanup: never fails).
+drop_pg_db() {
+  psql "$pg/postgres" -q -c "DROP DATABASE IF EXISTS $pg_db" >/dev/null 2>&1 || true
+}

@@ -41,9 +41,9 @@ done
 work=$(mktemp -d)
 agg=
 cleanup() {
-  if [ -n "$agg" ]; then kill "$agg" 2>/dev/null || true; wait "$agg" 2>/dev/null || true; fi
+  stop_aggregator
   if [ "$db" = postgres ]; then
-    psql "$pg/postgres" -q -c "DROP DATABASE IF EXISTS $pg_db" >/dev/null 2>&1 || true
+    drop_pg_db
   fi
   rm -rf "$work"
 }
@@ -51,7 +51,7 @@ trap cleanup EXIT
 
 case $db in
   postgres)
-    psql "$pg/postgres" -q -c "DROP DATABASE IF EXISTS $pg_db" -c "CREATE DATABASE $pg_db" >/dev/null
+    fresh_pg_db
     url=$pg/$pg_db
     ;;
   sqlite) url=sqlite:$work/vigil.db ;;

@@ -76,9 +76,9 @@ build_bins vigil-aggregator vigil-certs vigil-loadgen
 work=$(mktemp -d)
 agg=
 cleanup() {
-  if [ -n "$agg" ]; then kill "$agg" 2>/dev/null || true; wait "$agg" 2>/dev/null || true; fi
+  stop_aggregator
   if [ -n "${AGG_LOG:-}" ] && [ -f "$work/agg.log" ]; then cp "$work/agg.log" "$AGG_LOG"; fi
-  psql "$pg/postgres" -q -c "DROP DATABASE IF EXISTS $pg_db" >/dev/null 2>&1 || true
+  drop_pg_db
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -96,7 +96,7 @@ psql_q() { psql "$pg/$pg_db" -Atq -c "$1"; }
 
 "$bin/vigil-certs" ca --dir "$work/pki" >/dev/null
 "$bin/vigil-certs" server --dir "$work/pki" --name localhost --name 127.0.0.1 >/dev/null
-psql "$pg/postgres" -q -c "DROP DATABASE IF EXISTS $pg_db" -c "CREATE DATABASE $pg_db" >/dev/null
+fresh_pg_db
 url=$pg/$pg_db
 
 write_agg_config "$url" "[storage]

@@ -76,9 +76,9 @@ agg=
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  if [ -n "$agg" ]; then kill "$agg" 2>/dev/null || true; wait "$agg" 2>/dev/null || true; fi
+  stop_aggregator
   if [ "$db" = postgres ]; then
-    psql "$pg/postgres" -q -c "DROP DATABASE IF EXISTS $pg_db" >/dev/null 2>&1 || true
+    drop_pg_db
   fi
   rm -rf "$work"
 }
@@ -87,7 +87,7 @@ trap cleanup EXIT
 
 case $db in
   postgres)
-    psql "$pg/postgres" -q -c "DROP DATABASE IF EXISTS $pg_db" -c "CREATE DATABASE $pg_db" >/dev/null
+    fresh_pg_db
     url=$pg/$pg_db
     count_sql="SELECT count(*) FROM samples s JOIN series r ON r.id = s.series_id
                WHERE r.labels::jsonb ->> 'host' LIKE '%.loadgen'"

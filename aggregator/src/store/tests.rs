@@ -282,6 +282,17 @@ async fn suite(store: Arc<dyn Store>) {
     assert_eq!(store.hosts().await.expect("hosts").len(), 7, "no host row");
 }
 
+/// The `hosts` rows' samples stored of `agents`.
+async fn stored_by<const N: usize>(store: &dyn Store, agents: [&str; N]) -> [Option<i64>; N] {
+    let hosts = store.hosts().await.expect("hosts");
+    agents.map(|a| {
+        hosts
+            .iter()
+            .find(|h| h.agent_id == a)
+            .map(|h| h.samples_stored)
+    })
+}
+
 /// What each batch of a group was told: (duplicate, samples stored).
 fn told(out: &[Committed]) -> Vec<(bool, u64)> {
     out.iter()
@@ -356,14 +367,7 @@ async fn group_commit(store: &dyn Store) {
     assert_eq!(told(&out), [(true, 0), (false, 1), (false, 2)]);
     assert_eq!(out[2].series_ids.len(), 2);
     assert_eq!(store.count_samples(None).await.expect("count"), before + 10);
-    let hosts = store.hosts().await.expect("hosts");
-    let stored_of = |agent: &str| {
-        hosts
-            .iter()
-            .find(|h| h.agent_id == agent)
-            .map(|h| h.samples_stored)
-    };
-    assert_eq!((stored_of("g1"), stored_of("g2")), (Some(8), Some(2)));
+    assert_eq!(stored_by(store, ["g1", "g2"]).await, [Some(8), Some(2)]);
     assert!(store.commit_batches(&[]).await.expect("empty").is_empty());
 
     // Every series known now (the steady state): new batches are stored
@@ -420,14 +424,7 @@ async fn group_commit(store: &dyn Store) {
         .expect("group with a retried empty batch");
     assert_eq!(told(&out), [(true, 0), (false, 1)]);
     assert_eq!(store.count_samples(None).await.expect("count"), before + 17);
-    let hosts = store.hosts().await.expect("hosts");
-    let stored_of = |agent: &str| {
-        hosts
-            .iter()
-            .find(|h| h.agent_id == agent)
-            .map(|h| h.samples_stored)
-    };
-    assert_eq!((stored_of("g1"), stored_of("g2")), (Some(11), Some(6)));
+    assert_eq!(stored_by(store, ["g1", "g2"]).await, [Some(11), Some(6)]);
 }
 
 #[test]
