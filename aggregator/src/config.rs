@@ -170,11 +170,28 @@ pub struct QuicConfig {
     pub cert: PathBuf,
     /// The aggregator's private key.
     pub key: PathBuf,
+    /// UDP receive buffer (`SO_RCVBUF`) asked of the kernel for the QUIC
+    /// socket. The Linux default (208 KiB, ~90 full packets) overflows
+    /// when a fleet's batches arrive together while the aggregator is
+    /// busy; the packets lost are resent, but a connection's congestion
+    /// window shrinks and acks wait seconds (docs/benchmarks.md). The
+    /// kernel grants at most `net.core.rmem_max`; less than asked is
+    /// logged at start.
+    #[serde(default = "default_receive_buffer_bytes")]
+    pub receive_buffer_bytes: usize,
 }
 
 fn default_quic_listen() -> String {
     "0.0.0.0:4433".into()
 }
+
+/// Default of `quic.receive_buffer_bytes`: 4 MiB.
+pub const fn default_receive_buffer_bytes() -> usize {
+    4 << 20
+}
+
+/// Largest `quic.receive_buffer_bytes` accepted.
+pub const MAX_RECEIVE_BUFFER_BYTES: usize = 1 << 30;
 
 /// `[database]`. `Debug` shows the URL without its password.
 #[derive(Clone, Deserialize)]
@@ -372,6 +389,12 @@ impl Config {
             problems.push("database.max_connections must be between 1 and 1000".into());
         }
         let i = &self.ingest;
+        let rcvbuf = self.quic.receive_buffer_bytes;
+        if !(64 << 10..=MAX_RECEIVE_BUFFER_BYTES).contains(&rcvbuf) {
+            problems.push(format!(
+                "quic.receive_buffer_bytes must be between 65536 and {MAX_RECEIVE_BUFFER_BYTES}"
+            ));
+        }
         if i.max_frame_bytes < 1024 || i.max_frame_bytes > MAX_FRAME_BYTES {
             problems.push(format!(
                 "ingest.max_frame_bytes must be between 1024 and {MAX_FRAME_BYTES}"
@@ -425,6 +448,7 @@ mod tests {
         assert_eq!(loaded.config.quic.ca, dir.path().join("ca.crt"));
         assert_eq!(loaded.config.database.url, "sqlite:vigil.db");
         assert_eq!(loaded.config.ingest.stream_timeout, Duration::from_secs(5));
+        assert_eq!(loaded.config.quic.receive_buffer_bytes, 4 << 20);
         assert_eq!(loaded.base_dir, dir.path());
     }
 
@@ -434,7 +458,7 @@ mod tests {
         let path = dir.path().join("bad.toml");
         std::fs::write(
             &path,
-            "colour = 1\n[http]\nlisten = \"nowhere\"\n[quic]\nca = \"missing.crt\"\ncert = \"server.crt\"\nkey = \"server.key\"\nport = 1\n[database]\nurl = \"mysql://x\"\n[ingest]\nmax_frame_bytes = 99999999999\nmax_group_samples = 0\n",
+            "colour = 1\n[http]\nlisten = \"nowhere\"\n[quic]\nca = \"missing.crt\"\ncert = \"server.crt\"\nkey = \"server.key\"\nport = 1\nreceive_buffer_bytes = 1024\n[database]\nurl = \"mysql://x\"\n[ingest]\nmax_frame_bytes = 99999999999\nmax_group_samples = 0\n",
         )
         .expect("write");
         let errors = Config::load(&path).expect_err("invalid").0;
@@ -442,6 +466,7 @@ mod tests {
         for needle in [
             "unknown key `colour`",
             "unknown key `quic.port`",
+            "quic.receive_buffer_bytes must be between 65536",
             "http.listen",
             "missing.crt",
             "database.url",

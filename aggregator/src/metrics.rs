@@ -301,9 +301,14 @@ pub struct Metrics {
     /// Batches accepted with an agent's previous key (rotation grace period).
     pub batches_previous_key: Counter,
     pub commit_duration: Histogram,
+    /// From a batch's frame read in full to its reply written (what an
+    /// agent waits for, less the network).
+    pub batch_duration: Histogram,
     /// Batches per ingest transaction (group commit).
     pub commit_group_batches: Histogram,
     pub database_up: Gauge,
+    /// The QUIC socket's receive buffer as the kernel granted it.
+    pub quic_receive_buffer: Gauge,
     /// The storage watch's (and `/readyz`'s) verdict that the database
     /// cannot be reached: false until a ping fails, so an `AppState` built
     /// without the watch (tests, tools) counts as up. Not exported (the
@@ -351,8 +356,10 @@ impl Metrics {
             connections_revoked: Counter::default(),
             batches_previous_key: Counter::default(),
             commit_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            batch_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             commit_group_batches: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
             database_up: Gauge::default(),
+            quic_receive_buffer: Gauge::default(),
             database_unreachable: Default::default(),
             http_ingest: Default::default(),
             storage: StorageMetrics::default(),
@@ -445,9 +452,19 @@ impl Metrics {
             m.commit_duration.clone(),
         );
         registry.register(
+            "batch_duration_seconds",
+            "Time from a batch's frame read in full to its reply written",
+            m.batch_duration.clone(),
+        );
+        registry.register(
             "commit_group_batches",
             "Batches committed per ingest transaction (group commit)",
             m.commit_group_batches.clone(),
+        );
+        registry.register(
+            "quic_receive_buffer_bytes",
+            "UDP receive buffer of the QUIC socket as granted by the kernel (quic.receive_buffer_bytes asks)",
+            m.quic_receive_buffer.clone(),
         );
         registry.register(
             "database_up",

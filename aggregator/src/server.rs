@@ -143,12 +143,16 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         }
         None => tls::quic_server_config(&loaded.tls, config.ingest.max_streams_per_agent)?,
     };
-    let endpoint = quinn::Endpoint::server(quic_config, loaded.quic_listen).map_err(|source| {
-        StartError::Bind {
-            what: "QUIC",
-            addr: loaded.quic_listen,
-            source,
-        }
+    let endpoint = bind_quic(
+        quic_config,
+        loaded.quic_listen,
+        config.quic.receive_buffer_bytes,
+        &metrics,
+    )
+    .map_err(|source| StartError::Bind {
+        what: "QUIC",
+        addr: loaded.quic_listen,
+        source,
     })?;
     let quic_addr = endpoint.local_addr().map_err(|source| StartError::Bind {
         what: "QUIC",
@@ -352,6 +356,13 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
             })
         }
         None => {
+            use axum::serve::ListenerExt;
+            // Nagle's algorithm would hold a small write (a live frame, the
+            // tail of a streamed reply) until the client's delayed ACK, up
+            // to 40 ms on Linux.
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let app = app.into_make_service_with_connect_info::<SocketAddr>();
             tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, app)
@@ -377,6 +388,51 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         servers,
         background,
     })
+}
+
+/// The QUIC endpoint on `addr`, with the UDP receive buffer asked to be
+/// `rcvbuf` bytes (`quic.receive_buffer_bytes`). What the kernel granted
+/// is exported; less than asked is logged with the setting that caps it.
+fn bind_quic(
+    config: quinn::ServerConfig,
+    addr: SocketAddr,
+    rcvbuf: usize,
+    metrics: &Metrics,
+) -> std::io::Result<quinn::Endpoint> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(e) = socket.set_recv_buffer_size(rcvbuf) {
+        warn!(error = %e, bytes = rcvbuf, "cannot set the QUIC socket's receive buffer");
+    }
+    socket.bind(&addr.into())?;
+    // Linux reports twice what it grants for data (the rest is its own
+    // bookkeeping), and grants at most net.core.rmem_max.
+    let reported = socket.recv_buffer_size().unwrap_or(0);
+    let granted = if cfg!(target_os = "linux") {
+        reported / 2
+    } else {
+        reported
+    };
+    metrics
+        .quic_receive_buffer
+        .set(i64::try_from(granted).unwrap_or(i64::MAX));
+    if granted < rcvbuf {
+        warn!(
+            asked = rcvbuf,
+            granted,
+            "the kernel granted the QUIC socket a smaller receive buffer than \
+             quic.receive_buffer_bytes asks; under load packets are dropped and \
+             acks slow down: raise net.core.rmem_max (sysctl) to at least the setting"
+        );
+    }
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| std::io::Error::other("no async runtime for the QUIC endpoint"))?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(config),
+        socket.into(),
+        runtime,
+    )
 }
 
 async fn migrate_until_ready(store: Arc<dyn Store>, ready: Arc<AtomicBool>, metrics: Arc<Metrics>) {

@@ -147,11 +147,13 @@ for db in $dbs; do
     echo "== $db: latency at half the ceiling: one batch per agent every ${interval_ms}ms"
     # Latency is steady-state: batches sent in the first interval + 2 s,
     # while the 1,000 connections are set up, are counted but not timed.
+    curl -sf "http://$http/metrics" >"$work/metrics0"
     read -r d_sum0 d_n0 < <(hist vigil_aggregator_commit_duration_seconds)
     read -r g_sum0 g_n0 < <(hist vigil_aggregator_commit_group_batches)
     loadgen "$url" "$work/half.out" --interval "${interval_ms}ms" --in-flight "$in_flight" \
       --warmup "$(( interval_ms + 2000 ))ms" \
       --duration "$(( seconds > 20 ? seconds : 20 ))s" || status=1
+    curl -sf "http://$http/metrics" >"$work/metrics1"
     read -r d_sum1 d_n1 < <(hist vigil_aggregator_commit_duration_seconds)
     read -r g_sum1 g_n1 < <(hist vigil_aggregator_commit_group_batches)
     # Where an ack's time goes: the aggregator's own view of the commit
@@ -160,6 +162,8 @@ for db in $dbs; do
 n = $d_n1 - $d_n0; g = $g_n1 - $g_n0
 print('aggregator, half run: commit (queue + transaction) mean %.2f ms over %d batches; %.1f batches per group'
       % (1000 * ($d_sum1 - $d_sum0) / max(n, 1), n, ($g_sum1 - $g_sum0) / max(g, 1)))"
+    bucket_quantiles vigil_aggregator_commit_duration_seconds "$work/metrics0" "$work/metrics1"
+    bucket_quantiles vigil_aggregator_batch_duration_seconds "$work/metrics0" "$work/metrics1"
     [ "$(field stored_ok "$work/half.out")" = true ] || status=1
     half="$(field samples_per_s "$work/half.out")|$(field p99_ms "$work/half.out")"
   fi

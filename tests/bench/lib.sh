@@ -79,3 +79,29 @@ fresh_pg_db() {
 drop_pg_db() {
   psql "$pg/postgres" -q -c "DROP DATABASE IF EXISTS $pg_db" >/dev/null 2>&1 || true
 }
+
+# Prints the p50 and p99 of histogram $1 over the observations made between
+# two /metrics scrapes in files $2 and $3, as the upper bound of the bucket
+# each falls in ("<= X ms").
+bucket_quantiles() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import re, sys
+name, before, after = sys.argv[1:4]
+def buckets(path):
+    out = {}
+    for line in open(path):
+        m = re.match(r'%s_bucket\{le="([^"]+)"\} (\S+)' % re.escape(name), line)
+        if m:
+            out[float(m.group(1))] = float(m.group(2))
+    return out
+b0, b1 = buckets(before), buckets(after)
+counts = sorted((le, b1[le] - b0.get(le, 0.0)) for le in b1)
+total = counts[-1][1] if counts else 0
+def q(p):
+    for le, c in counts:
+        if total and c >= p * total:
+            return "<= %g ms" % (le * 1000) if le != float("inf") else "> last bucket"
+    return "-"
+print("%s over the run: p50 %s, p99 %s (%d observations)" % (name, q(0.5), q(0.99), total))
+PY
+}

@@ -366,3 +366,44 @@ async fn out_of_bounds_timestamps_are_dropped_and_counted() {
     );
     agg.stop().await;
 }
+
+/// The QUIC socket gets the receive buffer `quic.receive_buffer_bytes`
+/// asks for (4 MiB by default) as far as the kernel's cap allows, and
+/// /metrics shows what it got; a batch's time to its reply is observed.
+#[tokio::test]
+async fn quic_receive_buffer_is_raised_and_shown() {
+    let agg = setup().await;
+    let cap: i64 = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .expect("read net.core.rmem_max")
+        .trim()
+        .parse()
+        .expect("net.core.rmem_max is a number");
+    let want = cap.min(4 << 20);
+    let m = &agg.running().state.metrics;
+    assert_eq!(m.quic_receive_buffer.get(), want);
+    still_serving(&agg, 1).await;
+    let mut text = String::new();
+    for _ in 0..40 {
+        text = reqwest::get(agg.url("/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("body");
+        if text.contains("vigil_aggregator_batch_duration_seconds_count 1") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        text.contains(&format!(
+            "vigil_aggregator_quic_receive_buffer_bytes {want}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("vigil_aggregator_batch_duration_seconds_count 1"),
+        "the batch's time to its reply is observed"
+    );
+    agg.stop().await;
+}

@@ -96,6 +96,8 @@ async fn accept_loop(
                 continue;
             }
         };
+        // Replies and live frames go out as soon as written (see server.rs).
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let ready = ready.clone();
         tokio::spawn(async move {

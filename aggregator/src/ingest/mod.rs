@@ -216,6 +216,7 @@ async fn stream(
     agent_id: &str,
     ingest: &Ingest,
 ) {
+    let mut received = None;
     let reply = match tokio::time::timeout(
         ingest.limits.stream_timeout,
         frame::read_frame(&mut recv, ingest.limits.max_frame_bytes),
@@ -243,6 +244,7 @@ async fn stream(
         )),
         Ok(Ok(bytes)) => {
             ingest.metrics.batches_received.inc();
+            received = Some(Instant::now());
             handle(&bytes, agent_id, ingest).await
         }
     };
@@ -268,6 +270,12 @@ async fn stream(
     if let Err(e) = sent.and_then(|()| send.finish().map_err(|e| e.to_string())) {
         // The agent never sees this reply; it will retry and dedup makes that safe.
         debug!(agent = %agent_id, error = %e, "could not send reply");
+    }
+    if let Some(received) = received {
+        ingest
+            .metrics
+            .batch_duration
+            .observe(received.elapsed().as_secs_f64());
     }
 }
 
