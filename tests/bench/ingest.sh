@@ -44,13 +44,7 @@ build_bins vigil-aggregator vigil-certs vigil-loadgen
 
 work=$(mktemp -d)
 agg=
-cleanup() {
-  stop_aggregator
-  drop_pg_db
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
+trap bench_cleanup EXIT
 
 "$bin/vigil-certs" ca --dir "$work/pki" >/dev/null
 "$bin/vigil-certs" server --dir "$work/pki" --name localhost --name 127.0.0.1 >/dev/null
@@ -61,10 +55,9 @@ start_aggregator() {
   run_aggregator
 }
 
-# "SUM COUNT" of histogram $1 on the aggregator's /metrics.
+# "SUM COUNT" of histogram $1 in the /metrics scrape saved in file $2.
 hist() {
-  curl -sf "http://$http/metrics" |
-    awk -v m="$1" '$1 == m "_sum" {s = $2} $1 == m "_count" {c = $2} END {print s + 0, c + 0}'
+  awk -v m="$1" '$1 == m "_sum" {s = $2} $1 == m "_count" {c = $2} END {print s + 0, c + 0}' "$2"
 }
 
 # Runs the loadgen against $quic on database URL $1 with extra flags; the
@@ -148,14 +141,14 @@ for db in $dbs; do
     # Latency is steady-state: batches sent in the first interval + 2 s,
     # while the 1,000 connections are set up, are counted but not timed.
     curl -sf "http://$http/metrics" >"$work/metrics0"
-    read -r d_sum0 d_n0 < <(hist vigil_aggregator_commit_duration_seconds)
-    read -r g_sum0 g_n0 < <(hist vigil_aggregator_commit_group_batches)
+    read -r d_sum0 d_n0 < <(hist vigil_aggregator_commit_duration_seconds "$work/metrics0")
+    read -r g_sum0 g_n0 < <(hist vigil_aggregator_commit_group_batches "$work/metrics0")
     loadgen "$url" "$work/half.out" --interval "${interval_ms}ms" --in-flight "$in_flight" \
       --warmup "$(( interval_ms + 2000 ))ms" \
       --duration "$(( seconds > 20 ? seconds : 20 ))s" || status=1
     curl -sf "http://$http/metrics" >"$work/metrics1"
-    read -r d_sum1 d_n1 < <(hist vigil_aggregator_commit_duration_seconds)
-    read -r g_sum1 g_n1 < <(hist vigil_aggregator_commit_group_batches)
+    read -r d_sum1 d_n1 < <(hist vigil_aggregator_commit_duration_seconds "$work/metrics1")
+    read -r g_sum1 g_n1 < <(hist vigil_aggregator_commit_group_batches "$work/metrics1")
     # Where an ack's time goes: the aggregator's own view of the commit
     # (queue for a committer + the group's transaction), per batch.
     python3 -c "

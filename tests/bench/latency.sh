@@ -64,9 +64,7 @@ agg=
 bg=
 cleanup() {
   if [ -n "$bg" ]; then kill "$bg" 2>/dev/null || true; wait "$bg" 2>/dev/null || true; fi
-  stop_aggregator
-  drop_pg_db
-  rm -rf "$work"
+  bench_cleanup
 }
 trap cleanup EXIT
 

@@ -75,9 +75,19 @@ fresh_pg_db() {
   psql "$pg/postgres" -q -c "DROP DATABASE IF EXISTS $pg_db" -c "CREATE DATABASE $pg_db" >/dev/null
 }
 
-# Drops the PostgreSQL database $pg_db (cleanup: never fails).
+# Drops the PostgreSQL database $pg_db (cleanup: never fails); nothing when
+# $pg_db is empty (a run that uses no PostgreSQL).
 drop_pg_db() {
+  [ -n "${pg_db:-}" ] || return 0
   psql "$pg/postgres" -q -c "DROP DATABASE IF EXISTS $pg_db" >/dev/null 2>&1 || true
+}
+
+# What every bench script's exit trap ends with: stop the aggregator, drop
+# the fresh database, remove $work.
+bench_cleanup() {
+  stop_aggregator
+  drop_pg_db
+  rm -rf "$work"
 }
 
 # Prints the p50 and p99 of histogram $1 over the observations made between

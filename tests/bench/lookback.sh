@@ -30,7 +30,7 @@ profile=${PROFILE:-release}
 db=${DB:-postgres}
 head=${HEAD:-4m}
 pg=${PG:-postgres://postgres@127.0.0.1:5432}
-pg_db=vigil_lookback_$$
+pg_db=$([ "$db" = postgres ] && echo "vigil_lookback_$$" || true)
 bin=${BIN_DIR:-$root/target/$profile}
 . "$root/tests/bench/lib.sh"
 build_bins vigil-aggregator vigil-certs vigil-loadgen
@@ -40,14 +40,7 @@ done
 
 work=$(mktemp -d)
 agg=
-cleanup() {
-  stop_aggregator
-  if [ "$db" = postgres ]; then
-    drop_pg_db
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 
 case $db in
   postgres)

@@ -78,8 +78,7 @@ agg=
 cleanup() {
   stop_aggregator
   if [ -n "${AGG_LOG:-}" ] && [ -f "$work/agg.log" ]; then cp "$work/agg.log" "$AGG_LOG"; fi
-  drop_pg_db
-  rm -rf "$work"
+  bench_cleanup
 }
 trap cleanup EXIT
 

@@ -57,7 +57,7 @@ db=${DB:-postgres}
 page_every=${PAGE_EVERY:-2}
 head=${HEAD:-4m}
 pg=${PG:-postgres://postgres@127.0.0.1:5432}
-pg_db=vigil_soak_$$
+pg_db=$([ "$db" = postgres ] && echo "vigil_soak_$$" || true)
 bin=$root/target/$profile
 # shellcheck source=tests/bench/lib.sh
 . "$root/tests/bench/lib.sh"
@@ -76,11 +76,7 @@ agg=
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  stop_aggregator
-  if [ "$db" = postgres ]; then
-    drop_pg_db
-  fi
-  rm -rf "$work"
+  bench_cleanup
 }
 trap cleanup EXIT
 

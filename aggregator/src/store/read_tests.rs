@@ -330,18 +330,32 @@ async fn read_suite(open_store: impl Fn() -> Arc<dyn Store>) {
     .await;
 }
 
-#[tokio::test]
-async fn sqlite_reads() {
+/// Opens (again, on each call) one fresh SQLite file, kept while the
+/// folder lives.
+fn sqlite_opener() -> (tempfile::TempDir, impl Fn() -> Arc<dyn Store>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let base = dir.path().to_path_buf();
-    read_suite(move || open("sqlite:v.db", &base, 4).expect("open")).await;
+    (dir, move || open("sqlite:v.db", &base, 4).expect("open"))
+}
+
+/// Opens (again, on each call) one fresh PostgreSQL database; drop it with
+/// `drop_db` at the end.
+async fn postgres_opener() -> (PgTestDb, impl Fn() -> Arc<dyn Store>) {
+    let db = PgTestDb::create().await.expect("PostgreSQL for tests");
+    let url = db.url.clone();
+    (db, move || open(&url, Path::new("."), 4).expect("open"))
+}
+
+#[tokio::test]
+async fn sqlite_reads() {
+    let (_dir, open_store) = sqlite_opener();
+    read_suite(open_store).await;
 }
 
 #[tokio::test]
 async fn postgres_reads() {
-    let db = PgTestDb::create().await.expect("PostgreSQL for tests");
-    let url = db.url.clone();
-    read_suite(move || open(&url, Path::new("."), 4).expect("open")).await;
+    let (db, open_store) = postgres_opener().await;
+    read_suite(open_store).await;
     db.drop_db().await;
 }
 
@@ -492,16 +506,14 @@ async fn last_real_suite(open_store: impl Fn() -> Arc<dyn Store>) {
 
 #[tokio::test]
 async fn sqlite_last_real_reads() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let base = dir.path().to_path_buf();
-    last_real_suite(move || open("sqlite:v.db", &base, 4).expect("open")).await;
+    let (_dir, open_store) = sqlite_opener();
+    last_real_suite(open_store).await;
 }
 
 #[tokio::test]
 async fn postgres_last_real_reads() {
-    let db = PgTestDb::create().await.expect("PostgreSQL for tests");
-    let url = db.url.clone();
-    last_real_suite(move || open(&url, Path::new("."), 4).expect("open")).await;
+    let (db, open_store) = postgres_opener().await;
+    last_real_suite(open_store).await;
     db.drop_db().await;
 }
 
